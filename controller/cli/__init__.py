@@ -1,0 +1,1 @@
+"""The `docket` command line: one module per subcommand, discovered by `main`."""
