@@ -1,0 +1,13 @@
+"""Test-suite wiring: every module in tests/fixtures is loaded as a pytest plugin, so each
+fixture family (real etcd, embedded Mesos, ...) lives in its own file."""
+
+from __future__ import annotations
+
+import pkgutil
+from pathlib import Path
+
+pytest_plugins = [
+    f"tests.fixtures.{m.name}"
+    for m in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
+    if not m.name.startswith("_")
+]
