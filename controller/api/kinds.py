@@ -1,0 +1,230 @@
+"""The four kinds users write into etcd — Job, CronJob, Queue, Service — and their specs.
+
+Every default is stated in the field's description, because `crds/` and `docket validate`
+are how users discover them.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from croniter import croniter
+from pydantic import AwareDatetime, Field, field_validator
+
+from controller.api.base import DocketModel, ObjectMeta
+from controller.api.template import TaskTemplate
+
+ApiVersion = Literal["docket.dev/v1"]
+
+
+class CompletionMode(StrEnum):
+    NON_INDEXED = "NonIndexed"
+    INDEXED = "Indexed"
+
+
+class Backoff(DocketModel):
+    """Exponential delay before a retry: initial * factor^(failures-1), capped at max."""
+
+    initial_seconds: float = Field(default=10, gt=0, description="Default: 10.")
+    max_seconds: float = Field(default=360, gt=0, description="Default: 360.")
+    factor: float = Field(default=2, ge=1, description="Default: 2.")
+
+
+class RetryPolicy(DocketModel):
+    """Retry budgets and timing shared by Job and Queue."""
+
+    backoff_limit: int = Field(
+        default=6, ge=0, description="Failures of the task itself before giving up. Default: 6."
+    )
+    system_retry_limit: int = Field(
+        default=10,
+        ge=0,
+        description="Infrastructure failures (lost or unreachable agent, dropped launch, "
+        "rescinded offer) before giving up. Default: 10.",
+    )
+    backoff: Backoff = Field(default_factory=Backoff, description="Default: see fields.")
+    task_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Hard timeout of one execution. Default: none."
+    )
+
+
+class JobSpec(RetryPolicy):
+    completions: int = Field(
+        default=1, ge=1, description="Successful tasks needed to complete. Default: 1."
+    )
+    parallelism: int = Field(
+        default=1, ge=1, description="Tasks running at the same time at most. Default: 1."
+    )
+    completion_mode: CompletionMode = Field(
+        default=CompletionMode.NON_INDEXED,
+        description="NonIndexed or Indexed (each task gets DOCKET_JOB_INDEX). "
+        "Default: NonIndexed.",
+    )
+    active_deadline_seconds: float | None = Field(
+        default=None, gt=0, description="Deadline of the whole job from its start. Default: none."
+    )
+    start_at: AwareDatetime | None = Field(
+        default=None, description="Do not start before this time (RFC 3339). Default: now."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description="Delete the job and its records this long after it finished. "
+        "Default: keep forever.",
+    )
+    suspend: bool = Field(
+        default=False, description="Kill running tasks and launch nothing. Default: false."
+    )
+    template: TaskTemplate = Field(description="The task to run. Required.")
+
+
+class JobTemplateMeta(DocketModel):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class JobTemplate(DocketModel):
+    metadata: JobTemplateMeta = Field(default_factory=JobTemplateMeta)
+    spec: JobSpec
+
+
+class ConcurrencyPolicy(StrEnum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+class CronJobSpec(DocketModel):
+    schedule: str = Field(
+        description="5-field cron expression or @yearly, @monthly, @weekly, @daily, "
+        "@midnight, @hourly. Required."
+    )
+    time_zone: str = Field(default="UTC", description="IANA time zone. Default: UTC.")
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW, description="Allow, Forbid or Replace. Default: Allow."
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None, gt=0, description="Skip a run started later than this. Default: none."
+    )
+    suspend: bool = Field(default=False, description="Create no new Jobs. Default: false.")
+    successful_jobs_history_limit: int = Field(default=3, ge=0, description="Default: 3.")
+    failed_jobs_history_limit: int = Field(default=1, ge=0, description="Default: 1.")
+    job_template: JobTemplate = Field(description="The Job to create on each run. Required.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        text = value.strip()
+        if text.startswith("@"):
+            if text not in _CRON_MACROS:
+                raise ValueError(f"unknown schedule macro {text!r}")
+            return text
+        if len(text.split()) != 5:
+            raise ValueError("must have 5 fields: minute hour day-of-month month day-of-week")
+        if not croniter.is_valid(text):
+            raise ValueError(f"invalid cron expression {text!r}")
+        return text
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class EtcdSource(DocketModel):
+    """Items are keys under `<prefix>/queue-items/<namespace>/<queue>/`."""
+
+    type: Literal["etcd"]
+
+
+class RedisSource(DocketModel):
+    """Items are elements of a Redis list."""
+
+    type: Literal["redis"]
+    url: str = Field(pattern=r"^rediss?://", description="redis:// or rediss:// URL.")
+    key: str = Field(min_length=1, description="Name of the list.")
+
+
+QueueSource = Annotated[EtcdSource | RedisSource, Field(discriminator="type")]
+
+
+class QueueSpec(RetryPolicy):
+    source: QueueSource = Field(description="Where messages come from. Required.")
+    batch_size: int = Field(default=1, ge=1, description="Messages per task. Default: 1.")
+    batch_separator: str = Field(
+        default="\n", description="Joins a batch in DOCKET_BATCH. Default: newline."
+    )
+    max_concurrent: int = Field(default=1, ge=1, description="Tasks at once. Default: 1.")
+    poll_interval_seconds: float = Field(default=5, gt=0, description="Default: 5.")
+    suspend: bool = Field(default=False, description="Stop consuming. Default: false.")
+    dead_letter: QueueSource | None = Field(
+        default=None, description="Where failed messages go. Default: a dead-letter prefix."
+    )
+    template: TaskTemplate = Field(description="The task run for each batch. Required.")
+
+
+class UpgradeStrategy(DocketModel):
+    minimum_health_capacity: float = Field(default=1, ge=0, le=1, description="Default: 1.")
+    maximum_over_capacity: float = Field(default=1, ge=0, le=1, description="Default: 1.")
+
+
+class ServiceSpec(DocketModel):
+    instances: int = Field(default=1, ge=0, description="Instances to keep running. Default: 1.")
+    template: TaskTemplate = Field(description="The long-running task. Required.")
+    upgrade_strategy: UpgradeStrategy = Field(
+        default_factory=UpgradeStrategy, description="Default: see fields."
+    )
+
+
+class _Object(DocketModel):
+    api_version: ApiVersion = Field(description="Always docket.dev/v1.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+class Job(_Object):
+    """Run a task to completion `completions` times."""
+
+    kind: Literal["Job"]
+    spec: JobSpec
+
+
+class CronJob(_Object):
+    """Create Jobs on a cron schedule."""
+
+    kind: Literal["CronJob"]
+    spec: CronJobSpec
+
+
+class Queue(_Object):
+    """Consume messages in batches, one task per batch."""
+
+    kind: Literal["Queue"]
+    spec: QueueSpec
+
+
+class Service(_Object):
+    """Keep `instances` copies of a long-running task alive."""
+
+    kind: Literal["Service"]
+    spec: ServiceSpec
+
+
+AnyObject = Job | CronJob | Queue | Service
+

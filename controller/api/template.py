@@ -1,0 +1,224 @@
+"""The task template shared by Job, Queue and Service: what to run on Mesos and where.
+
+Shapes follow Marathon's (container, portMappings, volumes, constraints), which the projects
+Docket descends from used, so existing definitions translate field by field.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from controller.api.base import DocketModel
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ContainerType(StrEnum):
+    MESOS = "MESOS"
+    DOCKER = "DOCKER"
+
+
+class Network(StrEnum):
+    BRIDGE = "BRIDGE"
+    HOST = "HOST"
+    NONE = "NONE"
+
+
+class PortMapping(DocketModel):
+    container_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        description="Port inside the container."
+    )
+    host_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0, description="Host port; 0 picks one from the offer. Default: 0."
+    )
+    protocol: Literal["tcp", "udp"] = Field(default="tcp", description="Default: tcp.")
+
+
+class Parameter(DocketModel):
+    key: str = Field(min_length=1, description="Docker CLI parameter name.")
+    value: str = Field(description="Docker CLI parameter value.")
+
+
+class Volume(DocketModel):
+    host_path: str = Field(min_length=1, description="Path on the agent.")
+    container_path: str = Field(min_length=1, description="Path inside the container.")
+    mode: Literal["RO", "RW"] = Field(default="RW", description="Default: RW.")
+
+
+class Container(DocketModel):
+    """How to containerize the task. Omitted: a plain command on the agent (Mesos
+    containerizer, no image)."""
+
+    type: ContainerType = Field(default=ContainerType.MESOS, description="Default: MESOS.")
+    image: str | None = Field(
+        default=None, min_length=1, description="Image; required for DOCKER. Default: none."
+    )
+    network: Network | None = Field(
+        default=None, description="DOCKER only: BRIDGE, HOST or NONE. Default: HOST."
+    )
+    port_mappings: list[PortMapping] = Field(
+        default_factory=list, description="DOCKER BRIDGE port mappings. Default: none."
+    )
+    force_pull_image: bool = Field(default=False, description="Default: false.")
+    parameters: list[Parameter] = Field(
+        default_factory=list, description="Extra docker run parameters. Default: none."
+    )
+    volumes: list[Volume] = Field(default_factory=list, description="Default: none.")
+
+    @model_validator(mode="after")
+    def _check_docker(self) -> Container:
+        if self.type is ContainerType.DOCKER:
+            if not self.image:
+                raise ValueError("image is required when type is DOCKER")
+        else:
+            if self.network is not None:
+                raise ValueError("network applies only to type DOCKER")
+            if self.port_mappings:
+                raise ValueError("portMappings apply only to type DOCKER")
+            if self.parameters:
+                raise ValueError("parameters apply only to type DOCKER")
+        return self
+
+
+class Uri(DocketModel):
+    """A file the Mesos fetcher downloads into the sandbox before the task starts."""
+
+    value: str = Field(min_length=1, description="URI to fetch.")
+    executable: bool = Field(default=False, description="Mark it executable. Default: false.")
+    extract: bool = Field(default=True, description="Extract archives. Default: true.")
+    cache: bool = Field(default=False, description="Use the fetcher cache. Default: false.")
+    output_file: str | None = Field(default=None, description="File name in the sandbox.")
+
+
+class Resources(DocketModel):
+    cpus: float = Field(default=0.1, gt=0, description="CPU shares. Default: 0.1.")
+    mem: float = Field(default=32, gt=0, description="Memory in MiB. Default: 32.")
+    disk: float = Field(default=0, ge=0, description="Disk in MiB. Default: 0.")
+    gpus: int = Field(default=0, ge=0, description="GPUs. Default: 0.")
+    ports: int = Field(
+        default=0, ge=0, le=1000, description="Number of host ports to reserve. Default: 0."
+    )
+
+
+class ConstraintOperator(StrEnum):
+    UNIQUE = "UNIQUE"
+    CLUSTER = "CLUSTER"
+    GROUP_BY = "GROUP_BY"
+    LIKE = "LIKE"
+    UNLIKE = "UNLIKE"
+    MAX_PER = "MAX_PER"
+    IS = "IS"
+
+
+_NEEDS_VALUE = {
+    ConstraintOperator.CLUSTER,
+    ConstraintOperator.LIKE,
+    ConstraintOperator.UNLIKE,
+    ConstraintOperator.MAX_PER,
+    ConstraintOperator.IS,
+}
+
+
+class Constraint(DocketModel):
+    """A Marathon placement constraint, written as `[field, operator]` or
+    `[field, operator, value]`; field is `hostname` or an agent attribute name."""
+
+    field: str = Field(min_length=1)
+    operator: ConstraintOperator
+    value: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        if isinstance(data, list | tuple):
+            if not 2 <= len(data) <= 3:
+                raise ValueError("must be [field, operator] or [field, operator, value]")
+            if not all(isinstance(x, str | int) for x in data):
+                raise ValueError("each element must be a string")
+            parts = [str(x) for x in data]
+            return {
+                "field": parts[0],
+                "operator": parts[1],
+                "value": parts[2] if len(parts) == 3 else None,
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Constraint:
+        op = self.operator
+        if op in _NEEDS_VALUE and self.value is None:
+            raise ValueError(f"operator {op.value} needs a value")
+        if op is ConstraintOperator.UNIQUE and self.value is not None:
+            raise ValueError("operator UNIQUE takes no value")
+        if op in (ConstraintOperator.LIKE, ConstraintOperator.UNLIKE):
+            try:
+                re.compile(self.value or "")
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regular expression: {exc}") from None
+        counted = op in (ConstraintOperator.MAX_PER, ConstraintOperator.GROUP_BY)
+        if counted and self.value and (not self.value.isdigit() or int(self.value) < 1):
+            raise ValueError(f"value of {op.value} must be a positive integer")
+        return self
+
+    @model_serializer
+    def _to_list(self) -> list[str]:
+        out = [self.field, self.operator.value]
+        if self.value is not None:
+            out.append(self.value)
+        return out
+
+
+class TaskTemplate(DocketModel):
+    """What each task runs: a command or argv, its container, resources and placement."""
+
+    container: Container | None = Field(
+        default=None, description="Container settings. Default: plain command, no image."
+    )
+    command: str | None = Field(
+        default=None, min_length=1, description="Shell command (sh -c). Exactly one of "
+        "command or args."
+    )
+    args: list[str] | None = Field(
+        default=None, min_length=1, description="Argument vector, run without a shell. "
+        "Exactly one of command or args."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment. Default: none.")
+    uris: list[Uri] = Field(default_factory=list, description="Files to fetch. Default: none.")
+    resources: Resources = Field(
+        default_factory=Resources, description="Resources of one task. Default: see fields."
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="Marathon-style placement constraints. Default: none."
+    )
+    kill_grace_period_seconds: float = Field(
+        default=10, ge=0, description="Seconds between SIGTERM and SIGKILL. Default: 10."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Mesos task labels. Default: none."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return env
+
+    @model_validator(mode="after")
+    def _one_of_command_args(self) -> TaskTemplate:
+        has_image = self.container is not None and self.container.image is not None
+        if self.command is not None and self.args is not None:
+            raise ValueError("give either command or args, not both")
+        if self.command is None and self.args is None and not has_image:
+            raise ValueError("one of command or args is required (or a container image)")
+        return self
