@@ -128,10 +128,10 @@ def parse_document(data: bytes | str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ObjectInvalid([Problem("", f"invalid YAML: {_yaml_reason(exc)}")]) from None
+        raise ObjectInvalid([Problem("", f"invalid YAML: {yaml_reason(exc)}")]) from None
 
 
-def _yaml_reason(exc: yaml.YAMLError) -> str:
+def yaml_reason(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:

@@ -12,10 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    GetJsonSchemaHandler,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from controller.api.base import DocketModel
 
@@ -168,6 +171,20 @@ class Constraint(DocketModel):
         if counted and self.value and (not self.value.isdigit() or int(self.value) < 1):
             raise ValueError(f"value of {op.value} must be a positive integer")
         return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # Users write the list form; the schema describes that, not the parsed model.
+        return {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 2,
+            "maxItems": 3,
+            "description": "[field, operator] or [field, operator, value]; operator one of "
+            + ", ".join(op.value for op in ConstraintOperator),
+        }
 
     @model_serializer
     def _to_list(self) -> list[str]:
