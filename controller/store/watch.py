@@ -1,0 +1,171 @@
+"""A watch on one kind that survives etcd restarts and compaction.
+
+etcd drops watch streams when it restarts and refuses to resume from a compacted revision.
+`WatchStream` hides both: on a broken stream it re-watches from the last revision it delivered
++ 1; on compaction it re-lists and emits the difference from what its caller already has
+(`known`: key -> mod_revision), so the caller sees every change once, in order, with no gap and
+no duplicate. A background thread fills a queue; the caller pulls with `get()` or iterates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyetcd.events
+import pyetcd.exceptions
+import structlog
+
+from controller.store.client import is_transient
+from controller.store.metrics import ETCD_REQUEST_ERRORS, ETCD_WATCH_RESTARTS
+
+if TYPE_CHECKING:
+    from controller.store.store import Store, StoredObject
+
+log = structlog.get_logger("docket.store.watch")
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A change of one object key. `object` is None for DELETE. `revision` is the etcd
+    revision of the change (for a delete found by a re-list, the list's revision)."""
+
+    type: Literal["PUT", "DELETE"]
+    key: str
+    namespace: str
+    name: str
+    revision: int
+    object: StoredObject | None
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class WatchStream:
+    def __init__(self, store: Store, plural: str, start_revision: int,
+                 known: Mapping[str, int] | None = None, *, max_backoff: float = 2.0) -> None:
+        self._store = store
+        self.plural = plural
+        self._prefix = store.keys.kind_prefix(plural)
+        self._next_revision = start_revision
+        self._known: dict[str, int] = dict(known or {})
+        self._events: queue.Queue[WatchEvent] = queue.Queue()
+        self._stop = threading.Event()
+        self._max_backoff = max_backoff
+        self.restarts = 0
+        self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
+        self._thread.start()
+
+    # --- consumer side ----------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event, or None after `timeout` seconds (or once cancelled)."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        while not self._stop.is_set():
+            event = self.get(timeout=0.2)
+            if event is not None:
+                yield event
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def next_revision(self) -> int:
+        return self._next_revision
+
+    # --- producer side ----------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                self._watch_once()
+                backoff = 0.05
+            except pyetcd.exceptions.RevisionCompactedError as exc:
+                ETCD_WATCH_RESTARTS.labels("compacted").inc()
+                log.info("watch revision compacted; re-listing", kind=self.plural,
+                         revision=self._next_revision,
+                         compacted=getattr(exc, "compacted_revision", None))
+                try:
+                    self._relist()
+                except Exception as err:  # etcd may be down too: retry the whole thing
+                    log.warning("re-list failed", kind=self.plural, error=str(err))
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                ETCD_WATCH_RESTARTS.labels("disconnected").inc()
+                ETCD_REQUEST_ERRORS.labels("watch").inc()
+                if not (isinstance(exc, _Disconnected) or is_transient(exc)):
+                    log.error("watch failed", kind=self.plural, error=repr(exc))
+                self.restarts += 1
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _watch_once(self) -> None:
+        inbox: queue.Queue[Any] = queue.Queue()
+        raw = self._store.client.raw
+        watch_id = raw.add_watch_prefix_callback(
+            self._prefix, inbox.put, start_revision=self._next_revision
+        )
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    raise _Disconnected("watch stream closed")
+                if isinstance(item, BaseException):
+                    raise item
+                self._deliver(item)
+        finally:
+            with contextlib.suppress(Exception):  # a broken stream has nothing to cancel
+                raw.cancel_watch(watch_id)
+
+    def _deliver(self, response: Any) -> None:
+        last = None
+        for ev in response.events:
+            key = ev.key.decode()
+            mod = int(ev.mod_revision)
+            if isinstance(ev, pyetcd.events.DeleteEvent):
+                self._emit_delete(key, mod)
+            else:
+                stored = self._store._stored(self.plural, key, bytes(ev.value), mod,
+                                             int(ev.create_revision), int(ev.version))
+                self._emit_put(key, stored)
+            last = mod
+        if last is not None:
+            self._next_revision = last + 1
+
+    def _emit_put(self, key: str, stored: StoredObject) -> None:
+        self._known[key] = stored.mod_revision
+        self._events.put(WatchEvent("PUT", key, stored.namespace, stored.name,
+                                    stored.mod_revision, stored))
+
+    def _emit_delete(self, key: str, revision: int) -> None:
+        self._known.pop(key, None)
+        split = self._store.keys.split_object(self.plural, key)
+        ns, name = split if split else ("", key[len(self._prefix):])
+        self._events.put(WatchEvent("DELETE", key, ns, name, revision, None))
+
+    def _relist(self) -> None:
+        items, revision = self._store.list(self.plural)
+        seen = set()
+        for stored in items:
+            seen.add(stored.key)
+            if self._known.get(stored.key) != stored.mod_revision:
+                self._emit_put(stored.key, stored)
+        for key in [k for k in self._known if k not in seen]:
+            self._emit_delete(key, revision)
+        self._next_revision = revision + 1

@@ -1,0 +1,238 @@
+"""The store against a real etcd: typed reads, CAS writes, watches across restarts and
+compaction, invalid documents, status, executions and leases."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from controller.api import ExecutionRecord, InvalidObject, Job, JobStatus, decode_object
+from controller.api.status import JobPhase
+from controller.store import (
+    Conflict,
+    EtcdServer,
+    EtcdUnavailable,
+    Store,
+    WatchEvent,
+    WatchStream,
+)
+
+
+def job_doc(name: str = "hello", completions: int = 1) -> bytes:
+    return json.dumps({"apiVersion": "docket.dev/v1", "kind": "Job",
+                       "metadata": {"name": name},
+                       "spec": {"completions": completions,
+                                "template": {"command": "echo hi"}}}).encode()
+
+
+def next_events(stream: WatchStream, n: int, timeout: float = 10) -> list[WatchEvent]:
+    out: list[WatchEvent] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        ev = stream.get(timeout=0.1)
+        if ev is not None:
+            out.append(ev)
+    assert len(out) == n, f"expected {n} events, got {[(e.type, e.key) for e in out]}"
+    return out
+
+
+def assert_quiet(stream: WatchStream, seconds: float = 0.5) -> None:
+    ev = stream.get(timeout=seconds)
+    assert ev is None, f"unexpected extra event {ev}"
+
+
+def test_get_and_list_are_typed(store: Store) -> None:
+    key = store.keys.object("jobs", "default", "hello")
+    rev = store.put_raw(key, job_doc())
+    got = store.get("jobs", "default", "hello")
+    assert got is not None and isinstance(got.object, Job)
+    assert got.object.spec.template.command == "echo hi"
+    assert got.mod_revision == rev and got.create_revision == rev and got.uid == rev
+    assert store.get("jobs", "default", "missing") is None
+    store.put_raw(store.keys.object("jobs", "team", "other"), job_doc("other"))
+    items, list_rev = store.list("jobs")
+    assert {(i.namespace, i.name) for i in items} == {("default", "hello"), ("team", "other")}
+    assert list_rev >= rev
+
+
+def test_put_object_writes_under_its_key(store: Store) -> None:
+    obj = decode_object(job_doc("written"))
+    assert isinstance(obj, Job)
+    store.put_object(obj)
+    got = store.get("jobs", "default", "written")
+    assert got is not None and got.object == obj
+
+
+def test_cas_conflict(store: Store) -> None:
+    status = JobStatus(phase=JobPhase.RUNNING, active=1)
+    r1 = store.put_status("jobs", "default", "a", status, expected_mod_revision=0)
+    with pytest.raises(Conflict, match="already exists"):
+        store.put_status("jobs", "default", "a", status, expected_mod_revision=0)
+    r2 = store.put_status("jobs", "default", "a", status.model_copy(update={"active": 2}),
+                          expected_mod_revision=r1)
+    with pytest.raises(Conflict, match="no longer at revision"):
+        store.put_status("jobs", "default", "a", status, expected_mod_revision=r1)
+    got = store.get_status("jobs", "default", "a")
+    assert got is not None and got.mod_revision == r2
+    assert isinstance(got.status, JobStatus) and got.status.active == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [(b"{not json", "invalid JSON"),
+     (b"kind: Job\n  x: [", "invalid YAML"),
+     (job_doc().replace(b'"completions"', b'"completion"'), "spec.completion: unknown field")],
+)
+def test_invalid_documents_are_delivered_not_dropped(store: Store, raw: bytes,
+                                                     fragment: str) -> None:
+    _, rev = store.list("jobs")
+    stream = store.watch("jobs", rev + 1)
+    try:
+        store.put_raw(store.keys.object("jobs", "default", "hello"), raw)
+        store.put_raw(store.keys.object("jobs", "default", "fine"), job_doc("fine"))
+        got = store.get("jobs", "default", "hello")
+        assert got is not None and isinstance(got.object, InvalidObject)
+        assert fragment in got.object.message
+        assert got.object.raw == raw and not got.valid
+        items, _ = store.list("jobs")
+        assert sorted((i.name, i.valid) for i in items) == [("fine", True), ("hello", False)]
+        events = next_events(stream, 2)
+        assert isinstance(events[0].object and events[0].object.object, InvalidObject)
+        assert events[1].object is not None and events[1].object.valid
+    finally:
+        stream.cancel()
+
+
+def test_bad_key_shape_is_an_invalid_object(store: Store) -> None:
+    store.put_raw(store.keys.kind_prefix("jobs") + "default/a/b", job_doc())
+    store.put_raw(store.keys.object("jobs", "default", "Bad_Name"), job_doc("x"))
+    items, _ = store.list("jobs")
+    by_name = {i.name: i for i in items}
+    assert "not " in str(by_name["default/a/b"].object.problems[0])  # type: ignore[union-attr]
+    bad = by_name["Bad_Name"].object
+    assert isinstance(bad, InvalidObject)
+    assert [p.path for p in bad.problems] == ["metadata.name"]
+
+
+def test_watch_from_a_revision(store: Store) -> None:
+    key = store.keys.object("jobs", "default", "w")
+    r1 = store.put_raw(key, job_doc("w", 1))
+    r2 = store.put_raw(key, job_doc("w", 2))
+    r3 = store.delete_raw(key) and store.list("jobs")[1]
+    stream = store.watch("jobs", r2)  # from r2: sees the second put and the delete only
+    try:
+        events = next_events(stream, 2)
+        assert [e.type for e in events] == ["PUT", "DELETE"]
+        assert events[0].revision == r2 and events[1].revision == r3
+        assert isinstance(events[0].object and events[0].object.object, Job)
+        assert events[0].object is not None and events[0].object.create_revision == r1
+        assert_quiet(stream)
+    finally:
+        stream.cancel()
+
+
+def _changes(store: Store, stream: WatchStream, start: int, count: int) -> list[WatchEvent]:
+    for i in range(start, start + count):
+        store.put_raw(store.keys.object("jobs", "default", f"job-{i}"), job_doc(f"job-{i}"))
+    return next_events(stream, count)
+
+
+def test_watch_carries_on_across_an_etcd_restart(private_etcd: EtcdServer) -> None:
+    store = Store(private_etcd.endpoint, retry_seconds=20)
+    try:
+        _, rev = store.list("jobs")
+        stream = store.watch("jobs", rev + 1)
+        before = _changes(store, stream, 0, 3)
+        private_etcd.stop()
+        time.sleep(0.3)
+        private_etcd.start()
+        # Written right after the restart, possibly before the watch is re-established.
+        after = _changes(store, stream, 3, 3)
+        names = [e.name for e in before + after]
+        assert names == [f"job-{i}" for i in range(6)]
+        revisions = [e.revision for e in before + after]
+        assert revisions == sorted(set(revisions))
+        assert stream.restarts >= 1
+        assert_quiet(stream)
+        stream.cancel()
+    finally:
+        store.close()
+
+
+def test_watch_resumes_after_compaction_without_gap_or_duplicate(
+        private_etcd: EtcdServer) -> None:
+    store = Store(private_etcd.endpoint, retry_seconds=20)
+    try:
+        for i in range(3):
+            store.put_raw(store.keys.object("jobs", "default", f"old-{i}"), job_doc(f"old-{i}"))
+        items, rev = store.list("jobs")
+        known = {i.key: i.mod_revision for i in items}
+        # Changes the watcher has not seen, then history compacted past them.
+        store.put_raw(store.keys.object("jobs", "default", "old-0"), job_doc("old-0", 5))
+        store.delete_object("jobs", "default", "old-1")
+        store.put_raw(store.keys.object("jobs", "default", "new"), job_doc("new"))
+        _, head = store.list("jobs")
+        store.client.raw.compact(head)
+        stream = store.watch("jobs", rev + 1, known)
+        try:
+            events = next_events(stream, 3)
+            summary = sorted((e.type, e.name) for e in events)
+            assert summary == [("DELETE", "old-1"), ("PUT", "new"), ("PUT", "old-0")]
+            assert_quiet(stream)
+            store.put_raw(store.keys.object("jobs", "default", "later"), job_doc("later"))
+            (later,) = next_events(stream, 1)
+            assert (later.type, later.name) == ("PUT", "later")
+        finally:
+            stream.cancel()
+    finally:
+        store.close()
+
+
+def record(task_id: str, state: str = "LAUNCHING", **kw: Any) -> ExecutionRecord:
+    return ExecutionRecord(task_id=task_id, index=0, attempt=0, state=state, **kw)
+
+
+def test_executions_and_owner_cleanup(store: Store) -> None:
+    store.put_execution("default", "hello", record("job.default.hello.1.0.0"),
+                        expected_mod_revision=0)
+    with pytest.raises(Conflict):
+        store.put_execution("default", "hello", record("job.default.hello.1.0.0"),
+                            expected_mod_revision=0)
+    store.put_execution("default", "hello", record("job.default.hello.1.0.1", "TASK_RUNNING"))
+    store.put_execution("default", "hello-2", record("job.default.hello-2.9.0.0"))
+    store.put_status("jobs", "default", "hello", JobStatus(), expected_mod_revision=0)
+    assert [e.record.state for e in store.list_executions("default", "hello")] == [
+        "LAUNCHING", "TASK_RUNNING"]
+    store.delete_owner_data("jobs", "default", "hello")
+    assert store.list_executions("default", "hello") == []
+    assert store.get_status("jobs", "default", "hello") is None
+    # A neighbour whose name shares the prefix is untouched.
+    assert len(store.list_executions("default", "hello-2")) == 1
+
+
+def test_framework_id_and_leases(store: Store) -> None:
+    assert store.get_framework_id() is None
+    store.put_framework_id("abc-0000")
+    assert store.get_framework_id() == "abc-0000"
+    lease = store.grant_lease(5)
+    key = store.keys.controller("leader")
+    assert store.put_if_absent(key, b"me", lease)
+    assert not store.put_if_absent(key, b"you")
+    assert store.refresh_lease(lease) > 0
+    store.revoke_lease(lease)
+    assert store.get_raw(key) is None
+    assert store.put_if_absent(key, b"you")
+
+
+def test_unreachable_etcd_is_a_clear_error() -> None:
+    from controller.store.etcd_server import free_port
+
+    s = Store(f"127.0.0.1:{free_port()}", retry_seconds=0.5, timeout=0.5)
+    try:
+        with pytest.raises(EtcdUnavailable, match="unavailable for get"):
+            s.get("jobs", "default", "x")
+    finally:
+        s.close()
