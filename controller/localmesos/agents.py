@@ -1,0 +1,276 @@
+"""What agents do with tasks: run them as local processes (real mode) or pretend to
+(simulated mode), reporting every state change to the master as a Mesos agent would.
+
+Real mode follows the command executor (src/launcher/executor.cpp): TASK_STARTING, then
+TASK_RUNNING once the process is up; on exit TASK_FINISHED or TASK_FAILED with "Command exited
+with status N" (or "Command terminated with signal ..."); a kill sends SIGTERM to the task's
+process group, TASK_KILLING first for frameworks that asked for it, and SIGKILL once the grace
+period is over; `max_completion_time` fails the task with REASON_MAX_COMPLETION_TIME_REACHED.
+Tasks that need a container image run with `docker run` when a Docker engine answers, and
+otherwise fail as Mesos does when the Docker containerizer is missing.
+
+Simulated mode spawns nothing: a task's duration and exit code come from the environment
+variables or labels DOCKET_SIM_DURATION (seconds) and DOCKET_SIM_EXIT_CODE, and the master's
+timer heap plays its life, so one machine carries thousands of agents and tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from controller.localmesos.master import Master, Task
+
+log = structlog.get_logger("docket.localmesos.agent")
+
+SIM_DURATION = "DOCKET_SIM_DURATION"
+SIM_EXIT_CODE = "DOCKET_SIM_EXIT_CODE"
+
+
+def task_env(info: dict[str, Any]) -> dict[str, str]:
+    variables = (((info.get("command") or {}).get("environment") or {}).get("variables") or [])
+    return {str(v.get("name")): str(v.get("value", "")) for v in variables if v.get("name")}
+
+
+def task_labels(info: dict[str, Any]) -> dict[str, str]:
+    return {str(x.get("key")): str(x.get("value", ""))
+            for x in (info.get("labels") or {}).get("labels") or []}
+
+
+def needs_image(info: dict[str, Any]) -> str | None:
+    """The image a task needs, if any: DOCKER containers, or MESOS ones with an image."""
+    container = info.get("container") or {}
+    if container.get("type") == "DOCKER":
+        return str((container.get("docker") or {}).get("image", ""))
+    mesos = container.get("mesos") or {}
+    image = mesos.get("image") or {}
+    if image:
+        return str((image.get("docker") or {}).get("name") or image.get("type") or "image")
+    return None
+
+
+_docker_state: dict[str, bool] = {}
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (asked once per process)."""
+    if "ok" not in _docker_state:
+        ok = False
+        if shutil.which("docker"):
+            try:
+                ok = subprocess.run(["docker", "info"], capture_output=True,
+                                    timeout=5).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+        _docker_state["ok"] = ok
+    return _docker_state["ok"]
+
+
+def _exit_message(returncode: int) -> str:
+    if returncode >= 0:
+        return f"Command exited with status {returncode}"
+    try:
+        name = signal.strsignal(-returncode) or f"signal {-returncode}"
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"Command terminated with signal {name}"
+
+
+class RealRuntime:
+    """Runs command tasks as local processes with a sandbox per run."""
+
+    def __init__(self, master: Master, work_dir: Path) -> None:
+        self.master = master
+        self.work_dir = Path(work_dir)
+        self.agent_id = ""
+        self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._killed: set[tuple[str, str]] = set()
+        self._timed_out: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def sandbox(self, framework_id: str, executor_id: str) -> Path:
+        return (self.work_dir / "slaves" / self.agent_id / "frameworks" / framework_id /
+                "executors" / executor_id / "runs" / "latest")
+
+    def _update(self, task: Task, state: str, **kw: Any) -> None:
+        self.master.agent_update(self.agent_id, task.framework_id, task.task_id, state, **kw)
+
+    def launch(self, task: Task) -> None:
+        threading.Thread(target=self._run, args=(task,), name=f"task-{task.task_id[:40]}",
+                         daemon=True).start()
+
+    def _argv(self, info: dict[str, Any]) -> list[str]:
+        command = info.get("command") or {}
+        if command.get("shell", True):
+            return ["/bin/sh", "-c", str(command.get("value", ""))]
+        value = command.get("value")
+        args = [str(a) for a in command.get("arguments") or []]
+        return args if not value else [str(value), *args[1:]] if args else [str(value)]
+
+    def _run(self, task: Task) -> None:
+        key = (task.framework_id, task.task_id)
+        info = task.info
+        image = needs_image(info)
+        if image is not None and not docker_available():
+            self._update(task, "TASK_FAILED", source="SOURCE_AGENT",
+                         reason="REASON_CONTAINER_LAUNCH_FAILED",
+                         message=f"Failed to launch container: image {image!r} needs a Docker "
+                                 "engine and none is available on this agent (the Docker "
+                                 "containerizer is not enabled)")
+            return
+        sandbox = self.sandbox(task.framework_id, task.executor_id)
+        sandbox.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox),
+               "MESOS_SANDBOX": str(sandbox), "MESOS_TASK_ID": task.task_id,
+               "MESOS_AGENT_ID": self.agent_id, "MESOS_FRAMEWORK_ID": task.framework_id,
+               "MESOS_EXECUTOR_ID": task.executor_id}
+        env.update(task_env(info))
+        argv = self._argv(info)
+        if image is not None:
+            argv = ["docker", "run", "--rm", "-v", f"{sandbox}:/mnt/mesos/sandbox",
+                    *[f"-e{k}={v}" for k, v in task_env(info).items()], image, *argv]
+        self._update(task, "TASK_STARTING")
+        try:
+            with open(sandbox / "stdout", "wb") as out, open(sandbox / "stderr", "wb") as err:
+                proc = subprocess.Popen(argv, cwd=sandbox, env=env, stdout=out, stderr=err,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            self._update(task, "TASK_FAILED", source="SOURCE_EXECUTOR",
+                         message=f"Failed to launch command: {exc}")
+            return
+        with self._lock:
+            self._procs[key] = proc
+            killed_early = key in self._killed
+        container = {"executor_pid": proc.pid,
+                     "container_id": {"value": f"{task.task_id}-container"}}
+        self._update(task, "TASK_RUNNING", container_status=container)
+        if killed_early:
+            self._signal(proc, signal.SIGKILL)
+        mct = ((info.get("max_completion_time") or {}).get("nanoseconds"))
+        timer = None
+        if mct is not None:
+            timer = self.master.timers.call_later(mct / 1e9, lambda: self._timeout(key, proc))
+        returncode = proc.wait()
+        if timer:
+            timer.cancel()
+        with self._lock:
+            self._procs.pop(key, None)
+            killed = key in self._killed
+            timed_out = key in self._timed_out
+        if timed_out:
+            self._update(task, "TASK_FAILED", reason="REASON_MAX_COMPLETION_TIME_REACHED",
+                         message=_exit_message(returncode))
+        elif killed:
+            self._update(task, "TASK_KILLED", message=_exit_message(returncode))
+        elif returncode == 0:
+            self._update(task, "TASK_FINISHED", message=_exit_message(returncode))
+        else:
+            self._update(task, "TASK_FAILED", message=_exit_message(returncode))
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _timeout(self, key: tuple[str, str], proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._timed_out.add(key)
+        self._signal(proc, signal.SIGKILL)
+
+    def kill(self, task: Task, grace_seconds: float, killing_state: bool) -> None:
+        key = (task.framework_id, task.task_id)
+        with self._lock:
+            if key in self._killed:
+                return
+            self._killed.add(key)
+            proc = self._procs.get(key)
+        if proc is None:
+            return  # not started yet: it is killed as soon as it starts
+        if killing_state:
+            self._update(task, "TASK_KILLING")
+        if grace_seconds <= 0:
+            self._signal(proc, signal.SIGKILL)
+            return
+        self._signal(proc, signal.SIGTERM)
+        self.master.timers.call_later(
+            grace_seconds,
+            lambda: self._signal(proc, signal.SIGKILL) if proc.poll() is None else None)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            procs = list(self._procs.items())
+            self._killed.update(k for k, _ in procs)
+        for _, proc in procs:
+            self._signal(proc, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        for _, proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+
+
+class SimulatedRuntime:
+    """A hollow agent: tasks take the time their env or labels say, and exit as told."""
+
+    def __init__(self, master: Master, default_duration: float = 0.1) -> None:
+        self.master = master
+        self.agent_id = ""
+        self.default_duration = default_duration
+        self._done: set[tuple[str, str]] = set()
+
+    def launch(self, task: Task) -> None:
+        settings = {**task_labels(task.info), **task_env(task.info)}
+        try:
+            duration = float(settings.get(SIM_DURATION, self.default_duration))
+            code = int(settings.get(SIM_EXIT_CODE, 0))
+        except ValueError:
+            duration, code = self.default_duration, 0
+        key = (task.framework_id, task.task_id)
+        mct = ((task.info.get("max_completion_time") or {}).get("nanoseconds"))
+        timed_out = mct is not None and mct / 1e9 < duration
+        if timed_out:
+            duration = mct / 1e9  # type: ignore[operator]
+
+        def start() -> None:
+            self._update(task, "TASK_STARTING")
+            self._update(task, "TASK_RUNNING")
+
+        def finish() -> None:
+            if key in self._done:
+                return
+            self._done.add(key)
+            if timed_out:
+                self._update(task, "TASK_FAILED", reason="REASON_MAX_COMPLETION_TIME_REACHED",
+                             message=_exit_message(-signal.SIGKILL))
+            elif code == 0:
+                self._update(task, "TASK_FINISHED", message=_exit_message(0))
+            else:
+                self._update(task, "TASK_FAILED", message=_exit_message(code))
+
+        self.master.timers.call_soon(start)
+        self.master.timers.call_later(duration, finish)
+
+    def _update(self, task: Task, state: str, **kw: Any) -> None:
+        self.master.agent_update(self.agent_id, task.framework_id, task.task_id, state, **kw)
+
+    def kill(self, task: Task, grace_seconds: float, killing_state: bool) -> None:
+        key = (task.framework_id, task.task_id)
+        if key in self._done:
+            return
+        self._done.add(key)
+        if killing_state:
+            self._update(task, "TASK_KILLING")
+        self.master.timers.call_soon(
+            lambda: self._update(task, "TASK_KILLED", message=_exit_message(-signal.SIGTERM)))
+
+    def shutdown(self) -> None:
+        pass

@@ -1,0 +1,194 @@
+"""`LocalMesos`: a master with its agents, started and stopped as one, with the fault hooks
+tests use. The same object backs `docket local-mesos` and `docket up`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.localmesos.agents import RealRuntime, SimulatedRuntime
+from controller.localmesos.http import AgentHTTP, MasterHTTP
+from controller.localmesos.master import Master, MasterConfig, Task
+from controller.localmesos.resources import Resources
+
+log = structlog.get_logger("docket.localmesos")
+
+
+@dataclass
+class LocalMesosConfig:
+    host: str = "127.0.0.1"
+    port: int = 5050  # 0 picks a free port
+    agents: int = 1
+    cpus: float = 4.0
+    mem: float = 4096.0
+    disk: float = 10240.0
+    gpus: float = 0.0
+    ports: tuple[int, int] = (31000, 32000)
+    attributes: dict[str, str] = field(default_factory=dict)
+    simulate: bool = False
+    agent_port: int = 5051  # first real agent's port; 0 picks free ports
+    work_dir: Path | None = None
+    heartbeat_interval: float = 15.0
+    allocation_interval: float = 1.0
+    offer_timeout: float | None = None
+    default_refuse_seconds: float = 5.0
+    status_update_retry_min: float = 10.0
+    failover_timeout_cap: float | None = None
+    sim_default_duration: float = 0.1
+
+
+def _attributes(attrs: dict[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name, value in attrs.items():
+        try:
+            out.append({"name": name, "type": "SCALAR", "scalar": {"value": float(value)}})
+        except ValueError:
+            out.append({"name": name, "type": "TEXT", "text": {"value": str(value)}})
+    return out
+
+
+class LocalMesos:
+    def __init__(self, config: LocalMesosConfig | None = None) -> None:
+        self.config = config or LocalMesosConfig()
+        c = self.config
+        self._own_work_dir = c.work_dir is None
+        self.work_dir = Path(c.work_dir or tempfile.mkdtemp(prefix="localmesos-"))
+        self.master = Master(MasterConfig(
+            host=c.host, port=c.port, heartbeat_interval=c.heartbeat_interval,
+            allocation_interval=c.allocation_interval, offer_timeout=c.offer_timeout,
+            default_refuse_seconds=c.default_refuse_seconds,
+            status_update_retry_min=c.status_update_retry_min,
+            failover_timeout_cap=c.failover_timeout_cap,
+        ))
+        self.http = MasterHTTP(self, c.host, c.port)
+        self.master.config.port = self.http.port
+        self._agent_http: dict[str, AgentHTTP] = {}
+        self._runtimes: dict[str, RealRuntime] = {}
+        self._started = False
+
+    @property
+    def master_url(self) -> str:
+        return f"http://{self.config.host}:{self.http.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.http.port}"
+
+    def start(self) -> LocalMesos:
+        for i in range(self.config.agents):
+            self.add_agent(index=i)
+        self.master.start()
+        self.http.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        self.http.stop()
+        self.master.stop()
+        for server in self._agent_http.values():
+            server.stop()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalMesos:
+        return self.start() if not self._started else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_agent(self, *, index: int | None = None, cpus: float | None = None,
+                  mem: float | None = None, disk: float | None = None,
+                  gpus: float | None = None, attributes: dict[str, str] | None = None,
+                  simulate: bool | None = None, hostname: str | None = None) -> str:
+        c = self.config
+        sim = c.simulate if simulate is None else simulate
+        n = len(self.master.agents) if index is None else index
+        resources = Resources.of(cpus=c.cpus if cpus is None else cpus,
+                                 mem=c.mem if mem is None else mem,
+                                 disk=c.disk if disk is None else disk,
+                                 gpus=c.gpus if gpus is None else gpus, ports=[c.ports])
+        attrs = _attributes({**c.attributes, **(attributes or {})})
+        name = hostname or (f"agent-{n}.sim" if sim else
+                            (socket.gethostname() if n == 0 else f"{socket.gethostname()}-{n}"))
+        if sim:
+            runtime: Any = SimulatedRuntime(self.master, c.sim_default_duration)
+            agent = self.master.add_agent(hostname=name, port=c.agent_port or 5051,
+                                          resources=resources, attributes=attrs,
+                                          runtime=runtime)
+            runtime.agent_id = agent.agent_id
+            return agent.agent_id
+        runtime = RealRuntime(self.master, self.work_dir)
+        port = (c.agent_port + n) if c.agent_port else 0
+        agent = self.master.add_agent(hostname=name, port=port, resources=resources,
+                                      attributes=attrs, runtime=runtime,
+                                      work_dir=str(self.work_dir))
+        runtime.agent_id = agent.agent_id
+        server = AgentHTTP(self, agent.agent_id, c.host, port)
+        agent.port = server.port
+        self._agent_http[agent.agent_id] = server
+        self._runtimes[agent.agent_id] = runtime
+        return agent.agent_id
+
+    def agent_url(self, agent_id: str) -> str:
+        return f"http://{self.config.host}:{self._agent_http[agent_id].port}"
+
+    def resolve_sandbox_path(self, virtual: str, agent_id: str | None = None) -> Path | None:
+        """`/frameworks/<FID>/executors/<EID>/runs/latest[/file]` -> a path on disk."""
+        parts = [p for p in virtual.split("/") if p]
+        if len(parts) < 6 or parts[0] != "frameworks" or parts[2] != "executors" \
+                or parts[4] != "runs" or parts[5] != "latest" or ".." in parts:
+            return None
+        candidates = [agent_id] if agent_id else list(self._runtimes)
+        for aid in candidates:
+            runtime = self._runtimes.get(aid or "")
+            if runtime is None:
+                continue
+            base = runtime.sandbox(parts[1], parts[3])
+            if base.exists():
+                return base.joinpath(*parts[6:])
+        return None
+
+    # --- inspection ------------------------------------------------------------------------
+    def tasks(self) -> list[Task]:
+        with self.master.lock:
+            return list(self.master.all_tasks.values())
+
+    def frameworks(self) -> list[str]:
+        with self.master.lock:
+            return list(self.master.frameworks)
+
+    # --- faults ----------------------------------------------------------------------------
+    def remove_agent(self, agent_id: str) -> None:
+        self.master.remove_agent(agent_id)
+
+    def partition_agent(self, agent_id: str) -> None:
+        self.master.partition_agent(agent_id)
+
+    def heal_agent(self, agent_id: str) -> None:
+        self.master.heal_agent(agent_id)
+
+    def restart_master(self, forget_frameworks: bool = False) -> None:
+        self.master.restart(forget_frameworks)
+
+    def half_open_streams(self) -> None:
+        self.master.silence_streams()
+
+    def rescind_offer(self, offer_id: str) -> bool:
+        return self.master.rescind_offer(offer_id)
+
+    def fault_updates(self, *, delay: float = 0.0, duplicate: bool = False,
+                      drop: int = 0) -> None:
+        with self.master.lock:
+            self.master.update_delay = delay
+            self.master.duplicate_updates = duplicate
+            self.master.drop_updates = drop
+
+    def fail_next_launches(self, count: int = 1) -> None:
+        with self.master.lock:
+            self.master.fail_launches = count

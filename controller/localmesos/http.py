@@ -1,0 +1,614 @@
+"""HTTP front of the embedded Mesos: the v1 scheduler API, the read endpoints, the agents'
+sandbox file endpoints, and the admin API for fault injection.
+
+The scheduler endpoint checks a call in the order Mesos' master does
+(src/master/http.cpp `Master::Http::scheduler` and validation.cpp `scheduler::call::validate`)
+and answers with the same status codes and messages. Only JSON is served: a protobuf request
+gets 415 saying so.
+
+Admin API (POST, JSON body, on the master's port; for tests and chaos experiments):
+    /admin/agents                    {"cpus","mem","disk","gpus","ports","attributes",
+                                      "simulate"} -> {"agent_id"}
+    /admin/agents/<id>/remove        the agent is gone for good
+    /admin/agents/<id>/partition     the agent becomes unreachable
+    /admin/agents/<id>/heal          an unreachable agent reregisters
+    /admin/master/restart            {"forget_frameworks": bool}: drop every stream
+    /admin/streams/silence           every stream stays open but goes silent (half-open)
+    /admin/offers/<id>/rescind       rescind one outstanding offer
+    /admin/updates                   {"delay": s, "duplicate": bool, "drop": n}
+    /admin/launches/fail             {"count": n}: the next n launches fail
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import select
+import stat
+import threading
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
+
+import structlog
+
+from controller.localmesos.master import MESOS_VERSION, ApiError, Master, Stream, Task
+
+if TYPE_CHECKING:
+    from controller.localmesos.cluster import LocalMesos
+
+log = structlog.get_logger("docket.localmesos.http")
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+
+CALL_TYPES = {
+    "UNKNOWN", "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "ACCEPT_INVERSE_OFFERS",
+    "DECLINE_INVERSE_OFFERS", "REVIVE", "KILL", "SHUTDOWN", "ACKNOWLEDGE",
+    "ACKNOWLEDGE_OPERATION_STATUS", "RECONCILE", "RECONCILE_OPERATIONS", "MESSAGE", "REQUEST",
+    "SUPPRESS", "UPDATE_FRAMEWORK",
+}
+# The sub-message each call type must carry (validation.cpp).
+SUB_MESSAGE = {
+    "SUBSCRIBE": "subscribe", "ACCEPT": "accept", "DECLINE": "decline",
+    "ACCEPT_INVERSE_OFFERS": "accept_inverse_offers",
+    "DECLINE_INVERSE_OFFERS": "decline_inverse_offers", "KILL": "kill",
+    "SHUTDOWN": "shutdown", "ACKNOWLEDGE": "acknowledge",
+    "ACKNOWLEDGE_OPERATION_STATUS": "acknowledge_operation_status", "RECONCILE": "reconcile",
+    "RECONCILE_OPERATIONS": "reconcile_operations", "MESSAGE": "message", "REQUEST": "request",
+    "UPDATE_FRAMEWORK": "update_framework",
+}
+
+
+def _accepts_json(accept: str | None) -> bool:
+    if accept is None:
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        params = part.split(";")[1:]
+        if any(p.strip().replace(" ", "") == "q=0" for p in params):
+            continue
+        if media in (JSON, "application/*", "*/*"):
+            return True
+    return False
+
+
+def _missing_required(call: dict[str, Any]) -> list[str]:
+    """Required proto2 fields a call lacks (Mesos: 'Not initialized: ...')."""
+    missing = []
+
+    def need(obj: Any, path: str, *fields: str) -> None:
+        if not isinstance(obj, dict):
+            return
+        for f in fields:
+            if f not in obj:
+                missing.append(f"{path}.{f}" if path else f)
+
+    def ids(obj: Any, path: str, *fields: str) -> None:
+        if isinstance(obj, dict):
+            for f in fields:
+                if f in obj:
+                    need(obj[f], f"{path}.{f}" if path else f, "value")
+
+    ids(call, "", "framework_id")
+    sub = call.get("subscribe")
+    if isinstance(sub, dict):
+        need(sub, "subscribe", "framework_info")
+        fi = sub.get("framework_info")
+        need(fi, "subscribe.framework_info", "user", "name")
+        ids(fi, "subscribe.framework_info", "id")
+    kill = call.get("kill")
+    need(kill, "kill", "task_id")
+    ids(kill, "kill", "task_id", "agent_id")
+    ack = call.get("acknowledge")
+    need(ack, "acknowledge", "agent_id", "task_id", "uuid")
+    ids(ack, "acknowledge", "agent_id", "task_id")
+    for i, t in enumerate((call.get("reconcile") or {}).get("tasks") or []):
+        need(t, f"reconcile.tasks[{i}]", "task_id")
+    msg = call.get("message")
+    need(msg, "message", "agent_id", "executor_id", "data")
+    shut = call.get("shutdown")
+    need(shut, "shutdown", "executor_id", "agent_id")
+    accept = call.get("accept")
+    if isinstance(accept, dict):
+        for i, op in enumerate(accept.get("operations") or []):
+            if op.get("type") == "LAUNCH":
+                for j, t in enumerate((op.get("launch") or {}).get("task_infos") or []):
+                    path = f"accept.operations[{i}].launch.task_infos[{j}]"
+                    need(t, path, "name", "task_id", "agent_id")
+    return missing
+
+
+def validate_call(call: Any) -> dict[str, Any]:
+    """Parse-level and semantic validation as Mesos does it; raises ApiError(400/501)."""
+    if not isinstance(call, dict):
+        raise ApiError(400, "Failed to convert JSON into Call protobuf: Expecting a JSON object")
+    kind = call.get("type")
+    if kind is not None and kind not in CALL_TYPES:
+        raise ApiError(400, "Failed to convert JSON into Call protobuf: Failed to find enum "
+                            f"for '{kind}'")
+    missing = _missing_required(call)
+    if missing:
+        raise ApiError(400, "Failed to validate scheduler::Call: Not initialized: "
+                            + ", ".join(missing))
+    if kind is None:
+        raise ApiError(400, "Failed to validate scheduler::Call: Expecting 'type' to be present")
+    if kind == "SUBSCRIBE":
+        if "subscribe" not in call:
+            raise ApiError(400, "Failed to validate scheduler::Call: Expecting 'subscribe' to "
+                                "be present")
+        info_id = (call["subscribe"]["framework_info"].get("id") or {}).get("value")
+        call_id = (call.get("framework_id") or {}).get("value")
+        if info_id != call_id:
+            raise ApiError(400, "Failed to validate scheduler::Call: 'framework_id' differs "
+                                "from 'subscribe.framework_info.id'")
+        return call
+    if "framework_id" not in call:
+        raise ApiError(400, "Failed to validate scheduler::Call: Expecting 'framework_id' to "
+                            "be present")
+    sub = SUB_MESSAGE.get(kind)
+    if sub and sub not in call:
+        raise ApiError(400, f"Failed to validate scheduler::Call: Expecting '{sub}' to be "
+                            "present")
+    if kind == "ACKNOWLEDGE":
+        try:
+            raw = base64.b64decode(call["acknowledge"]["uuid"], validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ApiError(400, "Failed to convert JSON into Call protobuf: Failed to parse "
+                                "'acknowledge.uuid' as base64") from None
+        if len(raw) != 16 or uuid.UUID(bytes=raw).version is None:
+            raise ApiError(400, "Failed to validate scheduler::Call: Not a valid UUID")
+    return call
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    r = task.resources
+    out: dict[str, Any] = {
+        "id": task.task_id,
+        "name": task.name,
+        "framework_id": task.framework_id,
+        "executor_id": "",
+        "slave_id": task.agent_id,
+        "state": task.state,
+        "resources": {"cpus": r.get("cpus"), "mem": r.get("mem"), "disk": r.get("disk"),
+                      "gpus": r.get("gpus")},
+        "role": task.role,
+        "statuses": list(task.statuses),
+    }
+    if r.ports:
+        out["resources"]["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+    labels = (task.info.get("labels") or {}).get("labels")
+    if labels:
+        out["labels"] = labels
+    if task.unreachable_time is not None:
+        out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
+    return out
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Mesos/" + MESOS_VERSION
+    routes: Callable[[_Handler, str], None]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes | str | dict[str, Any] | list[Any] = b"",
+              content_type: str = "text/plain; charset=utf-8",
+              headers: dict[str, str] | None = None) -> None:
+        if isinstance(body, dict | list):
+            body = json.dumps(body).encode()
+            content_type = JSON
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        try:
+            type(self).routes(self, self.command)
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # never kill the server thread; answer 500
+            log.exception("request failed", path=self.path)
+            with contextlib.suppress(Exception):
+                self.reply(500, f"Internal error: {exc}")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+
+
+def _query(handler: BaseHTTPRequestHandler) -> tuple[str, dict[str, str]]:
+    parsed = urlparse(handler.path)
+    return parsed.path.rstrip("/") or "/", {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+
+
+class MasterHTTP:
+    """The master's HTTP server on (host, port); port 0 picks a free one."""
+
+    def __init__(self, cluster: LocalMesos, host: str, port: int) -> None:
+        self.cluster = cluster
+        self.master: Master = cluster.master
+        outer = self
+
+        class Handler(_Handler):
+            def routes(self, method: str) -> None:  # type: ignore[override]
+                outer.route(self, method)
+
+        self.server = _Server((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        name="localmesos-master-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- routing ---------------------------------------------------------------------------
+    def route(self, h: _Handler, method: str) -> None:
+        path, query = _query(h)
+        if path in ("/api/v1/scheduler", "/master/api/v1/scheduler"):
+            self.scheduler(h, method)
+        elif path.startswith("/admin/"):
+            self.admin(h, method, path)
+        elif path in ("/version", "/master/version"):
+            h.reply(200, {"version": MESOS_VERSION, "build_date": "", "build_time": 0,
+                          "build_user": "docket", "git_sha": "", "git_tag": MESOS_VERSION})
+        elif path in ("/health", "/master/health"):
+            h.reply(200)
+        elif path in ("/state", "/master/state", "/state.json", "/master/state.json"):
+            h.reply(200, self.state())
+        elif path in ("/tasks", "/master/tasks", "/tasks.json", "/master/tasks.json"):
+            self.tasks(h, query)
+        elif path in ("/files/read", "/files/browse", "/files/read.json", "/files/browse.json"):
+            self.files(h, path, query)
+        else:
+            h.reply(404)
+
+    # --- scheduler API ---------------------------------------------------------------------
+    def scheduler(self, h: _Handler, method: str) -> None:
+        body = h.body()
+        if method != "POST":
+            h.reply(405, f"405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received "
+                         f"'{method}'", headers={"Allow": "POST"})
+            return
+        content_type = (h.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if not h.headers.get("Content-Type"):
+            h.reply(400, "Expecting 'Content-Type' to be present")
+            return
+        if content_type == PROTOBUF:
+            h.reply(415, f"Expecting 'Content-Type' of {JSON}: this embedded Mesos serves only "
+                         f"JSON ({PROTOBUF} is not supported)")
+            return
+        if content_type != JSON:
+            h.reply(415, f"Expecting 'Content-Type' of {JSON} (only JSON is served)")
+            return
+        try:
+            parsed = json.loads(body or b"")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            h.reply(400, f"Failed to parse body into JSON: {exc}")
+            return
+        try:
+            call = validate_call(parsed)
+            kind = call["type"]
+            if kind == "SUBSCRIBE":
+                if not _accepts_json(h.headers.get("Accept")):
+                    raise ApiError(406, f"Expecting 'Accept' to allow '{PROTOBUF}' or "
+                                        f"'{JSON}'")
+                if h.headers.get("Mesos-Stream-Id") is not None:
+                    raise ApiError(400, "Subscribe calls should not include the "
+                                        "'Mesos-Stream-Id' header")
+                self.subscribe(h, call)
+                return
+            if kind == "UNKNOWN":
+                with self.master.lock:
+                    self.master.framework_for_call(call["framework_id"]["value"],
+                                                   h.headers.get("Mesos-Stream-Id"))
+                h.reply(501)
+                return
+            if kind == "UPDATE_FRAMEWORK":
+                raise ApiError(501, "UPDATE_FRAMEWORK is not supported by this embedded Mesos")
+            self.master.handle_call(call, h.headers.get("Mesos-Stream-Id"))
+            h.reply(202)
+        except ApiError as err:
+            h.reply(err.status, err.message)
+
+    def subscribe(self, h: _Handler, call: dict[str, Any]) -> None:
+        stream = self.master.subscribe(call)
+        h.send_response(200)
+        h.send_header("Content-Type", JSON)
+        h.send_header("Mesos-Stream-Id", stream.stream_id)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Cache-Control", "no-cache")
+        h.end_headers()
+        h.close_connection = True
+        self._pump(h, stream)
+
+    def _pump(self, h: _Handler, stream: Stream) -> None:
+        sock = h.connection
+        try:
+            while True:
+                try:
+                    record = stream.records.get(timeout=0.25)
+                except Exception:
+                    record = b""
+                if record is None:  # the master closed the stream
+                    with contextlib.suppress(OSError):
+                        h.wfile.write(b"0\r\n\r\n")
+                        h.wfile.flush()
+                    return
+                if record:
+                    h.wfile.write(b"%x\r\n%s\r\n" % (len(record), record))
+                    h.wfile.flush()
+                # The client sends nothing on this connection: readable means it hung up.
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable and not sock.recv(1, 0x40 | 0x2):  # MSG_DONTWAIT | MSG_PEEK
+                    raise ConnectionResetError("client closed the subscription")
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.master.stream_closed(stream)
+
+    # --- read endpoints --------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        m = self.master
+        with m.lock:
+            def framework(fw: Any) -> dict[str, Any]:
+                info = fw.info
+                return {
+                    "id": fw.framework_id,
+                    "name": info.get("name", ""),
+                    "user": info.get("user", ""),
+                    "hostname": info.get("hostname", ""),
+                    "principal": info.get("principal"),
+                    "role": info.get("role", "*"),
+                    "roles": fw.roles,
+                    "active": fw.active,
+                    "connected": fw.connected,
+                    "recovered": False,
+                    "checkpoint": bool(info.get("checkpoint", False)),
+                    "failover_timeout": fw.failover_timeout,
+                    "capabilities": sorted(fw.capabilities),
+                    "registered_time": fw.registered_time,
+                    "unregistered_time": fw.unregistered_time or 0,
+                    "tasks": [task_json(t) for t in fw.tasks.values()],
+                    "unreachable_tasks": [task_json(t) for t in fw.unreachable_tasks.values()],
+                    "completed_tasks": [task_json(t) for t in fw.completed_tasks],
+                    "offers": [self._offer_json(m.offers[o]) for o in fw.offers if o in m.offers],
+                    "executors": [],
+                    "completed_executors": [],
+                }
+
+            slaves = []
+            for a in m.agents.values():
+                if a.state == "gone":
+                    continue
+                slaves.append({
+                    "id": a.agent_id,
+                    "pid": f"{a.pid_name}@{m.config.host}:{a.port}",
+                    "hostname": a.hostname,
+                    "port": a.port,
+                    "resources": self._resources_json(a.total),
+                    "used_resources": self._resources_json(a.used),
+                    "offered_resources": self._resources_json(a.offered),
+                    "unreserved_resources": self._resources_json(a.total),
+                    "attributes": {x["name"]: self._attr_value(x) for x in a.attributes},
+                    "active": a.state == "active",
+                    "version": MESOS_VERSION,
+                    "registered_time": a.registered_time,
+                })
+            return {
+                "version": MESOS_VERSION,
+                "id": m.master_id,
+                "pid": f"master@{m.config.host}:{m.config.port}",
+                "hostname": m.config.hostname,
+                "start_time": m.start_time,
+                "elected_time": m.start_time,
+                "leader": f"master@{m.config.host}:{m.config.port}",
+                "leader_info": m.master_info(),
+                "activated_slaves": sum(1 for a in m.agents.values() if a.state == "active"),
+                "deactivated_slaves": 0,
+                "unreachable_slaves": sum(1 for a in m.agents.values()
+                                          if a.state == "unreachable"),
+                "slaves": slaves,
+                "frameworks": [framework(fw) for fw in m.frameworks.values()],
+                "completed_frameworks": [framework(fw) for fw in m.removed_frameworks.values()],
+                "orphan_tasks": [],
+                "unregistered_frameworks": [],
+                "flags": {"allocation_interval": f"{m.config.allocation_interval}secs",
+                          "offer_timeout": str(m.config.offer_timeout)},
+            }
+
+    @staticmethod
+    def _attr_value(attr: dict[str, Any]) -> Any:
+        if attr.get("type") == "SCALAR":
+            return attr["scalar"]["value"]
+        return attr.get("text", {}).get("value")
+
+    @staticmethod
+    def _resources_json(r: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {k: r.get(k) for k in ("cpus", "mem", "disk", "gpus")}
+        if r.ports:
+            out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+        return out
+
+    def _offer_json(self, offer: Any) -> dict[str, Any]:
+        return {"id": offer.offer_id, "framework_id": offer.framework_id,
+                "slave_id": offer.agent_id,
+                "resources": self._resources_json(offer.resources)}
+
+    def tasks(self, h: _Handler, query: dict[str, str]) -> None:
+        try:
+            limit = int(query.get("limit", 100))
+            offset = int(query.get("offset", 0))
+        except ValueError:
+            h.reply(400, "Failed to parse 'limit' or 'offset': not a number")
+            return
+        order = query.get("order", "des")
+        if order not in ("asc", "des"):
+            h.reply(400, "Failed to parse 'order': must be 'asc' or 'des'")
+            return
+        with self.master.lock:
+            tasks = list(self.master.all_tasks.values())
+            if "framework_id" in query:
+                tasks = [t for t in tasks if t.framework_id == query["framework_id"]]
+            if "task_id" in query:
+                tasks = [t for t in tasks if t.task_id == query["task_id"]]
+            tasks.sort(key=lambda t: t.statuses[0]["timestamp"] if t.statuses else 0,
+                       reverse=order == "des")
+            page = [task_json(t) for t in tasks[offset:offset + limit]]
+        h.reply(200, {"tasks": page})
+
+    # --- sandboxes (served by the agents in Mesos; the master answers too, for convenience)
+    def files(self, h: _Handler, path: str, query: dict[str, str]) -> None:
+        serve_files(h, path, query, self.cluster.resolve_sandbox_path)
+
+    # --- admin -----------------------------------------------------------------------------
+    def admin(self, h: _Handler, method: str, path: str) -> None:
+        if method != "POST":
+            h.reply(405, "admin endpoints take POST", headers={"Allow": "POST"})
+            return
+        try:
+            body = json.loads(h.body() or b"{}")
+        except json.JSONDecodeError as exc:
+            h.reply(400, f"invalid JSON: {exc}")
+            return
+        parts = path.strip("/").split("/")
+        c = self.cluster
+        try:
+            if parts == ["admin", "agents"]:
+                agent = c.add_agent(
+                    cpus=float(body.get("cpus", 4)), mem=float(body.get("mem", 4096)),
+                    disk=float(body.get("disk", 10240)), gpus=float(body.get("gpus", 0)),
+                    attributes=body.get("attributes") or {},
+                    simulate=bool(body.get("simulate", c.config.simulate)))
+                h.reply(200, {"agent_id": agent})
+            elif len(parts) == 4 and parts[1] == "agents" and parts[3] in (
+                    "remove", "partition", "heal"):
+                getattr(c, f"{parts[3]}_agent")(parts[2])
+                h.reply(200, {"ok": True})
+            elif parts == ["admin", "master", "restart"]:
+                c.restart_master(forget_frameworks=bool(body.get("forget_frameworks")))
+                h.reply(200, {"ok": True})
+            elif parts == ["admin", "streams", "silence"]:
+                c.half_open_streams()
+                h.reply(200, {"ok": True})
+            elif len(parts) == 4 and parts[1] == "offers" and parts[3] == "rescind":
+                h.reply(200, {"rescinded": c.rescind_offer(parts[2])})
+            elif parts == ["admin", "updates"]:
+                c.fault_updates(delay=float(body.get("delay", 0)),
+                                duplicate=bool(body.get("duplicate", False)),
+                                drop=int(body.get("drop", 0)))
+                h.reply(200, {"ok": True})
+            elif parts == ["admin", "launches", "fail"]:
+                c.fail_next_launches(int(body.get("count", 1)))
+                h.reply(200, {"ok": True})
+            else:
+                h.reply(404, f"unknown admin endpoint {path}")
+        except KeyError as exc:
+            h.reply(404, f"unknown id {exc}")
+
+
+def serve_files(h: _Handler, path: str, query: dict[str, str],
+                resolve: Callable[[str], Path | None]) -> None:
+    """Mesos' /files/read and /files/browse over virtual sandbox paths."""
+    virtual = query.get("path")
+    if not virtual:
+        h.reply(400, "Expecting 'path' to be specified.")
+        return
+    real = resolve(virtual)
+    if real is None or not real.exists():
+        h.reply(404, f"File not found: {virtual}")
+        return
+    if path.startswith("/files/browse"):
+        if not real.is_dir():
+            h.reply(400, f"Cannot browse a file: {virtual}")
+            return
+        entries = []
+        for child in sorted(real.iterdir()):
+            st = child.stat()
+            entries.append({"path": f"{virtual.rstrip('/')}/{child.name}",
+                            "nlink": st.st_nlink, "size": st.st_size, "mtime": st.st_mtime,
+                            "mode": stat.filemode(st.st_mode), "uid": str(st.st_uid),
+                            "gid": str(st.st_gid)})
+        h.reply(200, entries)
+        return
+    if real.is_dir():
+        h.reply(400, f"Cannot read a directory: {virtual}")
+        return
+    try:
+        offset = int(query.get("offset", -1))
+        length = int(query["length"]) if "length" in query else None
+    except ValueError:
+        h.reply(400, "Failed to parse 'offset' or 'length'")
+        return
+    size = os.path.getsize(real)
+    if offset == -1:  # Mesos: report the size, read nothing
+        h.reply(200, {"data": "", "offset": size})
+        return
+    if offset < 0 or (length is not None and length < -1):
+        h.reply(400, "Negative offset or length")
+        return
+    if offset > size:
+        h.reply(200, {"data": "", "offset": size})
+        return
+    with open(real, "rb") as f:
+        f.seek(offset)
+        data = f.read() if length in (None, -1) else f.read(length)
+    h.reply(200, {"data": data.decode("utf-8", errors="replace"), "offset": offset})
+
+
+class AgentHTTP:
+    """A real agent's own HTTP server: /files/read, /files/browse, /health, /state."""
+
+    def __init__(self, cluster: LocalMesos, agent_id: str, host: str, port: int) -> None:
+        self.cluster = cluster
+        self.agent_id = agent_id
+        outer = self
+
+        class Handler(_Handler):
+            def routes(self, method: str) -> None:  # type: ignore[override]
+                path, query = _query(self)
+                if path.startswith("/files/"):
+                    serve_files(self, path, query,
+                                lambda v: outer.cluster.resolve_sandbox_path(v, agent_id))
+                elif path in ("/health", "/slave(1)/health"):
+                    self.reply(200)
+                elif path in ("/version",):
+                    self.reply(200, {"version": MESOS_VERSION})
+                else:
+                    self.reply(404)
+
+        self.server = _Server((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        name=f"localmesos-agent-{port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+

@@ -1,0 +1,1023 @@
+"""The master's state machine: frameworks, agents, offers, tasks and status updates.
+
+It follows Mesos 1.11's master (src/master/master.cpp, validation.cpp): the same validation
+order and messages, the same task states and reasons, master-generated updates without a
+uuid, agent updates with a uuid that are resent until acknowledged, in order per task, and
+the same reconciliation answers. The HTTP layer (`http.py`) only parses and routes; the agents
+(`agents.py`) only run tasks and report their states here.
+
+All state is guarded by one lock; nothing here blocks on I/O while holding it. Events for a
+framework go into its stream's queue, which the HTTP thread of its SUBSCRIBE drains.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from controller.localmesos.resources import ResourceError, Resources
+from controller.localmesos.timers import Timer, Timers
+
+log = structlog.get_logger("docket.localmesos.master")
+
+MESOS_VERSION = "1.11.0"
+
+TERMINAL_STATES = frozenset({
+    "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
+    "TASK_GONE", "TASK_GONE_BY_OPERATOR",
+})
+# States only partition-aware frameworks may see; the others get TASK_LOST instead.
+PARTITION_AWARE_STATES = frozenset({
+    "TASK_UNREACHABLE", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_DROPPED", "TASK_UNKNOWN",
+})
+
+DEFAULT_KILL_GRACE_SECONDS = 3.0
+
+
+def validate_id(value: str) -> str | None:
+    """Mesos' common::validation::validateID: the error message, or None when valid."""
+    if not value:
+        return "ID must not be empty"
+    if len(value) > 255:
+        return "ID must not be greater than 255 characters"
+    if value in (".", ".."):
+        return f"'{value}' is disallowed"
+    if any(ord(c) < 32 or ord(c) == 127 or c in "/\\" for c in value):
+        return f"'{value}' contains invalid characters"
+    return None
+
+
+def recordio(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, separators=(",", ":")).encode()
+    return str(len(data)).encode() + b"\n" + data
+
+
+def new_uuid_bytes() -> str:
+    """A status update uuid as the JSON encoding of a proto `bytes` field: base64."""
+    return base64.b64encode(uuid.uuid4().bytes).decode()
+
+
+@dataclass
+class Stream:
+    """The open SUBSCRIBE response of one framework."""
+
+    framework_id: str
+    stream_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    records: queue.Queue[bytes | None] = field(default_factory=queue.Queue)
+    closed: bool = False
+    silent: bool = False  # half-open fault: the connection stays up, nothing arrives
+
+    def send(self, event: dict[str, Any]) -> None:
+        if not self.closed and not self.silent:
+            self.records.put(recordio(event))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.records.put(None)
+
+
+@dataclass
+class Task:
+    task_id: str
+    name: str
+    framework_id: str
+    agent_id: str
+    resources: Resources
+    info: dict[str, Any]
+    role: str
+    state: str = "TASK_STAGING"
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    pending: deque[dict[str, Any]] = field(default_factory=deque)  # unacknowledged updates
+    retry_timer: Timer | None = None
+    retry_interval: float = 0.0
+    unreachable_time: float | None = None
+    resources_released: bool = False
+
+    @property
+    def executor_id(self) -> str:
+        return self.task_id  # the command executor is named after its task
+
+    @property
+    def status_update_state(self) -> str:
+        return str(self.pending[0]["state"]) if self.pending else self.state
+
+
+@dataclass
+class Framework:
+    framework_id: str
+    info: dict[str, Any]
+    stream: Stream | None = None
+    connected: bool = False
+    active: bool = False
+    registered_time: float = field(default_factory=time.time)
+    unregistered_time: float | None = None
+    removal_timer: Timer | None = None
+    heartbeat_timer: Timer | None = None
+    suppressed: set[str] = field(default_factory=set)
+    filters: dict[str, list[tuple[Resources, float]]] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
+    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=10000))
+    offers: set[str] = field(default_factory=set)
+
+    @property
+    def capabilities(self) -> set[str]:
+        return {str(c.get("type")) for c in self.info.get("capabilities", [])
+                if isinstance(c, dict)}
+
+    @property
+    def partition_aware(self) -> bool:
+        return "PARTITION_AWARE" in self.capabilities
+
+    @property
+    def roles(self) -> list[str]:
+        if "MULTI_ROLE" in self.capabilities:
+            return list(self.info.get("roles") or ["*"])
+        return [str(self.info.get("role", "*"))]
+
+    @property
+    def failover_timeout(self) -> float:
+        return float(self.info.get("failover_timeout", 0.0))
+
+
+class AgentRuntime(Protocol):
+    """What runs tasks on an agent: local processes (real) or timers (simulated)."""
+
+    def launch(self, task: Task) -> None: ...
+
+    def kill(self, task: Task, grace_seconds: float, killing_state: bool) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    hostname: str
+    port: int
+    total: Resources
+    attributes: list[dict[str, Any]]
+    runtime: AgentRuntime
+    pid_name: str = "slave(1)"
+    used: Resources = field(default_factory=Resources)
+    offered: Resources = field(default_factory=Resources)
+    state: str = "active"  # active | unreachable | gone
+    registered_time: float = field(default_factory=time.time)
+    unreachable_time: float | None = None
+    tasks: dict[tuple[str, str], Task] = field(default_factory=dict)
+    work_dir: str | None = None
+
+    @property
+    def available(self) -> Resources:
+        return self.total - self.used - self.offered
+
+
+@dataclass
+class Offer:
+    offer_id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+    timer: Timer | None = None
+
+
+@dataclass
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 5050
+    hostname: str = field(default_factory=socket.gethostname)
+    heartbeat_interval: float = 15.0
+    allocation_interval: float = 1.0
+    offer_timeout: float | None = None
+    default_refuse_seconds: float = 5.0
+    status_update_retry_min: float = 10.0
+    status_update_retry_max: float = 600.0
+    failover_timeout_cap: float | None = None
+
+
+class ApiError(Exception):
+    """A scheduler call refused before it reaches the master's logic: HTTP status + text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Master:
+    def __init__(self, config: MasterConfig | None = None) -> None:
+        self.config = config or MasterConfig()
+        self.master_id = str(uuid.uuid4())
+        self.start_time = time.time()
+        self.lock = threading.RLock()
+        self.timers = Timers()
+        self.frameworks: dict[str, Framework] = {}
+        self.removed_frameworks: dict[str, Framework] = {}
+        self.agents: dict[str, Agent] = {}
+        self.offers: dict[str, Offer] = {}
+        self.all_tasks: dict[tuple[str, str], Task] = {}  # every task ever launched
+        self._framework_seq = 0
+        self._agent_seq = 0
+        self._offer_seq = 0
+        self._allocation_timer: Timer | None = None
+        self.event_observers: list[Callable[[str, dict[str, Any]], None]] = []
+        # Fault injection of status updates and launches.
+        self.update_delay = 0.0
+        self.duplicate_updates = False
+        self.drop_updates = 0
+        self.fail_launches = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._allocation_timer = self.timers.every(self.config.allocation_interval,
+                                                   self.allocate)
+
+    def stop(self) -> None:
+        with self.lock:
+            for fw in self.frameworks.values():
+                if fw.stream:
+                    fw.stream.close()
+            agents = list(self.agents.values())
+        for agent in agents:
+            agent.runtime.shutdown()
+        self.timers.stop()
+
+    @property
+    def ip_uint32(self) -> int:
+        """MasterInfo.ip: the IPv4 address packed in network order, read as a uint32."""
+        packed = socket.inet_aton(self.config.host)
+        return int(struct.unpack("<I", packed)[0])
+
+    def master_info(self) -> dict[str, Any]:
+        return {
+            "id": self.master_id,
+            "ip": self.ip_uint32,
+            "port": self.config.port,
+            "pid": f"master@{self.config.host}:{self.config.port}",
+            "hostname": self.config.hostname,
+            "version": MESOS_VERSION,
+            "address": {"hostname": self.config.hostname, "ip": self.config.host,
+                        "port": self.config.port},
+            "capabilities": [{"type": "AGENT_UPDATE"}, {"type": "AGENT_DRAINING"},
+                             {"type": "QUOTA_V2"}],
+        }
+
+    # --- sending events --------------------------------------------------------------------
+    def _send(self, fw: Framework, event: dict[str, Any]) -> bool:
+        if fw.stream is None or fw.stream.closed or not fw.connected:
+            return False
+        for observer in self.event_observers:
+            observer(fw.framework_id, event)
+        fw.stream.send(event)
+        return True
+
+    def _heartbeat(self, fw: Framework) -> None:
+        with self.lock:
+            self._send(fw, {"type": "HEARTBEAT"})
+
+    # --- agents ----------------------------------------------------------------------------
+    def add_agent(self, *, hostname: str, port: int, resources: Resources,
+                  attributes: list[dict[str, Any]], runtime: AgentRuntime,
+                  work_dir: str | None = None) -> Agent:
+        with self.lock:
+            agent_id = f"{self.master_id}-S{self._agent_seq}"
+            self._agent_seq += 1
+            agent = Agent(agent_id, hostname, port, resources, attributes, runtime,
+                          work_dir=work_dir)
+            self.agents[agent_id] = agent
+            return agent
+
+    # --- subscription ----------------------------------------------------------------------
+    def subscribe(self, call: dict[str, Any]) -> Stream:
+        """A validated SUBSCRIBE: the stream to answer with (already holding SUBSCRIBED, or
+        ERROR for a removed framework)."""
+        info = dict(call["subscribe"]["framework_info"])
+        with self.lock:
+            fid = (info.get("id") or {}).get("value")
+            stream = Stream(framework_id=fid or "")
+            if fid and fid in self.removed_frameworks:
+                stream.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+                stream.close()
+                return stream
+            if fid and fid in self.frameworks:
+                fw = self.frameworks[fid]
+                old = fw.stream
+                if old is not None and not old.closed:
+                    old.send({"type": "ERROR", "error": {"message": "Framework failed over"}})
+                    old.close()
+                if fw.removal_timer:
+                    fw.removal_timer.cancel()
+                    fw.removal_timer = None
+                info["id"] = {"value": fid}
+                fw.info = info
+                # Offers outstanding to the previous instance are rescinded.
+                for offer_id in list(fw.offers):
+                    self._remove_offer(offer_id, rescind=False)
+            else:
+                if not fid:
+                    fid = f"{self.master_id}-{self._framework_seq:04d}"
+                    self._framework_seq += 1
+                info["id"] = {"value": fid}
+                fw = Framework(fid, info)
+                self.frameworks[fid] = fw
+                self._adopt_orphans(fw)
+            stream.framework_id = fid
+            fw.stream = stream
+            fw.connected = True
+            fw.active = True
+            fw.unregistered_time = None
+            fw.suppressed = set(call["subscribe"].get("suppressed_roles") or [])
+            self._send(fw, {
+                "type": "SUBSCRIBED",
+                "subscribed": {
+                    "framework_id": {"value": fid},
+                    "heartbeat_interval_seconds": self.config.heartbeat_interval,
+                    "master_info": self.master_info(),
+                },
+            })
+            if fw.heartbeat_timer:
+                fw.heartbeat_timer.cancel()
+            fw.heartbeat_timer = self.timers.every(self.config.heartbeat_interval,
+                                                   lambda: self._heartbeat(fw))
+            # Updates that were waiting for the framework to come back are sent now.
+            for task in fw.tasks.values():
+                if task.pending:
+                    self._forward_head(task)
+        self.timers.call_soon(self.allocate)
+        return stream
+
+    def _adopt_orphans(self, fw: Framework) -> None:
+        """After a master restart that forgot frameworks, agents still run their tasks; the
+        re-subscribing framework gets them back, as when agents reregister with a new
+        master."""
+        for agent in self.agents.values():
+            for (fid, _tid), task in agent.tasks.items():
+                if fid == fw.framework_id:
+                    fw.tasks[task.task_id] = task
+
+    def stream_closed(self, stream: Stream) -> None:
+        """The SUBSCRIBE connection broke: the framework is disconnected (calls get 403) and
+        removed after its failover_timeout unless it subscribes again."""
+        with self.lock:
+            stream.close()
+            fw = self.frameworks.get(stream.framework_id)
+            if fw is None or fw.stream is not stream:
+                return
+            self._disconnect(fw)
+
+    def _disconnect(self, fw: Framework) -> None:
+        fw.connected = False
+        fw.active = False
+        fw.unregistered_time = time.time()
+        if fw.heartbeat_timer:
+            fw.heartbeat_timer.cancel()
+            fw.heartbeat_timer = None
+        for offer_id in list(fw.offers):
+            self._remove_offer(offer_id, rescind=False)
+        timeout = fw.failover_timeout
+        if self.config.failover_timeout_cap is not None:
+            timeout = min(timeout, self.config.failover_timeout_cap)
+        fid = fw.framework_id
+        fw.removal_timer = self.timers.call_later(timeout, lambda: self._failover_expired(fid))
+
+    def _failover_expired(self, framework_id: str) -> None:
+        with self.lock:
+            fw = self.frameworks.get(framework_id)
+            if fw is not None and not fw.connected:
+                log.info("framework failover timeout expired", framework_id=framework_id)
+                self.remove_framework(fw)
+
+    def remove_framework(self, fw: Framework) -> None:
+        with self.lock:
+            for task in list(fw.tasks.values()) + list(fw.unreachable_tasks.values()):
+                agent = self.agents.get(task.agent_id)
+                if task.state not in TERMINAL_STATES and agent is not None \
+                        and agent.state == "active":
+                    agent.runtime.kill(task, 0.0, killing_state=False)
+                self._set_state(task, self._master_status(
+                    fw, task, "TASK_KILLED", f"Framework {fw.framework_id} removed",
+                    "REASON_FRAMEWORK_REMOVED"))
+                self._release(task)
+                self._complete(fw, task)
+            fw.unreachable_tasks.clear()
+            for offer_id in list(fw.offers):
+                self._remove_offer(offer_id, rescind=False)
+            if fw.heartbeat_timer:
+                fw.heartbeat_timer.cancel()
+            if fw.removal_timer:
+                fw.removal_timer.cancel()
+            fw.connected = fw.active = False
+            if fw.stream:
+                fw.stream.close()
+            self.frameworks.pop(fw.framework_id, None)
+            self.removed_frameworks[fw.framework_id] = fw
+
+    # --- calls (validated by the HTTP layer) -----------------------------------------------
+    def framework_for_call(self, framework_id: str, stream_id: str | None) -> Framework:
+        fw = self.frameworks.get(framework_id)
+        if fw is None:
+            raise ApiError(400, "Framework cannot be found")
+        if not fw.connected:
+            raise ApiError(403, "Framework is not subscribed")
+        if stream_id is None:
+            raise ApiError(400, "All non-subscribe calls should include the 'Mesos-Stream-Id' "
+                                "header")
+        if fw.stream is None or stream_id != fw.stream.stream_id:
+            raise ApiError(400, f"The stream ID '{stream_id}' included in this request didn't "
+                                f"match the stream ID currently associated with framework ID "
+                                f"{framework_id}")
+        return fw
+
+    def handle_call(self, call: dict[str, Any], stream_id: str | None) -> None:
+        with self.lock:
+            fw = self.framework_for_call(call["framework_id"]["value"], stream_id)
+            kind = call["type"]
+            if kind == "TEARDOWN":
+                self.remove_framework(fw)
+            elif kind == "ACCEPT":
+                self.accept(fw, call["accept"])
+            elif kind == "DECLINE":
+                self.decline(fw, call["decline"])
+            elif kind == "REVIVE":
+                self.revive(fw, (call.get("revive") or {}).get("roles") or [])
+            elif kind == "SUPPRESS":
+                self.suppress(fw, (call.get("suppress") or {}).get("roles") or [])
+            elif kind == "KILL":
+                self.kill(fw, call["kill"])
+            elif kind == "ACKNOWLEDGE":
+                self.acknowledge(fw, call["acknowledge"])
+            elif kind == "RECONCILE":
+                self.reconcile(fw, call["reconcile"].get("tasks") or [])
+            elif kind == "SHUTDOWN":
+                pass  # custom executors are not supported; nothing to shut down
+            # MESSAGE, REQUEST, ACCEPT/DECLINE_INVERSE_OFFERS: accepted, nothing to do.
+
+    # --- offers ----------------------------------------------------------------------------
+    def allocate(self) -> None:
+        with self.lock:
+            frameworks = [fw for fw in self.frameworks.values() if fw.connected and fw.active]
+            if not frameworks:
+                return
+            now = time.monotonic()
+            batches: dict[str, list[dict[str, Any]]] = {}
+            rotation = self._offer_seq
+            for agent in self.agents.values():
+                if agent.state != "active":
+                    continue
+                available = agent.available
+                if available.empty:
+                    continue
+                for i in range(len(frameworks)):
+                    fw = frameworks[(rotation + i) % len(frameworks)]
+                    role = next((r for r in fw.roles if r not in fw.suppressed), None)
+                    if role is None or self._filtered(fw, agent.agent_id, available, now):
+                        continue
+                    offer = self._make_offer(fw, agent, role, available)
+                    batches.setdefault(fw.framework_id, []).append(offer)
+                    break
+            for fid, offers in batches.items():
+                self._send(self.frameworks[fid], {"type": "OFFERS", "offers": {"offers": offers}})
+
+    def _filtered(self, fw: Framework, agent_id: str, available: Resources, now: float) -> bool:
+        entries = [(r, t) for r, t in fw.filters.get(agent_id, []) if t > now]
+        if entries:
+            fw.filters[agent_id] = entries
+        else:
+            fw.filters.pop(agent_id, None)
+        # Mesos refuses offers of resources that the declined ones contain (a superset is
+        # offered again).
+        return any(declined.contains(available) for declined, _ in entries)
+
+    def _make_offer(self, fw: Framework, agent: Agent, role: str,
+                    resources: Resources) -> dict[str, Any]:
+        offer_id = f"{self.master_id}-O{self._offer_seq}"
+        self._offer_seq += 1
+        offer = Offer(offer_id, fw.framework_id, agent.agent_id, role, resources)
+        self.offers[offer_id] = offer
+        fw.offers.add(offer_id)
+        agent.offered = agent.offered + resources
+        if self.config.offer_timeout is not None:
+            offer.timer = self.timers.call_later(
+                self.config.offer_timeout, lambda: self._rescind_expired(offer_id))
+        multi_role = "MULTI_ROLE" in fw.capabilities
+        body: dict[str, Any] = {
+            "id": {"value": offer_id},
+            "framework_id": {"value": fw.framework_id},
+            "agent_id": {"value": agent.agent_id},
+            "hostname": agent.hostname,
+            "url": {"scheme": "http",
+                    "address": {"hostname": agent.hostname, "ip": self.config.host,
+                                "port": agent.port},
+                    "path": f"/{agent.pid_name}"},
+            "resources": resources.to_json(allocation_role=role if multi_role else None),
+            "attributes": agent.attributes,
+        }
+        if multi_role:
+            body["allocation_info"] = {"role": role}
+        return body
+
+    def _remove_offer(self, offer_id: str, *, rescind: bool) -> Offer | None:
+        offer = self.offers.pop(offer_id, None)
+        if offer is None:
+            return None
+        if offer.timer:
+            offer.timer.cancel()
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.offered = agent.offered - offer.resources
+        fw = self.frameworks.get(offer.framework_id)
+        if fw is not None:
+            fw.offers.discard(offer_id)
+            if rescind:
+                self._send(fw, {"type": "RESCIND", "rescind": {"offer_id": {"value": offer_id}}})
+        return offer
+
+    def _rescind_expired(self, offer_id: str) -> None:
+        self.rescind_offer(offer_id)
+
+    def rescind_offer(self, offer_id: str) -> bool:
+        with self.lock:
+            return self._remove_offer(offer_id, rescind=True) is not None
+
+    def _add_filter(self, fw: Framework, agent_id: str, resources: Resources,
+                    filters: dict[str, Any] | None) -> None:
+        refuse = self.config.default_refuse_seconds
+        if filters and "refuse_seconds" in filters:
+            refuse = float(filters["refuse_seconds"])
+        if refuse > 0 and not resources.empty:
+            fw.filters.setdefault(agent_id, []).append((resources, time.monotonic() + refuse))
+
+    def decline(self, fw: Framework, decline: dict[str, Any]) -> None:
+        for oid in decline.get("offer_ids") or []:
+            offer_id = oid.get("value")
+            offer = self.offers.get(offer_id)
+            if offer is None or offer.framework_id != fw.framework_id:
+                continue
+            self._remove_offer(offer_id, rescind=False)
+            self._add_filter(fw, offer.agent_id, offer.resources, decline.get("filters"))
+
+    def revive(self, fw: Framework, roles: list[str]) -> None:
+        targets = set(roles) if roles else set(fw.roles)
+        fw.suppressed -= targets
+        fw.filters.clear()
+        self.timers.call_soon(self.allocate)
+
+    def suppress(self, fw: Framework, roles: list[str]) -> None:
+        fw.suppressed |= set(roles) if roles else set(fw.roles)
+
+    def _validate_offers(self, fw: Framework, offer_ids: list[str]) -> str | None:
+        if not offer_ids:
+            return "No offers specified"
+        if len(set(offer_ids)) != len(offer_ids):
+            return "Duplicate offers in an ACCEPT call"
+        agent_id = None
+        for offer_id in offer_ids:
+            offer = self.offers.get(offer_id)
+            if offer is None:
+                return f"Offer {offer_id} is no longer valid"
+            if offer.framework_id != fw.framework_id:
+                return (f"Offer {offer_id} has invalid framework {offer.framework_id} while "
+                        f"framework {fw.framework_id} is expected")
+            if agent_id is not None and offer.agent_id != agent_id:
+                return "Aggregated offers must belong to one single agent"
+            agent_id = offer.agent_id
+        return None
+
+    def accept(self, fw: Framework, accept: dict[str, Any]) -> None:
+        offer_ids = [o.get("value") for o in accept.get("offer_ids") or []]
+        operations = accept.get("operations") or []
+        error = self._validate_offers(fw, offer_ids)
+        if error is not None:
+            for offer_id in offer_ids:
+                offer = self.offers.get(offer_id)
+                if offer is not None and offer.framework_id == fw.framework_id:
+                    self._remove_offer(offer_id, rescind=False)
+            state = "TASK_DROPPED" if fw.partition_aware else "TASK_LOST"
+            for op in operations:
+                for info in self._launch_infos(op):
+                    self._send_master_update(fw, info, state,
+                                             f"Task launched with invalid offers: {error}",
+                                             "REASON_INVALID_OFFERS")
+            return
+        offers = [self._remove_offer(oid, rescind=False) for oid in offer_ids]
+        agent = self.agents[offers[0].agent_id]  # type: ignore[union-attr]
+        role = offers[0].role  # type: ignore[union-attr]
+        remaining = Resources()
+        for offer in offers:
+            remaining = remaining + offer.resources  # type: ignore[union-attr]
+        for op in operations:
+            kind = op.get("type")
+            if kind == "LAUNCH":
+                for info in op.get("launch", {}).get("task_infos") or []:
+                    remaining = self._launch(fw, agent, role, info, remaining)
+            elif kind == "LAUNCH_GROUP":
+                for info in self._launch_infos(op):
+                    self._send_master_update(
+                        fw, info, "TASK_ERROR",
+                        "LAUNCH_GROUP is not supported by this embedded Mesos (no default "
+                        "executor)", "REASON_TASK_GROUP_INVALID")
+            else:
+                log.warning("refusing unsupported offer operation", type=kind,
+                            framework_id=fw.framework_id)
+        # What the framework did not use goes back, filtered for refuse_seconds.
+        self._add_filter(fw, agent.agent_id, remaining, accept.get("filters"))
+
+    @staticmethod
+    def _launch_infos(op: dict[str, Any]) -> list[dict[str, Any]]:
+        if op.get("type") == "LAUNCH":
+            return list((op.get("launch") or {}).get("task_infos") or [])
+        if op.get("type") == "LAUNCH_GROUP":
+            group = (op.get("launch_group") or {}).get("task_group") or {}
+            return list(group.get("tasks") or [])
+        return []
+
+    def _validate_task(self, fw: Framework, agent: Agent, info: dict[str, Any],
+                       available: Resources) -> tuple[str | None, Resources]:
+        task_id = (info.get("task_id") or {}).get("value", "")
+        error = validate_id(task_id)
+        if error:
+            return f"Task has an invalid TaskID: {error}", Resources()
+        agent_id = (info.get("agent_id") or {}).get("value")
+        if agent_id != agent.agent_id:
+            return (f"Task uses invalid agent: {agent_id} while agent {agent.agent_id} is "
+                    "expected"), Resources()
+        if task_id in fw.tasks:
+            return f"Task has duplicate ID: {task_id}", Resources()
+        if task_id in fw.unreachable_tasks:
+            return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
+        if ("executor" in info) == ("command" in info):
+            return ("Task should have at least one (but not both) of CommandInfo or "
+                    "ExecutorInfo present"), Resources()
+        if "executor" in info:
+            return "Custom executors are not supported by this embedded Mesos", Resources()
+        grace = (((info.get("kill_policy") or {}).get("grace_period") or {})
+                 .get("nanoseconds", 0))
+        if grace < 0:
+            return "Task's 'kill_policy.grace_period' must be non-negative", Resources()
+        mct = (info.get("max_completion_time") or {}).get("nanoseconds", 0)
+        if mct < 0:
+            return "Task's `max_completion_time` must be non-negative", Resources()
+        try:
+            wanted = Resources.from_json(info.get("resources") or [])
+        except ResourceError as exc:
+            return f"Task uses invalid resources: {exc}", Resources()
+        if wanted.empty:
+            return "Task uses no resources", Resources()
+        if not available.contains(wanted):
+            return (f"Total resources {wanted} required by task and its executor is more "
+                    f"than available {available}"), Resources()
+        return None, wanted
+
+    def _launch(self, fw: Framework, agent: Agent, role: str, info: dict[str, Any],
+                available: Resources) -> Resources:
+        error, wanted = self._validate_task(fw, agent, info, available)
+        if error is not None:
+            self._send_master_update(fw, info, "TASK_ERROR", error, "REASON_TASK_INVALID")
+            return available
+        task = Task(info["task_id"]["value"], str(info.get("name", "")), fw.framework_id,
+                    agent.agent_id, wanted, info, role)
+        task.statuses.append({"state": "TASK_STAGING", "timestamp": time.time()})
+        fw.tasks[task.task_id] = task
+        agent.tasks[(fw.framework_id, task.task_id)] = task
+        agent.used = agent.used + wanted
+        self.all_tasks[(fw.framework_id, task.task_id)] = task
+        if self.fail_launches > 0:
+            self.fail_launches -= 1
+            self.timers.call_soon(lambda: self.agent_update(
+                agent.agent_id, fw.framework_id, task.task_id, "TASK_FAILED",
+                message="Failed to launch container: injected launch failure",
+                reason="REASON_CONTAINER_LAUNCH_FAILED", source="SOURCE_AGENT"))
+        else:
+            agent.runtime.launch(task)
+        return available - wanted
+
+    # --- status updates --------------------------------------------------------------------
+    def _master_status(self, fw: Framework, task: Task | None, state: str, message: str,
+                       reason: str, *, info: dict[str, Any] | None = None,
+                       agent_id: str | None = None,
+                       unreachable_time: float | None = None) -> dict[str, Any]:
+        if state in PARTITION_AWARE_STATES and not fw.partition_aware:
+            state = "TASK_LOST"
+        status: dict[str, Any] = {
+            "task_id": {"value": task.task_id if task else info["task_id"]["value"]},  # type: ignore[index]
+            "state": state,
+            "source": "SOURCE_MASTER",
+            "message": message,
+            "reason": reason,
+            "timestamp": time.time(),
+        }
+        aid = task.agent_id if task else agent_id
+        if aid:
+            status["agent_id"] = {"value": aid}
+        if task is not None:
+            status["executor_id"] = {"value": task.executor_id}
+        if unreachable_time is not None:
+            status["unreachable_time"] = {"nanoseconds": int(unreachable_time * 1e9)}
+        return status
+
+    def _send_master_update(self, fw: Framework, info: dict[str, Any], state: str,
+                            message: str, reason: str) -> None:
+        agent_id = (info.get("agent_id") or {}).get("value")
+        status = self._master_status(fw, None, state, message, reason, info=info,
+                                     agent_id=agent_id)
+        self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+
+    def _set_state(self, task: Task, status: dict[str, Any]) -> None:
+        task.state = str(status["state"])
+        entry: dict[str, Any] = {"state": task.state, "timestamp": status["timestamp"]}
+        if "container_status" in status:
+            entry["container_status"] = status["container_status"]
+        task.statuses.append(entry)
+
+    def agent_update(self, agent_id: str, framework_id: str, task_id: str, state: str, *,
+                     message: str | None = None, reason: str | None = None,
+                     source: str = "SOURCE_EXECUTOR",
+                     container_status: dict[str, Any] | None = None) -> None:
+        """A task's state change reported by its agent: recorded, then delivered reliably."""
+        with self.lock:
+            agent = self.agents.get(agent_id)
+            task = agent.tasks.get((framework_id, task_id)) if agent else None
+            if agent is None or task is None or agent.state == "gone":
+                return
+            if task.state in TERMINAL_STATES:
+                return  # an agent never changes a terminal state
+            fw = self.frameworks.get(framework_id)
+            status: dict[str, Any] = {
+                "task_id": {"value": task_id},
+                "state": state,
+                "source": source,
+                "agent_id": {"value": agent_id},
+                "executor_id": {"value": task.executor_id},
+                "timestamp": time.time(),
+                "uuid": new_uuid_bytes(),
+            }
+            if message is not None:
+                status["message"] = message
+            if reason is not None:
+                status["reason"] = reason
+            if container_status is not None:
+                status["container_status"] = container_status
+            self._set_state(task, status)
+            if state in TERMINAL_STATES:
+                self._release(task)
+            if agent.state == "unreachable":
+                return  # the master learns nothing from a partitioned agent
+            task.pending.append(status)
+            if len(task.pending) == 1 and fw is not None:
+                self._forward_head(task)
+
+    def _release(self, task: Task) -> None:
+        if task.resources_released:
+            return
+        task.resources_released = True
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.used = agent.used - task.resources
+
+    def _forward_head(self, task: Task) -> None:
+        fw = self.frameworks.get(task.framework_id)
+        if fw is None or not task.pending:
+            return
+        status = task.pending[0]
+        if task.retry_timer:
+            task.retry_timer.cancel()
+        if task.retry_interval == 0:
+            task.retry_interval = self.config.status_update_retry_min
+        task.retry_timer = self.timers.call_later(task.retry_interval,
+                                                  lambda: self._retry(task, status))
+        if self.drop_updates > 0:
+            self.drop_updates -= 1
+            return
+        event = {"type": "UPDATE", "update": {"status": status}}
+        if self.update_delay > 0:
+            delay = self.update_delay
+            self.timers.call_later(delay, lambda: self._send_locked(fw, event))
+        else:
+            self._send(fw, event)
+        if self.duplicate_updates:
+            self._send(fw, event)
+
+    def _send_locked(self, fw: Framework, event: dict[str, Any]) -> None:
+        with self.lock:
+            self._send(fw, event)
+
+    def _retry(self, task: Task, status: dict[str, Any]) -> None:
+        with self.lock:
+            if not task.pending or task.pending[0] is not status:
+                return
+            task.retry_interval = min(task.retry_interval * 2, self.config.status_update_retry_max)
+            self._forward_head(task)
+
+    def acknowledge(self, fw: Framework, ack: dict[str, Any]) -> None:
+        task_id = (ack.get("task_id") or {}).get("value")
+        task = fw.tasks.get(task_id) if task_id else None
+        if task is None or not task.pending:
+            return
+        if task.pending[0].get("uuid") != ack.get("uuid"):
+            return  # an old or duplicate acknowledgement
+        task.pending.popleft()
+        task.retry_interval = 0
+        if task.retry_timer:
+            task.retry_timer.cancel()
+            task.retry_timer = None
+        if task.pending:
+            self._forward_head(task)
+        elif task.state in TERMINAL_STATES:
+            self._complete(fw, task)
+
+    def _complete(self, fw: Framework, task: Task) -> None:
+        fw.tasks.pop(task.task_id, None)
+        fw.unreachable_tasks.pop(task.task_id, None)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.pop((fw.framework_id, task.task_id), None)
+        fw.completed_tasks.append(task)
+
+    # --- kill and reconcile ----------------------------------------------------------------
+    def kill(self, fw: Framework, kill: dict[str, Any]) -> None:
+        task_id = (kill.get("task_id") or {}).get("value", "")
+        agent_id = (kill.get("agent_id") or {}).get("value")
+        task = fw.tasks.get(task_id)
+        if task is None:
+            entry: dict[str, Any] = {"task_id": {"value": task_id}}
+            if agent_id:
+                entry["agent_id"] = {"value": agent_id}
+            self.reconcile(fw, [entry])
+            return
+        if agent_id and agent_id != task.agent_id:
+            return
+        agent = self.agents[task.agent_id]
+        if agent.state != "active" or task.state in TERMINAL_STATES:
+            return
+        grace = self._grace(kill.get("kill_policy") or task.info.get("kill_policy"))
+        agent.runtime.kill(task, grace, killing_state="TASK_KILLING_STATE" in fw.capabilities)
+
+    @staticmethod
+    def _grace(policy: dict[str, Any] | None) -> float:
+        nanos = ((policy or {}).get("grace_period") or {}).get("nanoseconds")
+        return DEFAULT_KILL_GRACE_SECONDS if nanos is None else max(0.0, nanos / 1e9)
+
+    def reconcile(self, fw: Framework, tasks: list[dict[str, Any]]) -> None:
+        if not tasks:
+            for task in list(fw.tasks.values()):
+                self._send(fw, {"type": "UPDATE", "update": {"status": self._reconcile_status(
+                    fw, task, task.status_update_state,
+                    "Reconciliation: Latest task state")}})
+            return
+        for entry in tasks:
+            task_id = (entry.get("task_id") or {}).get("value", "")
+            agent_id = (entry.get("agent_id") or {}).get("value")
+            known = fw.tasks.get(task_id)
+            if known is not None:
+                status = self._reconcile_status(fw, known, known.status_update_state,
+                                                "Reconciliation: Latest task state")
+            else:
+                agent = self.agents.get(agent_id) if agent_id else None
+                if agent is not None and agent.state == "active":
+                    state, message, when = ("TASK_GONE",
+                                            "Reconciliation: Task is unknown to the agent", None)
+                elif agent is not None and agent.state == "unreachable":
+                    state, message, when = ("TASK_UNREACHABLE",
+                                            "Reconciliation: Task is unreachable",
+                                            agent.unreachable_time)
+                elif agent is not None and agent.state == "gone":
+                    state, message, when = ("TASK_GONE_BY_OPERATOR",
+                                            "Reconciliation: Task is gone", None)
+                else:
+                    state, message, when = ("TASK_UNKNOWN", "Reconciliation: Task is unknown",
+                                            None)
+                status = self._master_status(fw, None, state, message,
+                                             "REASON_RECONCILIATION",
+                                             info={"task_id": {"value": task_id}},
+                                             agent_id=agent_id, unreachable_time=when)
+            self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+
+    def _reconcile_status(self, fw: Framework, task: Task, state: str,
+                          message: str) -> dict[str, Any]:
+        status = self._master_status(fw, task, state, message, "REASON_RECONCILIATION")
+        status["state"] = state  # the task's own state is reported as it is
+        return status
+
+    # --- faults ----------------------------------------------------------------------------
+    def remove_agent(self, agent_id: str) -> None:
+        """The agent is gone for good (marked gone by an operator, machine lost)."""
+        with self.lock:
+            agent = self.agents[agent_id]
+            if agent.state == "gone":
+                return
+            was_unreachable = agent.state == "unreachable"
+            agent.state = "gone"
+            self._drop_agent_offers(agent)
+            for (fid, _tid), task in list(agent.tasks.items()):
+                fw = self.frameworks.get(fid)
+                if fw is None or (was_unreachable and task.task_id not in fw.unreachable_tasks):
+                    continue
+                status = self._master_status(
+                    fw, task, "TASK_GONE_BY_OPERATOR",
+                    f"Agent {agent.hostname} ({agent_id}) was removed",
+                    "REASON_SLAVE_REMOVED_BY_OPERATOR" if fw.partition_aware
+                    else "REASON_SLAVE_REMOVED")
+                self._set_state(task, status)
+                self._release(task)
+                self._complete(fw, task)
+                self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+            agent.tasks.clear()
+        agent.runtime.shutdown()
+
+    def partition_agent(self, agent_id: str) -> None:
+        """The agent stops answering: its tasks become unreachable (LOST for frameworks
+        that are not partition-aware) while they may well go on running."""
+        with self.lock:
+            agent = self.agents[agent_id]
+            if agent.state != "active":
+                return
+            agent.state = "unreachable"
+            agent.unreachable_time = time.time()
+            self._drop_agent_offers(agent)
+            for (fid, _tid), task in list(agent.tasks.items()):
+                fw = self.frameworks.get(fid)
+                if fw is None or task.task_id not in fw.tasks:
+                    continue
+                status = self._master_status(fw, task, "TASK_UNREACHABLE",
+                                             "health check timed out", "REASON_SLAVE_REMOVED",
+                                             unreachable_time=agent.unreachable_time)
+                task.unreachable_time = agent.unreachable_time
+                task.pending.clear()
+                if task.retry_timer:
+                    task.retry_timer.cancel()
+                fw.tasks.pop(task.task_id)
+                if fw.partition_aware:
+                    fw.unreachable_tasks[task.task_id] = task
+                    self._set_state(task, status)
+                else:
+                    self._set_state(task, status)
+                    fw.completed_tasks.append(task)
+                self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+
+    def heal_agent(self, agent_id: str) -> None:
+        """The agent reregisters. Tasks of partition-aware frameworks come back as they run;
+        those of other frameworks were reported LOST and are shut down on the agent."""
+        with self.lock:
+            agent = self.agents[agent_id]
+            if agent.state != "unreachable":
+                return
+            agent.state = "active"
+            agent.unreachable_time = None
+            to_kill = []
+            for (fid, _tid), task in list(agent.tasks.items()):
+                fw = self.frameworks.get(fid)
+                if fw is not None and task.task_id in fw.unreachable_tasks:
+                    fw.unreachable_tasks.pop(task.task_id)
+                    fw.tasks[task.task_id] = task
+                    task.unreachable_time = None
+                    task.statuses.append({"state": task.state, "timestamp": time.time()})
+                elif task.state not in TERMINAL_STATES:
+                    to_kill.append(task)
+                    agent.tasks.pop((fid, task.task_id), None)
+            for task in to_kill:
+                agent.runtime.kill(task, 0.0, killing_state=False)
+                self._release(task)
+        self.timers.call_soon(self.allocate)
+
+    def _drop_agent_offers(self, agent: Agent) -> None:
+        for offer_id in [o.offer_id for o in self.offers.values()
+                         if o.agent_id == agent.agent_id]:
+            self._remove_offer(offer_id, rescind=True)
+
+    def restart(self, forget_frameworks: bool = False) -> None:
+        """A master failover: every stream is dropped; frameworks must subscribe again. With
+        `forget_frameworks`, the new master knows none of them until they do (their tasks
+        are re-learnt from the agents)."""
+        with self.lock:
+            for fw in list(self.frameworks.values()):
+                if fw.stream:
+                    fw.stream.close()
+                if fw.connected:
+                    self._disconnect(fw)
+            if forget_frameworks:
+                for fw in self.frameworks.values():
+                    if fw.removal_timer:
+                        fw.removal_timer.cancel()
+                self.frameworks.clear()
+            self.master_id_restarted = time.time()
+
+    def silence_streams(self) -> None:
+        """Half-open fault: every stream stays connected but carries nothing more."""
+        with self.lock:
+            for fw in self.frameworks.values():
+                if fw.stream:
+                    fw.stream.silent = True
