@@ -1,0 +1,4 @@
+"""The Mesos side of Docket: offers matched to pending launches, TaskInfo built from task
+templates, and the pymesos driver adapter behind the small `MesosBackend` seam the controller
+depends on. `adapter` is the only module in Docket that imports pymesos; the others are pure.
+"""
