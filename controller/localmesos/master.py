@@ -105,6 +105,8 @@ class Task:
     retry_interval: float = 0.0
     unreachable_time: float | None = None
     resources_released: bool = False
+    agent_state: str = "TASK_STAGING"  # what the agent knows, also while partitioned
+    held: list[dict[str, Any]] = field(default_factory=list)  # updates made while partitioned
 
     @property
     def executor_id(self) -> str:
@@ -753,7 +755,7 @@ class Master:
             task = agent.tasks.get((framework_id, task_id)) if agent else None
             if agent is None or task is None or agent.state == "gone":
                 return
-            if task.state in TERMINAL_STATES:
+            if task.agent_state in TERMINAL_STATES:
                 return  # an agent never changes a terminal state
             fw = self.frameworks.get(framework_id)
             status: dict[str, Any] = {
@@ -771,11 +773,15 @@ class Master:
                 status["reason"] = reason
             if container_status is not None:
                 status["container_status"] = container_status
-            self._set_state(task, status)
+            task.agent_state = state
             if state in TERMINAL_STATES:
                 self._release(task)
             if agent.state == "unreachable":
-                return  # the master learns nothing from a partitioned agent
+                # The master hears nothing from a partitioned agent; the agent keeps the
+                # update and sends it when it reregisters.
+                task.held.append(status)
+                return
+            self._set_state(task, status)
             task.pending.append(status)
             if len(task.pending) == 1 and fw is not None:
                 self._forward_head(task)
@@ -984,7 +990,13 @@ class Master:
                     fw.unreachable_tasks.pop(task.task_id)
                     fw.tasks[task.task_id] = task
                     task.unreachable_time = None
+                    task.state = task.agent_state
                     task.statuses.append({"state": task.state, "timestamp": time.time()})
+                    held, task.held = task.held, []
+                    for status in held:
+                        task.pending.append(status)
+                    if task.pending:
+                        self._forward_head(task)
                 elif task.state not in TERMINAL_STATES:
                     to_kill.append(task)
                     agent.tasks.pop((fid, task.task_id), None)
