@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.api.template import Constraint
-from controller.mesos.offers import Offer, TaskRequest, match
+from controller.mesos.offers import Offer, Placement, TaskRequest, match
 from tests.mesos.offers_util import offer_json
 
 
@@ -77,7 +77,7 @@ def test_unused_offers_and_gpus() -> None:
 def test_unique_counts_running_and_same_pass_tasks() -> None:
     offers = [Offer.parse(offer_json(f"o{i}", f"h{i}")) for i in range(3)]
     cons = (c("hostname", "UNIQUE"),)
-    running = {"g": [("h0", {})]}
+    running: dict[str, list[Placement]] = {"g": [("h0", {})]}
     result = match(offers, [req(f"t{i}", cpus=0.1, constraints=cons) for i in range(3)], running)
     hosts = [a.offer.hostname for a in result.assignments]
     assert hosts == ["h1", "h2"]
@@ -170,9 +170,9 @@ def test_never_overcommits_and_unique_holds(
     unique_hosts = [a.offer.hostname for a in result.assignments if a.request.group == "u"]
     assert len(unique_hosts) == len(set(unique_hosts))
     # First fit: a request left unmatched could not have gone on an offer left untouched.
-    for r in result.unmatched:
+    for left in result.unmatched:
         for o in result.unused:
-            fits = (o.total("cpus") >= r.cpus and o.total("mem") >= r.mem
-                    and o.port_count() >= r.ports)
-            allowed = r.group != "u" or o.hostname not in unique_hosts
+            fits = (o.total("cpus") >= left.cpus and o.total("mem") >= left.mem
+                    and o.port_count() >= left.ports)
+            allowed = left.group != "u" or o.hostname not in unique_hosts
             assert not (fits and allowed)

@@ -1,0 +1,232 @@
+"""The pymesos adapter against the embedded Mesos (localmesos, real agents running processes):
+subscription, FrameworkID reuse, launches with explicit acknowledgements, kills,
+suppress/revive, reconciliation after a restart, and reconnection after heartbeat loss."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from controller.api.template import TaskTemplate
+from controller.localmesos import LocalMesos
+from controller.mesos.adapter import MemoryFrameworkIdStore, MesosAdapter, MesosConfig
+from controller.mesos.backend import (
+    LaunchRequest,
+    MesosBackend,
+    MesosEvent,
+    Subscribed,
+    TaskLaunched,
+    TaskUpdate,
+)
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 15.0
+
+
+class Harness:
+    """Starts adapters on one master and collects their events."""
+
+    def __init__(self, mesos: LocalMesos) -> None:
+        self.mesos = mesos
+        self.adapters: list[MesosAdapter] = []
+
+    def adapter(self, store: MemoryFrameworkIdStore,
+                known: Callable[[], list[tuple[str, str | None]]] = list,
+                **config: Any) -> MesosAdapter:
+        cfg = MesosConfig(master=self.mesos.master_url, refuse_seconds=5.0,
+                          tick_seconds=0.05, **config)
+        a = MesosAdapter(cfg, store, known)
+        self.adapters.append(a)
+        a.start()
+        return a
+
+
+@pytest.fixture
+def harness(local_mesos: Callable[..., LocalMesos]) -> Iterator[Harness]:
+    h = Harness(local_mesos(agents=2, heartbeat_interval=0.3))
+    yield h
+    for a in h.adapters:
+        a.stop()
+
+
+def wait_for(adapter: MesosAdapter, pred: Callable[[MesosEvent], bool],
+             seen: list[MesosEvent] | None = None, timeout: float = TIMEOUT,
+             ack: bool = True) -> MesosEvent:
+    """The first event matching `pred`; every update on the way is acknowledged."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no matching event within {timeout}s; saw {seen}")
+        try:
+            event = adapter.events.get(timeout=left)
+        except queue.Empty:
+            continue
+        if seen is not None:
+            seen.append(event)
+        if ack and isinstance(event, TaskUpdate):
+            adapter.acknowledge(event)
+        if pred(event):
+            return event
+
+
+def poll(cond: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def update_of(task_id: str, *states: str) -> Callable[[MesosEvent], bool]:
+    return lambda e: isinstance(e, TaskUpdate) and e.task_id == task_id and e.state in states
+
+
+def template(command: str, **extra: Any) -> TaskTemplate:
+    return TaskTemplate.model_validate({"command": command,
+                                        "resources": {"cpus": 0.1, "mem": 16}, **extra})
+
+
+def test_is_a_mesos_backend(harness: Harness) -> None:
+    assert isinstance(harness.adapter(MemoryFrameworkIdStore()), MesosBackend)
+
+
+def test_subscribe_launch_finish_with_explicit_acks(harness: Harness) -> None:
+    store = MemoryFrameworkIdStore()
+    adapter = harness.adapter(store, role="batch", principal="ops")
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed) and store.framework_id == sub.framework_id
+    assert adapter.connected
+    fw = harness.mesos.master.frameworks[sub.framework_id]
+    info = fw.info
+    assert info["name"] == "docket" and info["checkpoint"] is True
+    assert info["failover_timeout"] == 7 * 24 * 3600 and info["role"] == "batch"
+    assert info["principal"] == "ops"
+    caps = {c["type"] for c in info["capabilities"]}
+    assert {"PARTITION_AWARE", "TASK_KILLING_STATE"} <= caps
+    poll(lambda: bool(fw.suppressed))  # nothing pending: offers suppressed
+
+    task_id = "job.default.hello.7.0.0"
+    adapter.launch([LaunchRequest(task_id, template("echo hello; exit 3"))])
+    assert adapter.pending_count in (0, 1)
+    seen: list[MesosEvent] = []
+    launched = wait_for(adapter, lambda e: isinstance(e, TaskLaunched), seen)
+    assert isinstance(launched, TaskLaunched) and launched.task_id == task_id
+    final = wait_for(adapter, update_of(task_id, "TASK_FAILED", "TASK_FINISHED"), seen)
+    assert isinstance(final, TaskUpdate)
+    assert final.state == "TASK_FAILED" and final.exit_code == 3
+    assert final.agent_id == launched.agent_id and final.hostname == launched.hostname
+    states = [e.state for e in seen if isinstance(e, TaskUpdate)]
+    assert "TASK_RUNNING" in states
+    assert adapter.pending_count == 0
+    # Every update was acknowledged explicitly: the master holds none for a retry.
+    task = harness.mesos.master.all_tasks[(sub.framework_id, task_id)]
+    poll(lambda: not task.pending)
+    poll(lambda: task_id not in fw.tasks)  # a terminal task completes once acknowledged
+    poll(lambda: bool(fw.suppressed))  # suppressed again once nothing is pending
+
+
+def test_unacknowledged_update_is_resent(harness: Harness) -> None:
+    adapter = harness.adapter(MemoryFrameworkIdStore())
+    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    task_id = "job.default.noack.7.0.0"
+    adapter.launch([LaunchRequest(task_id, template("sleep 30"))])
+    first = wait_for(adapter, update_of(task_id, "TASK_RUNNING", "TASK_STARTING"), ack=False)
+    # Not acknowledged: Mesos resends the same update (same uuid) after its retry interval.
+    again = wait_for(adapter, lambda e: isinstance(e, TaskUpdate) and e.uuid == first.uuid  # type: ignore[union-attr]
+                     , ack=True)
+    assert again == first
+    adapter.kill(task_id)
+    wait_for(adapter, update_of(task_id, "TASK_KILLED"))
+
+
+def test_restart_reuses_framework_id_and_reconciles(harness: Harness) -> None:
+    store = MemoryFrameworkIdStore()
+    first = harness.adapter(store)
+    sub = wait_for(first, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    task_id = "job.default.long.9.0.0"
+    first.launch([LaunchRequest(task_id, template("sleep 30"))])
+    running = wait_for(first, update_of(task_id, "TASK_RUNNING"))
+    assert isinstance(running, TaskUpdate)
+    first.stop()
+    assert not first.connected
+    # stop() fails over, never tears down: the framework and its task are still there.
+    assert sub.framework_id in harness.mesos.frameworks()
+    assert harness.mesos.master.all_tasks[(sub.framework_id, task_id)].state == "TASK_RUNNING"
+
+    known = [(task_id, running.agent_id)]
+    second = harness.adapter(store, known=lambda: known)
+    sub2 = wait_for(second, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub2, Subscribed) and sub2.framework_id == sub.framework_id
+    assert harness.mesos.frameworks() == [sub.framework_id]
+    seen: list[MesosEvent] = []
+    wait_for(second, update_of(task_id, "TASK_RUNNING"), seen)  # explicit
+    wait_for(second, update_of(task_id, "TASK_RUNNING"), seen)  # implicit
+    reasons = {e.reason for e in seen if isinstance(e, TaskUpdate)}
+    assert "REASON_RECONCILIATION" in reasons
+
+    second.kill(task_id, running.agent_id, grace_seconds=0.5)
+    killed = wait_for(second, update_of(task_id, "TASK_KILLED"))
+    assert isinstance(killed, TaskUpdate) and killed.terminal
+
+
+def test_cancel_drops_a_pending_launch(harness: Harness) -> None:
+    adapter = harness.adapter(MemoryFrameworkIdStore())
+    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    big = TaskTemplate.model_validate({"command": "true", "resources": {"cpus": 64}})
+    adapter.launch([LaunchRequest("job.default.big.1.0.0", big)])
+    time.sleep(0.3)  # offers come and go; nothing fits
+    assert adapter.pending_count == 1
+    assert adapter.cancel("job.default.big.1.0.0")
+    assert not adapter.cancel("job.default.big.1.0.0")
+    assert adapter.pending_count == 0
+
+
+def test_unique_constraint_across_agents(harness: Harness) -> None:
+    adapter = harness.adapter(MemoryFrameworkIdStore())
+    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    t = template("sleep 30", constraints=[["hostname", "UNIQUE"]])
+    ids = [f"svc.default.web.3.{i}.0" for i in range(3)]
+    adapter.launch([LaunchRequest(i, t) for i in ids])
+    hosts = set()
+    for _ in range(2):
+        launched = wait_for(adapter, lambda e: isinstance(e, TaskLaunched))
+        assert isinstance(launched, TaskLaunched)
+        hosts.add(launched.hostname)
+    assert len(hosts) == 2
+    time.sleep(0.3)
+    assert adapter.pending_count == 1  # no third host
+    for i in ids[:2]:
+        adapter.kill(i)
+    for i in ids[:2]:
+        wait_for(adapter, update_of(i, "TASK_KILLED"))
+    # A host is free again once its task is gone: the third one goes there.
+    wait_for(adapter, lambda e: isinstance(e, TaskLaunched) and e.task_id == ids[2])
+    adapter.kill(ids[2])
+
+
+def test_heartbeat_loss_reconnects_with_same_framework(harness: Harness) -> None:
+    store = MemoryFrameworkIdStore()
+    adapter = harness.adapter(store)
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    before = REGISTRY.get_sample_value("docket_mesos_reconnects_total",
+                                       {"reason": "heartbeat"}) or 0.0
+    harness.mesos.half_open_streams()
+    seen: list[MesosEvent] = []
+    again = wait_for(adapter, lambda e: isinstance(e, Subscribed), seen)
+    assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
+    assert any(type(e).__name__ == "Disconnected" for e in seen)
+    after = REGISTRY.get_sample_value("docket_mesos_reconnects_total", {"reason": "heartbeat"})
+    assert after == before + 1
+    # Still usable after the reconnection.
+    task_id = "job.default.after.5.0.0"
+    adapter.launch([LaunchRequest(task_id, template("true"))])
+    wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
