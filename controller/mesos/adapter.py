@@ -310,8 +310,16 @@ class MesosAdapter:
         elif kind == "RESCIND":
             metrics.OFFERS_RESCINDED.inc()
         elif kind == "ERROR":
-            message = payload.get("error", {}).get("message", "")
+            message = str(payload.get("error", {}).get("message", ""))
             log.error("mesos master reported an error", message=message)
+            if not self._connected and "removed" in message.lower():
+                # Our FrameworkID is dead (failover timeout passed, or torn down by an
+                # operator) and so are its tasks: register anew; reconciliation of the known
+                # tasks then reports them gone.
+                log.error("framework removed by mesos; registering a new one",
+                          framework_id=self._framework_id)
+                self._framework_id = None
+                self._restart("framework_removed")
         elif kind == "CLOSED":
             self._set_connected(False, "stream closed")
         elif kind == "FAILURE":
@@ -405,8 +413,10 @@ class MesosAdapter:
             return
         try:
             driver.stop(failover=True)  # never TEARDOWN: the tasks must outlive us
-            if join:
-                driver.join()
+            thread = getattr(driver, "_io_thread", None)
+            if join and thread is not None:
+                # Bounded: the thread may sleep in pymesos' connect backoff (up to 15 s).
+                thread.join(timeout=5.0)
         except Exception:
             log.exception("mesos driver failed to stop")
 

@@ -34,7 +34,7 @@ SUPPRESSED = Gauge("docket_mesos_offers_suppressed",
 STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
           "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
           "TASK_UNREACHABLE", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN")
-RECONNECT_REASONS = ("heartbeat", "subscribe_timeout", "driver_died")
+RECONNECT_REASONS = ("heartbeat", "subscribe_timeout", "driver_died", "framework_removed")
 
 for _state in STATES:
     STATUS_UPDATES.labels(_state)

@@ -200,11 +200,17 @@ class _Remaining:
         self.roles = list(dict.fromkeys(p.allocation_role for p in offer.pools))
 
     def take(self, req: TaskRequest) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:
+        # Cheap rejection first: most requests in a big backlog fit no exhausted offer.
+        if _milli(req.cpus) > self.left("cpus") or _milli(req.mem) > self.left("mem"):
+            return None
         for role in self.roles:
             got = self._take_in_role(req, role)
             if got is not None:
                 return got
         return None
+
+    def left(self, name: str) -> int:
+        return sum(m for p, m in zip(self.offer.pools, self.milli, strict=True) if p.name == name)
 
     def _take_in_role(self, req: TaskRequest, role: str
                       ) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:

@@ -230,3 +230,38 @@ def test_heartbeat_loss_reconnects_with_same_framework(harness: Harness) -> None
     task_id = "job.default.after.5.0.0"
     adapter.launch([LaunchRequest(task_id, template("true"))])
     wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
+
+
+def test_master_failover_resubscribes_and_adopts_tasks(harness: Harness) -> None:
+    store = MemoryFrameworkIdStore()
+    adapter = harness.adapter(store)
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    task_id = "job.default.keep.4.0.0"
+    adapter.launch([LaunchRequest(task_id, template("sleep 30"))])
+    wait_for(adapter, update_of(task_id, "TASK_RUNNING"))
+    harness.mesos.restart_master(forget_frameworks=True)
+    again = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
+    # Implicit reconciliation after the failover reports the task still running.
+    wait_for(adapter, update_of(task_id, "TASK_RUNNING"))
+    adapter.kill(task_id)
+    wait_for(adapter, update_of(task_id, "TASK_KILLED"))
+
+
+def test_removed_framework_registers_anew(local_mesos: Callable[..., LocalMesos]) -> None:
+    h = Harness(local_mesos(failover_timeout_cap=0.2))
+    try:
+        store = MemoryFrameworkIdStore()
+        first = h.adapter(store)
+        sub = wait_for(first, lambda e: isinstance(e, Subscribed))
+        assert isinstance(sub, Subscribed)
+        first.stop()
+        poll(lambda: sub.framework_id in h.mesos.master.removed_frameworks)
+        second = h.adapter(store)
+        fresh = wait_for(second, lambda e: isinstance(e, Subscribed))
+        assert isinstance(fresh, Subscribed) and fresh.framework_id != sub.framework_id
+        poll(lambda: store.framework_id == fresh.framework_id)
+    finally:
+        for a in h.adapters:
+            a.stop()
