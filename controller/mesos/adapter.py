@@ -48,7 +48,7 @@ from controller.mesos.backend import (
     TaskUpdate,
     docket_group,
 )
-from controller.mesos.offers import Offer, Placement, match
+from controller.mesos.offers import Offer, Placement, TaskRequest, match
 from controller.mesos.taskinfo import task_info, task_request
 
 log = structlog.get_logger("docket.mesos")
@@ -182,7 +182,8 @@ class MesosAdapter:
         self._events: queue.Queue[MesosEvent] = queue.Queue()
         self._inbox: queue.SimpleQueue[tuple[int, str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._pending: dict[str, LaunchRequest] = {}
+        # Pending launches with what they need from an offer, worked out once at launch().
+        self._pending: dict[str, tuple[LaunchRequest, TaskRequest]] = {}
         self._driver: _Driver | None = None
         self._generation = 0
         self._framework_id: str | None = None
@@ -238,12 +239,22 @@ class MesosAdapter:
 
     def launch(self, requests: Iterable[LaunchRequest]) -> None:
         added = 0
+        invalid: list[tuple[str, str]] = []
         with self._lock:
             for req in requests:
-                if req.task_id not in self._pending:
-                    self._pending[req.task_id] = req
-                    added += 1
+                if req.task_id in self._pending:
+                    continue
+                group = req.group or self._group_of(req.task_id) or req.task_id
+                try:
+                    needs = task_request(req.template, req.task_id, group)
+                except ValueError as exc:
+                    invalid.append((req.task_id, str(exc)))
+                    continue
+                self._pending[req.task_id] = (req, needs)
+                added += 1
             metrics.PENDING_LAUNCHES.set(len(self._pending))
+        for task_id, message in invalid:
+            self._launch_failed(task_id, message)
         if added:
             self._inbox.put((0, "revive", None))
 
@@ -519,24 +530,10 @@ class MesosAdapter:
             offers.append(offer)
             self._agents[offer.agent_id] = (offer.hostname, offer.attributes)
         with self._lock:
-            requests = []
-            templates: dict[str, LaunchRequest] = {}
-            bad: list[tuple[str, str]] = []
-            for req in self._pending.values():
-                group = req.group or self._group_of(req.task_id) or req.task_id
-                try:
-                    requests.append(task_request(req.template, req.task_id, group))
-                    templates[req.task_id] = req
-                except ValueError as exc:
-                    bad.append((req.task_id, str(exc)))
-            result = match(offers, requests, self._running_by_group())
-            for a in result.assignments:
-                del self._pending[a.task_id]
-            for task_id, _ in bad:
-                del self._pending[task_id]
+            result = match(offers, [needs for _, needs in self._pending.values()],
+                           self._running_by_group())
+            templates = {a.task_id: self._pending.pop(a.task_id)[0] for a in result.assignments}
             metrics.PENDING_LAUNCHES.set(len(self._pending))
-        for task_id, message in bad:
-            self._launch_failed(task_id, message)
         filters = {"refuse_seconds": self.config.accept_refuse_seconds}
         for offer_id, assignments in result.by_offer.items():
             infos = []

@@ -198,19 +198,20 @@ class _Remaining:
             for p in offer.pools
         ]
         self.roles = list(dict.fromkeys(p.allocation_role for p in offer.pools))
+        self.totals: dict[str, int] = {}
+        for p in offer.pools:
+            self.totals[p.name] = self.totals.get(p.name, 0) + p.milli
 
     def take(self, req: TaskRequest) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:
         # Cheap rejection first: most requests in a big backlog fit no exhausted offer.
-        if _milli(req.cpus) > self.left("cpus") or _milli(req.mem) > self.left("mem"):
+        if _milli(req.cpus) > self.totals.get("cpus", 0) or \
+                _milli(req.mem) > self.totals.get("mem", 0):
             return None
         for role in self.roles:
             got = self._take_in_role(req, role)
             if got is not None:
                 return got
         return None
-
-    def left(self, name: str) -> int:
-        return sum(m for p, m in zip(self.offer.pools, self.milli, strict=True) if p.name == name)
 
     def _take_in_role(self, req: TaskRequest, role: str
                       ) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:
@@ -256,6 +257,7 @@ class _Remaining:
         resources: list[dict[str, Any]] = []
         for i, part in plan:
             self.milli[i] -= part
+            self.totals[self.offer.pools[i].name] -= part
             resources.append(self.offer.pools[i].scalar_json(part))
         for i, ports in port_plan.items():
             gone = set(ports)
@@ -278,7 +280,15 @@ def match(
     remaining = [_Remaining(o) for o in offers]
     by_offer: dict[str, list[Assignment]] = {}
     unmatched: list[TaskRequest] = []
+    # Resources only shrink during a pass, so a request shape without constraints that fit
+    # nowhere will fit nowhere later either: a big homogeneous backlog costs one scan.
+    hopeless: set[tuple[object, ...]] = set()
     for req in requests:
+        shape = None if req.constraints else (
+            req.cpus, req.mem, req.disk, req.gpus, req.ports, req.host_ports)
+        if shape is not None and shape in hopeless:
+            unmatched.append(req)
+            continue
         for rem in remaining:
             offer = rem.offer
             group_places = placed.setdefault(req.group, [])
@@ -295,5 +305,7 @@ def match(
             break
         else:
             unmatched.append(req)
+            if shape is not None:
+                hopeless.add(shape)
     unused = [o for o in offers if o.id not in by_offer]
     return MatchResult(by_offer=by_offer, unmatched=unmatched, unused=unused)

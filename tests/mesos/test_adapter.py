@@ -265,3 +265,14 @@ def test_removed_framework_registers_anew(local_mesos: Callable[..., LocalMesos]
     finally:
         for a in h.adapters:
             a.stop()
+
+
+def test_launch_of_an_invalid_task_id_is_reported_not_sent() -> None:
+    adapter = MesosAdapter(MesosConfig(master="127.0.0.1:1"), MemoryFrameworkIdStore())
+    adapter.launch([LaunchRequest("bad/id", template("true"))])
+    assert adapter.pending_count == 0
+    event = adapter.events.get_nowait()
+    assert isinstance(event, TaskUpdate)
+    assert (event.task_id, event.state, event.source) == ("bad/id", "TASK_ERROR",
+                                                          "SOURCE_FRAMEWORK")
+    assert "rejected by Mesos" in (event.message or "")
