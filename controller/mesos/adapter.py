@@ -372,11 +372,10 @@ class MesosAdapter:
             with self._lock:
                 pending = bool(self._pending)
             if pending and (self._want_revive or self._suppressed):
-                self._call("REVIVE", driver.reviveOffers)
-                self._suppressed = False
-                metrics.SUPPRESSED.set(0)
-            elif not pending and not self._suppressed:
-                self._call("SUPPRESS", driver.suppressOffers)
+                if self._scheduler_call("REVIVE", {}):
+                    self._suppressed = False
+                    metrics.SUPPRESSED.set(0)
+            elif not pending and not self._suppressed and self._scheduler_call("SUPPRESS", {}):
                 self._suppressed = True
                 metrics.SUPPRESSED.set(1)
             self._want_revive = False
@@ -535,6 +534,7 @@ class MesosAdapter:
             templates = {a.task_id: self._pending.pop(a.task_id)[0] for a in result.assignments}
             metrics.PENDING_LAUNCHES.set(len(self._pending))
         filters = {"refuse_seconds": self.config.accept_refuse_seconds}
+        declined: list[dict[str, str]] = []
         for offer_id, assignments in result.by_offer.items():
             infos = []
             for a in assignments:
@@ -545,8 +545,14 @@ class MesosAdapter:
                                            max_completion_seconds=req.max_completion_seconds))
                 except ValueError as exc:
                     self._launch_failed(a.task_id, str(exc))
-            ok = self._call("ACCEPT", driver.acceptOffers, [{"value": offer_id}],
-                            [{"type": "LAUNCH", "launch": {"task_infos": infos}}], filters)
+            if not infos:
+                declined.append({"value": offer_id})
+                continue
+            ok = self._scheduler_call("ACCEPT", {"accept": {
+                "offer_ids": [{"value": offer_id}],
+                "operations": [{"type": "LAUNCH", "launch": {"task_infos": infos}}],
+                "filters": filters,
+            }})
             if not ok:
                 # Mesos may or may not have them: ask, and let the answer decide.
                 metrics.LAUNCH_ERRORS.inc(len(infos))
@@ -569,11 +575,13 @@ class MesosAdapter:
         parsed = {o.id for o in offers}
         unreadable = [{"value": str(r["id"]["value"])} for r in raw_offers
                       if "value" in (r.get("id") or {}) and str(r["id"]["value"]) not in parsed]
-        declined = unused + unreadable
+        declined += unused + unreadable
         if declined:
             metrics.OFFERS_DECLINED.inc(len(declined))
-            self._call("DECLINE", driver.declineOffer, declined,
-                       {"refuse_seconds": self.config.refuse_seconds})
+            self._scheduler_call("DECLINE", {"decline": {
+                "offer_ids": declined,
+                "filters": {"refuse_seconds": self.config.refuse_seconds},
+            }})
 
     def _running_by_group(self) -> dict[str, list[Placement]]:
         out: dict[str, list[Placement]] = {}
@@ -595,7 +603,8 @@ class MesosAdapter:
             log.info("mesos call skipped while disconnected", call=what)
             return False
         body = {"type": what, "framework_id": {"value": driver.framework_id}, **body}
-        # pymesos' own helpers for these calls drop agent_id and kill_policy.
+        # One path for every call: pymesos' helpers return silently when the stream is down
+        # (an ACCEPT would seem sent) and drop agent_id and kill_policy from KILL/RECONCILE.
         return self._call(what, driver._send, body)
 
     def _send_kill(self, task_id: str, agent_id: str | None, grace: float | None) -> None:

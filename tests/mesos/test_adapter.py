@@ -179,10 +179,18 @@ def test_restart_reuses_framework_id_and_reconciles(harness: Harness) -> None:
 
 def test_cancel_drops_a_pending_launch(harness: Harness) -> None:
     adapter = harness.adapter(MemoryFrameworkIdStore())
-    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    declined = REGISTRY.get_sample_value("docket_mesos_offers_declined_total") or 0.0
     big = TaskTemplate.model_validate({"command": "true", "resources": {"cpus": 64}})
     adapter.launch([LaunchRequest("job.default.big.1.0.0", big)])
-    time.sleep(0.3)  # offers come and go; nothing fits
+    # Offers come (revived) and nothing fits: both agents' offers are declined with the
+    # configured refuse_seconds (5 s here), not the master's short default.
+    fw = harness.mesos.master.frameworks[sub.framework_id]
+    poll(lambda: len(fw.filters) == 2)
+    expiries = [until for filters in fw.filters.values() for _, until in filters]
+    assert min(expiries) > time.monotonic() + 3
+    assert (REGISTRY.get_sample_value("docket_mesos_offers_declined_total") or 0) >= declined + 2
     assert adapter.pending_count == 1
     assert adapter.cancel("job.default.big.1.0.0")
     assert not adapter.cancel("job.default.big.1.0.0")
