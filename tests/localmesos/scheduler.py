@@ -59,12 +59,9 @@ class RawScheduler:
     def _read(self, resp: http.client.HTTPResponse) -> None:
         try:
             while True:
-                line = b""
-                while not line.endswith(b"\n"):
-                    ch = resp.read(1)
-                    if not ch:
-                        return
-                    line += ch
+                line = resp.readline()
+                if not line:
+                    return
                 data = resp.read(int(line))
                 event = json.loads(data)
                 self.all_events.append(event)
@@ -92,7 +89,7 @@ class RawScheduler:
         if self.stream_id:
             hdrs["Mesos-Stream-Id"] = self.stream_id
         hdrs.update(headers or {})
-        self._calls.request("POST", "/api/v1/scheduler", json.dumps(body), hdrs)
+        self._calls.request("POST", "/api/v1/scheduler", json.dumps(body).encode(), hdrs)
         resp = self._calls.getresponse()
         return resp.status, resp.read().decode()
 
@@ -137,6 +134,38 @@ class RawScheduler:
                 "agent_id": status["agent_id"], "task_id": status["task_id"],
                 "uuid": status["uuid"]}})
             assert code == 202, text
+
+    def start_ackers(self, count: int = 4) -> None:
+        """Acknowledge in `count` background connections (see `ack_later`): with one
+        connection a scale test is bound by request round trips, not by the master."""
+        self._ack_queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._ackers = [threading.Thread(target=self._acker, daemon=True) for _ in range(count)]
+        for t in self._ackers:
+            t.start()
+
+    def _acker(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        while (status := self._ack_queue.get()) is not None:
+            body = {"type": "ACKNOWLEDGE", "framework_id": {"value": self.framework_id},
+                    "acknowledge": {"agent_id": status["agent_id"],
+                                    "task_id": status["task_id"], "uuid": status["uuid"]}}
+            conn.request("POST", "/api/v1/scheduler", json.dumps(body).encode(),
+                         {"Content-Type": "application/json",
+                          "Mesos-Stream-Id": self.stream_id or ""})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 202, resp.status
+        conn.close()
+
+    def ack_later(self, status: dict[str, Any]) -> None:
+        if "uuid" in status:
+            self._ack_queue.put(status)
+
+    def stop_ackers(self) -> None:
+        for _ in self._ackers:
+            self._ack_queue.put(None)
+        for t in self._ackers:
+            t.join(timeout=10)
 
     def launch(self, offer: dict[str, Any], *tasks: dict[str, Any],
                filters: dict[str, Any] | None = None) -> tuple[int, str]:

@@ -1,0 +1,86 @@
+"""`docket local-mesos`: the embedded Mesos on its own, for any Mesos client."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+NAME = "local-mesos"
+HELP = "Run the embedded Mesos-compatible master and agents standalone."
+
+
+def _attribute(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"attribute {text!r} must look like name=value")
+    return name, value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=5050, help="Master port (5050).")
+    parser.add_argument("--agent-port", type=int, default=5051,
+                        help="First real agent's port (5051); the next agents count up.")
+    parser.add_argument("--agents", type=int, default=1, help="Number of agents (1).")
+    parser.add_argument("--cpus", type=float, default=4.0, help="CPUs per agent (4).")
+    parser.add_argument("--mem", type=float, default=4096.0, help="Memory per agent, MiB.")
+    parser.add_argument("--disk", type=float, default=10240.0, help="Disk per agent, MiB.")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per agent (0).")
+    parser.add_argument("--attribute", action="append", type=_attribute, default=[],
+                        metavar="NAME=VALUE", help="Agent attribute; repeatable.")
+    parser.add_argument("--simulate", action="store_true",
+                        help="Hollow agents: tasks spawn no process (DOCKET_SIM_DURATION, "
+                             "DOCKET_SIM_EXIT_CODE set their run time and exit code).")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="Where task sandboxes live (default: a temporary directory).")
+    parser.add_argument("--heartbeat-interval", type=float, default=15.0,
+                        help="Seconds between HEARTBEAT events (15).")
+    parser.add_argument("--allocation-interval", type=float, default=1.0,
+                        help="Seconds between offer rounds (1).")
+    parser.add_argument("--offer-timeout", type=float, default=None,
+                        help="Rescind offers unused for this many seconds (default: never).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.localmesos import LocalMesos, LocalMesosConfig
+    from controller.store.etcd_server import port_in_use
+
+    ports = [(args.port, "--port")]
+    if not args.simulate:
+        ports += [(args.agent_port + i, "--agent-port") for i in range(args.agents)]
+    for port, flag in ports:
+        if port and port_in_use(port):
+            print(f"docket local-mesos: port {port} is already in use (change it with {flag})",
+                  file=sys.stderr)
+            return 1
+    lm = LocalMesos(LocalMesosConfig(
+        port=args.port, agent_port=args.agent_port, agents=args.agents, cpus=args.cpus,
+        mem=args.mem, disk=args.disk, gpus=args.gpus, attributes=dict(args.attribute),
+        simulate=args.simulate, work_dir=args.work_dir,
+        heartbeat_interval=args.heartbeat_interval,
+        allocation_interval=args.allocation_interval, offer_timeout=args.offer_timeout,
+    ))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    lm.start()
+    mode = "simulated" if args.simulate else "real"
+    print(f"Mesos master (embedded, {MESOS_VERSION_TEXT}) on {lm.master_url} with "
+          f"{args.agents} {mode} agent(s); sandboxes in {lm.work_dir}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        stop.wait()
+    finally:
+        lm.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+MESOS_VERSION_TEXT = "Mesos 1.11.0 API"

@@ -1,0 +1,73 @@
+"""Simulated mode at scale: 1,000 hollow agents carry 10,000 short tasks to completion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller.localmesos import LocalMesos
+from tests.localmesos.scheduler import RawScheduler, task_info
+
+Start = Callable[..., LocalMesos]
+
+
+def run_tasks(lm: LocalMesos, total: int, *, duration: float = 0.05,
+              timeout: float = 120) -> dict[str, Any]:
+    """Launch `total` simulated tasks as fast as offers allow; ack every update; return
+    figures. Shared with tests/perf/bench_localmesos.py."""
+    s = RawScheduler(lm.master_url, capabilities=("PARTITION_AWARE",))
+    s.subscribe()
+    s.start_ackers()
+    env = {"DOCKET_SIM_DURATION": str(duration)}
+    next_id = 0
+    finished = 0
+    failed = 0
+    started = time.monotonic()
+    launched_at = None
+    deadline = started + timeout
+    try:
+        while finished + failed < total:
+            assert time.monotonic() < deadline, f"only {finished}/{total} finished in time"
+            event = s.next_event(timeout=max(0.1, deadline - time.monotonic()))
+            if event["type"] == "OFFERS":
+                for offer in event["offers"]["offers"]:
+                    cpus = next((r["scalar"]["value"] for r in offer["resources"]
+                                 if r["name"] == "cpus"), 0.0)
+                    batch = []
+                    while next_id < total and cpus >= 0.1 - 1e-9:
+                        batch.append(task_info(offer, f"sim-{next_id}", "sim", env=env))
+                        next_id += 1
+                        cpus -= 0.1
+                    if batch:
+                        code, text = s.launch(offer, *batch, filters={"refuse_seconds": 0})
+                        assert code == 202, text
+                    else:
+                        s.call({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]],
+                                                               "filters": {"refuse_seconds": 0}}})
+                if next_id == total and launched_at is None:
+                    launched_at = time.monotonic()
+            elif event["type"] == "UPDATE":
+                st = event["update"]["status"]
+                s.ack_later(st)
+                if st["state"] == "TASK_FINISHED":
+                    finished += 1
+                elif st["state"] not in ("TASK_STARTING", "TASK_RUNNING"):
+                    failed += 1
+        elapsed = time.monotonic() - started
+        return {"tasks": total, "finished": finished, "failed": failed,
+                "seconds": round(elapsed, 3),
+                "launch_seconds": round((launched_at or time.monotonic()) - started, 3),
+                "tasks_per_second": round(total / elapsed, 1)}
+    finally:
+        s.stop_ackers()
+        s.close()
+
+
+def test_thousand_agents_ten_thousand_tasks(local_mesos: Start) -> None:
+    lm = local_mesos(simulate=True, agents=1000, cpus=4, mem=4096, allocation_interval=0.2)
+    figures = run_tasks(lm, 10_000, timeout=240)
+    assert figures["finished"] == 10_000 and figures["failed"] == 0
+    with lm.master.lock:
+        assert len(lm.master.all_tasks) == 10_000
+        assert all(a.used.empty for a in lm.master.agents.values()), "resources all released"
