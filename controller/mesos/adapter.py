@@ -293,19 +293,34 @@ class MesosAdapter:
                         self._handle(*item)
                     except Exception:
                         log.exception("mesos adapter step failed", kind=item[1])
+                    if self._stopping.is_set():
+                        break  # what is left is flushed below
                     try:
                         item = self._inbox.get_nowait()
                     except queue.Empty:
                         item = None
-                    if self._stopping.is_set():
-                        break
                 try:
                     self._supervise()
                 except Exception:
                     log.exception("mesos adapter supervision failed")
         finally:
+            self._flush_commands()
             self._stop_driver(join=True)
             self._set_connected(False, "stopped")
+
+    def _flush_commands(self) -> None:
+        """At stop: send the kills and acknowledgements already asked for (an ack lost here
+        only means Mesos resends the update; a kill lost means a task runs on)."""
+        while True:
+            try:
+                generation, kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind in ("kill", "ack"):
+                try:
+                    self._handle(generation, kind, payload)
+                except Exception:
+                    log.exception("mesos adapter step failed", kind=kind)
 
     def _handle(self, generation: int, kind: str, payload: Any) -> None:
         if generation and generation != self._generation:

@@ -218,6 +218,7 @@ def test_unique_constraint_across_agents(harness: Harness) -> None:
     # A host is free again once its task is gone: the third one goes there.
     wait_for(adapter, lambda e: isinstance(e, TaskLaunched) and e.task_id == ids[2])
     adapter.kill(ids[2])
+    wait_for(adapter, update_of(ids[2], "TASK_KILLED"))
 
 
 def test_heartbeat_loss_reconnects_with_same_framework(harness: Harness) -> None:
@@ -284,3 +285,16 @@ def test_launch_of_an_invalid_task_id_is_reported_not_sent() -> None:
     assert (event.task_id, event.state, event.source) == ("bad/id", "TASK_ERROR",
                                                           "SOURCE_FRAMEWORK")
     assert "rejected by Mesos" in (event.message or "")
+
+
+def test_kill_asked_just_before_stop_is_still_sent(harness: Harness) -> None:
+    adapter = harness.adapter(MemoryFrameworkIdStore())
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    task_id = "job.default.last.2.0.0"
+    adapter.launch([LaunchRequest(task_id, template("sleep 30"))])
+    wait_for(adapter, update_of(task_id, "TASK_RUNNING"))
+    adapter.kill(task_id, grace_seconds=0)
+    adapter.stop()
+    task = harness.mesos.master.all_tasks[(sub.framework_id, task_id)]
+    poll(lambda: task.state in ("TASK_KILLING", "TASK_KILLED"))
