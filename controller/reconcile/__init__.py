@@ -1,0 +1,26 @@
+"""Pure reconciliation: (desired object, recorded status, recorded executions, now) -> Plan.
+
+Nothing in this package does I/O, reads a clock or draws random numbers, so every decision can
+be tested as a table row and replayed exactly; the runtime reads state, calls a planner and
+applies the returned Plan in one place.
+"""
+
+from controller.reconcile.actions import (
+    Action,
+    DeleteObject,
+    DeleteOwnerData,
+    Kill,
+    Launch,
+    ObjectKey,
+    Plan,
+    UpdateExecution,
+    WriteStatus,
+)
+from controller.reconcile.job import JobInput, plan_job
+from controller.reconcile.taskid import TaskIdParts, is_valid_mesos_id, parse_task_id, task_id
+
+__all__ = [
+    "Action", "DeleteObject", "DeleteOwnerData", "JobInput", "Kill", "Launch", "ObjectKey",
+    "Plan", "TaskIdParts", "UpdateExecution", "WriteStatus", "is_valid_mesos_id",
+    "parse_task_id", "plan_job", "task_id",
+]

@@ -1,0 +1,107 @@
+"""The actions a planner asks for, shared by every kind; the runtime is their only executor.
+
+They are plain frozen values so a plan can be compared, logged and replayed in tests. The order
+of `Plan.actions` is the order to apply them: execution updates (e.g. the kill reason) before
+the kills they explain, launch intents before status, deletions last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.api import StatusBase, TaskTemplate
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """Identity of an object: its kind name as in the API ("Job"), namespace and name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Start one attempt. Persist intent before acting: the runtime records an ExecutionRecord
+    with state LAUNCHING (index, attempt, submitted_at) BEFORE offering it to Mesos, so a
+    restart finds the intent and never launches the same attempt twice.
+
+    `env` is what Docket adds to the task's environment (DOCKET_TASK_ID, ...); it wins over
+    `template.env` on a name clash."""
+
+    task_id: str
+    owner: ObjectKey
+    index: int
+    attempt: int
+    template: TaskTemplate
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Ask Mesos to kill a task. `agent_id` is None when none is known yet (a LAUNCHING intent:
+    drop it from the pending launches and kill it in case it was sent). `grace_seconds` None
+    means the runtime's default."""
+
+    task_id: str
+    agent_id: str | None
+    grace_seconds: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class UpdateExecution:
+    """Change fields of a recorded execution (snake_case field names of ExecutionRecord), e.g.
+    set `kill_reason` before killing so the outcome is classified right after a restart."""
+
+    task_id: str
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteStatus:
+    """Write the object's status key (only ever emitted when it changed)."""
+
+    status: StatusBase
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    """Delete the spec key, only if its mod_revision is still `expected_mod_revision` (a user
+    who edited the object meanwhile keeps it)."""
+
+    plural: str
+    namespace: str
+    name: str
+    expected_mod_revision: int
+
+
+@dataclass(frozen=True)
+class DeleteOwnerData:
+    """Delete the object's status and all its execution records (nothing of it is active)."""
+
+    plural: str
+    namespace: str
+    name: str
+
+
+Action = Launch | Kill | UpdateExecution | WriteStatus | DeleteObject | DeleteOwnerData
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconciliation decided.
+
+    `status` is the status the plan's WriteStatus action carries, or None when the recorded
+    status is already right (for logging; apply the actions, not this field twice).
+    `requeue_after` is the number of seconds until the earliest future instant at which the
+    plan would change by itself (a timeout, deadline, end of backoff, startAt, TTL), or None."""
+
+    actions: tuple[Action, ...] = ()
+    status: StatusBase | None = None
+    requeue_after: float | None = None

@@ -1,0 +1,505 @@
+"""The Job planner: `plan_job(JobInput) -> Plan`, pure (Kubernetes Job semantics where
+DESIGN.md is silent).
+
+Model. A Job has `completions` slots, indexes 0..completions-1, in both completion modes (only
+Indexed tells the task its index). A slot succeeds once and is never run again; each run of a
+slot is an attempt 0, 1, 2, ... and a new attempt takes the highest recorded attempt of that
+slot + 1, so task ids are never reused. Everything is derived from the execution records of the
+current incarnation (uid) each time: the plan depends on state, never on which event arrived.
+
+How each recorded execution counts (`_outcome`):
+- active: LAUNCHING, TASK_STAGING, TASK_STARTING, TASK_RUNNING, TASK_KILLING, and any state we
+  do not know (better wait than launch a duplicate);
+- success: TASK_FINISHED;
+- task failure (budget backoffLimit): TASK_FAILED, TASK_ERROR, TASK_KILLED that Docket did not
+  ask for, or killed for TaskTimeout;
+- system failure (budget systemRetryLimit): TASK_LOST, TASK_DROPPED, TASK_GONE,
+  TASK_GONE_BY_OPERATOR, TASK_UNKNOWN, TASK_UNREACHABLE, and TASK_FAILED/KILLED/ERROR whose
+  Mesos reason says the infrastructure or the launch failed, not the task (`SYSTEM_REASONS`);
+  an explicit `failure_class` on the record wins over all this;
+- neither: a task Docket killed because of suspend, deletion, deadline, completion or failure
+  of the job (its `kill_reason`).
+
+Partitions. TASK_UNREACHABLE is final for Docket: the attempt counts as a system failure at
+once and its slot is retried (a job does not wait for a partition to heal). The record is then
+marked `kill_reason=Unreachable` so that if the agent comes back and the task reports RUNNING,
+it is still counted as that system failure, and killed.
+
+Kills are asynchronous: the kill reason is written to the record first (UpdateExecution), then
+Kill is sent; a record with a kill reason that still reports an active state other than
+TASK_KILLING gets the Kill again on every pass (a lost kill is retried, level-triggered). A
+slot with an attempt still active (even being killed) is not launched again, and tasks being
+killed still count against parallelism; they are no longer counted in `status.active`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from controller.api import (
+    LAUNCHING,
+    CompletionMode,
+    Condition,
+    ExecutionRecord,
+    InvalidObject,
+    Job,
+    JobPhase,
+    JobSpec,
+    JobStatus,
+)
+from controller.reconcile.actions import (
+    Action,
+    DeleteObject,
+    DeleteOwnerData,
+    Kill,
+    Launch,
+    ObjectKey,
+    Plan,
+    UpdateExecution,
+    WriteStatus,
+)
+from controller.reconcile.taskid import parse_task_id, task_id
+
+PLURAL = "jobs"
+
+ACTIVE_STATES = frozenset(
+    {LAUNCHING, "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
+)
+SYSTEM_FAILURE_STATES = frozenset(
+    {"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN",
+     "TASK_UNREACHABLE"}
+)
+TASK_FAILURE_STATES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_KILLED"})
+SYSTEM_REASONS = frozenset(
+    {
+        # The launch never got going: the offer, agent or container runtime failed.
+        "REASON_INVALID_OFFERS", "REASON_RESOURCES_UNKNOWN", "REASON_CONTAINER_LAUNCH_FAILED",
+        "REASON_EXECUTOR_REGISTRATION_TIMEOUT", "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+        "REASON_TASK_UNAUTHORIZED", "REASON_CONTAINER_PREEMPTED", "REASON_GC_ERROR",
+        # The agent or master went away under a running task.
+        "REASON_AGENT_DISCONNECTED", "REASON_AGENT_REMOVED", "REASON_AGENT_RESTARTED",
+        "REASON_AGENT_UNKNOWN", "REASON_AGENT_REMOVED_BY_OPERATOR",
+        "REASON_MASTER_DISCONNECTED", "REASON_RECONCILIATION", "REASON_FRAMEWORK_REMOVED",
+        "REASON_INVALID_FRAMEWORKID",
+    }
+)
+
+# Kill reasons Docket writes on a record before killing it.
+TASK_TIMEOUT = "TaskTimeout"
+UNREACHABLE = "Unreachable"
+SUSPENDED = "Suspended"
+DELETED = "Deleted"
+SUPERSEDED = "Superseded"  # a task of an older incarnation (uid) of the object
+NOT_NEEDED = "NotNeeded"  # a slot beyond completions (completions were lowered)
+JOB_FINISHED = "JobFinished"  # a leftover of a Succeeded job
+BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+SYSTEM_RETRY_LIMIT_EXCEEDED = "SystemRetryLimitExceeded"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+# Condition types and reasons of JobStatus.
+COMPLETE = "Complete"
+FAILED = "Failed"
+INVALID = "Invalid"
+COMPLETIONS_REACHED = "CompletionsReached"
+INVALID_SPEC = "InvalidSpec"
+SPEC_VALID = "SpecValid"
+JOB_SUSPENDED = "JobSuspended"
+JOB_RESUMED = "JobResumed"
+
+_ACTIVE = "active"
+_SUCCESS = "success"
+_TASK = "task"
+_SYSTEM = "system"
+_NEUTRAL = "neutral"
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """Everything the planner may look at, read by the runtime just before planning.
+
+    `job` is None when the spec key was deleted, an InvalidObject when it does not decode.
+    `spec_revision` is the spec key's mod_revision (0 when deleted); `uid` its create_revision
+    (for a deleted object, the uid recorded in its status, or None when unknown).
+    `executions` are all records under the object's executions prefix, of every incarnation.
+    `now` must be timezone-aware."""
+
+    namespace: str
+    name: str
+    job: Job | InvalidObject | None
+    spec_revision: int
+    uid: int | None
+    status: JobStatus | None
+    executions: Sequence[ExecutionRecord] = ()
+    now: datetime = field(default_factory=lambda: _required_now())
+
+
+def _required_now() -> datetime:
+    raise TypeError("JobInput.now is required (the planner never reads the clock)")
+
+
+def plan_job(inp: JobInput) -> Plan:
+    """Decide what to do for one Job. Pure: same input, same plan."""
+    if inp.now.tzinfo is None:
+        raise ValueError("JobInput.now must be timezone-aware")
+    if inp.job is None:
+        return _plan_deleted(inp)
+    return _Planner(inp).plan()
+
+
+def _outcome(rec: ExecutionRecord) -> str:
+    if rec.kill_reason == UNREACHABLE:
+        return _SUCCESS if rec.state == "TASK_FINISHED" else _SYSTEM
+    if rec.state == "TASK_FINISHED":
+        return _SUCCESS
+    if rec.state in ACTIVE_STATES or not (
+        rec.state in SYSTEM_FAILURE_STATES or rec.state in TASK_FAILURE_STATES
+    ):
+        return _ACTIVE
+    if rec.failure_class is not None:
+        return rec.failure_class
+    if rec.kill_reason is not None and rec.kill_reason != TASK_TIMEOUT:
+        return _NEUTRAL
+    if rec.state in SYSTEM_FAILURE_STATES or rec.reason in SYSTEM_REASONS:
+        return _SYSTEM
+    return _TASK
+
+
+def _kill(rec: ExecutionRecord, reason: str, grace: float | None) -> list[Action]:
+    """Actions that kill an active record for `reason` (nothing if a kill is under way)."""
+    actions: list[Action] = []
+    if rec.kill_reason is None:
+        actions.append(UpdateExecution(rec.task_id, {"kill_reason": reason}))
+    elif rec.state == "TASK_KILLING":
+        return actions
+    actions.append(Kill(rec.task_id, rec.agent_id, grace, rec.kill_reason or reason))
+    return actions
+
+
+def _owner(inp: JobInput) -> ObjectKey:
+    return ObjectKey("Job", inp.namespace, inp.name)
+
+
+def _plan_deleted(inp: JobInput) -> Plan:
+    """The spec key is gone: kill every active task of any incarnation, then, once nothing is
+    active, delete status and records. The status is not rewritten."""
+    actions: list[Action] = []
+    for rec in inp.executions:
+        if _outcome(rec) == _ACTIVE:
+            actions += _kill(rec, DELETED, None)
+    if any(_outcome(r) == _ACTIVE for r in inp.executions):
+        return Plan(tuple(actions))
+    if inp.status is None and not inp.executions:
+        return Plan()
+    return Plan((DeleteOwnerData(PLURAL, inp.namespace, inp.name),))
+
+
+class _Planner:
+    """One planning pass over a present (valid or invalid) Job."""
+
+    def __init__(self, inp: JobInput) -> None:
+        self.inp = inp
+        self.now = inp.now
+        self.owner = _owner(inp)
+        self.kills: list[Action] = []
+        self.launches: list[Action] = []
+        self.wakeups: list[datetime] = []
+        prev = inp.status
+        self.prev = prev if prev is not None and prev.uid == inp.uid else None
+        # Records of this incarnation, split by how they count; older ones are killed.
+        self.current: list[ExecutionRecord] = []
+        for rec in inp.executions:
+            parts = parse_task_id(rec.task_id)
+            if parts is None or parts.owner != self.owner:
+                continue
+            if parts.uid == inp.uid:
+                self.current.append(rec)
+            elif _outcome(rec) == _ACTIVE:
+                self.kills += _kill(rec, SUPERSEDED, None)
+
+    # -- the pass ------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        job = self.inp.job
+        if isinstance(job, InvalidObject):
+            status = self._invalid_status(job)
+        else:
+            assert job is not None
+            status = self._valid(job)
+        actions: list[Action] = [*self.kills, *self.launches]
+        write = status if status != self.inp.status else None
+        if write is not None:
+            actions.append(WriteStatus(write))
+        if isinstance(job, Job) and status.completion_time is not None:
+            ttl = job.spec.ttl_seconds_after_finished
+            if ttl is not None:
+                expiry = status.completion_time + timedelta(seconds=ttl)
+                if expiry <= self.now:
+                    actions.append(DeleteObject(PLURAL, self.inp.namespace, self.inp.name,
+                                                self.inp.spec_revision))
+                else:
+                    self.wakeups.append(expiry)
+        future = [t for t in self.wakeups if t > self.now]
+        requeue = (min(future) - self.now).total_seconds() if future else None
+        return Plan(tuple(actions), write, requeue)
+
+    def _invalid_status(self, job: InvalidObject) -> JobStatus:
+        """Nothing is launched or killed on a typo: tasks of the last valid revision go on."""
+        tally = _Tally(self.current, completions=None, timeout=None)
+        conditions = self._conditions(
+            {INVALID: ("True", INVALID_SPEC, job.message)}, keep=(COMPLETE, FAILED)
+        )
+        prev = self.prev
+        return JobStatus(
+            observed_revision=self.inp.spec_revision,
+            phase=JobPhase.INVALID,
+            conditions=conditions,
+            uid=self.inp.uid,
+            active=sum(1 for r in self.current if _outcome(r) == _ACTIVE and not r.kill_reason),
+            succeeded=prev.succeeded if prev else len(tally.succeeded_indexes),
+            failed=tally.task_failures,
+            system_failures=tally.system_failures,
+            start_time=prev.start_time if prev else tally.first_submitted,
+            completion_time=prev.completion_time if prev else None,
+            completed_indexes=prev.completed_indexes if prev else [],
+        )
+
+    def _valid(self, job: Job) -> JobStatus:
+        spec = job.spec
+        now = self.now
+        grace = spec.template.kill_grace_period_seconds
+        tally = _Tally(self.current, spec.completions, spec.task_timeout_seconds)
+        prev = self.prev
+
+        start_time = prev.start_time if prev else tally.first_submitted
+        completion_time = prev.completion_time if prev else None
+        finished = self._recorded_finish()
+        if finished is None:
+            finished = self._finish(spec, tally, start_time)
+        suspended = finished is None and spec.suspend
+
+        # Kills: leftovers of a finished job, suspend, slots beyond completions, timeouts,
+        # unreachable tasks that came back.
+        for rec in tally.active:
+            if finished is not None:
+                reason = JOB_FINISHED if finished[0] == COMPLETE else finished[1]
+                self.kills += _kill(rec, reason, grace)
+            elif suspended:
+                self.kills += _kill(rec, SUSPENDED, grace)
+            elif rec.index >= spec.completions:
+                self.kills += _kill(rec, NOT_NEEDED, grace)
+            elif rec.kill_reason is not None:
+                self.kills += _kill(rec, rec.kill_reason, grace)
+            else:
+                expiry = _timeout_at(rec, spec.task_timeout_seconds)
+                if expiry is not None and expiry <= now:
+                    self.kills += _kill(rec, TASK_TIMEOUT, grace)
+                elif expiry is not None:
+                    self.wakeups.append(expiry)
+        for rec in tally.unreachable_unmarked:
+            self.kills.append(UpdateExecution(rec.task_id, {"kill_reason": UNREACHABLE}))
+
+        killing = {a.task_id for a in self.kills if isinstance(a, Kill | UpdateExecution)}
+        running = [r for r in tally.active if r.kill_reason is None and r.task_id not in killing]
+
+        launched = 0
+        if finished is None and not suspended:
+            launched = self._launch(job, tally)
+            if launched and start_time is None:
+                start_time = now
+        if finished is not None and completion_time is None:
+            completion_time = now
+        if suspended:
+            # As in Kubernetes, a suspended job's deadline stops: it restarts on resume.
+            start_time = None
+        deadline = spec.active_deadline_seconds
+        if finished is None and not suspended and start_time is not None and deadline:
+            self.wakeups.append(start_time + timedelta(seconds=deadline))
+
+        if finished is not None:
+            phase = JobPhase.SUCCEEDED if finished[0] == COMPLETE else JobPhase.FAILED
+        elif suspended:
+            phase = JobPhase.SUSPENDED
+        elif start_time is None or (spec.start_at is not None and now < spec.start_at
+                                    and not running and not launched):
+            phase = JobPhase.PENDING
+        else:
+            phase = JobPhase.RUNNING
+
+        wanted: dict[str, tuple[str, str, str]] = {}
+        if finished is not None:
+            wanted[finished[0]] = ("True", finished[1], finished[2])
+        if suspended:
+            wanted[SUSPENDED] = ("True", JOB_SUSPENDED, "Job suspended: tasks killed")
+        elif self._had(SUSPENDED):
+            wanted[SUSPENDED] = ("False", JOB_RESUMED, "Job resumed")
+        if self._had(INVALID):
+            wanted[INVALID] = ("False", SPEC_VALID, "")
+        conditions = self._conditions(wanted, keep=(COMPLETE, FAILED))
+
+        indexed = spec.completion_mode == CompletionMode.INDEXED
+        return JobStatus(
+            observed_revision=self.inp.spec_revision,
+            phase=phase,
+            conditions=conditions,
+            uid=self.inp.uid,
+            active=len(running) + launched,
+            succeeded=len(tally.succeeded_indexes),
+            failed=tally.task_failures,
+            system_failures=tally.system_failures,
+            start_time=start_time,
+            completion_time=completion_time,
+            completed_indexes=sorted(tally.succeeded_indexes) if indexed else [],
+        )
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _recorded_finish(self) -> tuple[str, str, str] | None:
+        """A job once Succeeded or Failed stays so (edits of a finished job change nothing)."""
+        for type_ in (COMPLETE, FAILED):
+            cond = self.prev.condition(type_) if self.prev else None
+            if cond is not None and cond.status == "True":
+                return type_, cond.reason, cond.message
+        return None
+
+    def _finish(
+        self, spec: JobSpec, tally: _Tally, start_time: datetime | None
+    ) -> tuple[str, str, str] | None:
+        if len(tally.succeeded_indexes) >= spec.completions:
+            return COMPLETE, COMPLETIONS_REACHED, f"{spec.completions} completions succeeded"
+        if tally.task_failures > spec.backoff_limit:
+            return FAILED, BACKOFF_LIMIT_EXCEEDED, (
+                f"{tally.task_failures} task failures, backoffLimit is {spec.backoff_limit}"
+            )
+        if tally.system_failures > spec.system_retry_limit:
+            return FAILED, SYSTEM_RETRY_LIMIT_EXCEEDED, (
+                f"{tally.system_failures} system failures, systemRetryLimit is "
+                f"{spec.system_retry_limit}"
+            )
+        deadline = spec.active_deadline_seconds
+        if (deadline is not None and not spec.suspend and start_time is not None
+                and self.now >= start_time + timedelta(seconds=deadline)):
+            return FAILED, DEADLINE_EXCEEDED, f"Job was active longer than {deadline:g}s"
+        return None
+
+    def _launch(self, job: Job, tally: _Tally) -> int:
+        spec = job.spec
+        now = self.now
+        if spec.start_at is not None and now < spec.start_at:
+            self.wakeups.append(spec.start_at)
+            return 0
+        busy = {r.index for r in tally.active}
+        todo = [i for i in range(spec.completions)
+                if i not in tally.succeeded_indexes and i not in busy]
+        room = min(spec.parallelism - len(tally.active), len(todo))
+        if room <= 0:
+            return 0
+        failures = tally.task_failures + tally.system_failures
+        if failures and tally.last_failure_at is not None:
+            b = spec.backoff
+            delay = min(b.max_seconds, b.initial_seconds * b.factor ** (failures - 1))
+            ready_at = tally.last_failure_at + timedelta(seconds=delay)
+            if now < ready_at:
+                self.wakeups.append(ready_at)
+                return 0
+        indexed = spec.completion_mode == CompletionMode.INDEXED
+        for index in todo[:room]:
+            attempt = tally.next_attempt.get(index, 0)
+            tid = task_id(self.owner, self.inp.uid or 0, index, attempt)
+            env = {
+                "DOCKET_JOB_NAME": self.inp.name,
+                "DOCKET_JOB_NAMESPACE": self.inp.namespace,
+                "DOCKET_TASK_ID": tid,
+                "DOCKET_ATTEMPT": str(attempt),
+            }
+            if indexed:
+                env["DOCKET_JOB_INDEX"] = str(index)
+                env["JOB_COMPLETION_INDEX"] = str(index)
+            self.launches.append(Launch(tid, self.owner, index, attempt, spec.template, env))
+        return room
+
+    # -- conditions ----------------------------------------------------------------------
+
+    def _had(self, type_: str) -> bool:
+        return self.prev is not None and self.prev.condition(type_) is not None
+
+    def _conditions(
+        self, wanted: dict[str, tuple[str, str, str]], keep: Iterable[str]
+    ) -> list[Condition]:
+        """Recorded conditions updated to `wanted`; lastTransitionTime moves only when the
+        status of a condition changes. Conditions of types in `keep` that are not wanted are
+        carried over unchanged; others not wanted are dropped."""
+        previous = {c.type: c for c in self.prev.conditions} if self.prev else {}
+        out: list[Condition] = []
+        for type_ in (COMPLETE, FAILED, SUSPENDED, INVALID):
+            old = previous.get(type_)
+            if type_ in wanted:
+                status, reason, message = wanted[type_]
+                since = (old.last_transition_time
+                         if old is not None and old.status == status else self.now)
+                out.append(Condition(type=type_, status=status,
+                                     reason=reason, message=message,
+                                     last_transition_time=since))
+            elif old is not None and type_ in keep:
+                out.append(old)
+        return out
+
+
+class _Tally:
+    """The records of the current incarnation, counted."""
+
+    def __init__(
+        self,
+        records: Sequence[ExecutionRecord],
+        completions: int | None,
+        timeout: float | None,
+    ) -> None:
+        self.active: list[ExecutionRecord] = []
+        self.succeeded_indexes: set[int] = set()
+        self.task_failures = 0
+        self.system_failures = 0
+        self.last_failure_at: datetime | None = None
+        self.next_attempt: dict[int, int] = {}
+        self.unreachable_unmarked: list[ExecutionRecord] = []
+        submitted = [r.submitted_at for r in records if r.submitted_at is not None]
+        self.first_submitted = min(submitted) if submitted else None
+        for rec in sorted(records, key=lambda r: (r.index, r.attempt)):
+            self.next_attempt[rec.index] = max(self.next_attempt.get(rec.index, 0),
+                                               rec.attempt + 1)
+            outcome = _outcome(rec)
+            if outcome == _ACTIVE:
+                self.active.append(rec)
+            if rec.state == "TASK_UNREACHABLE" and rec.kill_reason is None:
+                self.unreachable_unmarked.append(rec)
+            if outcome == _SUCCESS:
+                if completions is None or rec.index < completions:
+                    self.succeeded_indexes.add(rec.index)
+            elif outcome in (_TASK, _SYSTEM):
+                if outcome == _TASK:
+                    self.task_failures += 1
+                else:
+                    self.system_failures += 1
+                at = _failed_at(rec, timeout)
+                if at is not None and (self.last_failure_at is None or at > self.last_failure_at):
+                    self.last_failure_at = at
+
+
+def _timeout_at(rec: ExecutionRecord, timeout: float | None) -> datetime | None:
+    began = rec.started_at or rec.submitted_at
+    if timeout is None or began is None:
+        return None
+    return began + timedelta(seconds=timeout)
+
+
+def _failed_at(rec: ExecutionRecord, timeout: float | None) -> datetime | None:
+    """When a failed attempt ended, for the backoff: recorded, or the instant it timed out."""
+    if rec.finished_at is not None:
+        return rec.finished_at
+    if rec.kill_reason == TASK_TIMEOUT:
+        at = _timeout_at(rec, timeout)
+        if at is not None:
+            return at
+    return rec.started_at or rec.submitted_at
+
+
