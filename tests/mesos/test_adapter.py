@@ -187,10 +187,11 @@ def test_cancel_drops_a_pending_launch(harness: Harness) -> None:
     # Offers come (revived) and nothing fits: both agents' offers are declined with the
     # configured refuse_seconds (5 s here), not the master's short default.
     fw = harness.mesos.master.frameworks[sub.framework_id]
+    poll(lambda: (REGISTRY.get_sample_value("docket_mesos_offers_declined_total") or 0)
+         >= declined + 2)
     poll(lambda: len(fw.filters) == 2)
     expiries = [until for filters in fw.filters.values() for _, until in filters]
     assert min(expiries) > time.monotonic() + 3
-    assert (REGISTRY.get_sample_value("docket_mesos_offers_declined_total") or 0) >= declined + 2
     assert adapter.pending_count == 1
     assert adapter.cancel("job.default.big.1.0.0")
     assert not adapter.cancel("job.default.big.1.0.0")
