@@ -110,3 +110,16 @@ def test_pymesos_failed_task(local_mesos: Start) -> None:
     finally:
         driver.stop(failover=True)
         driver.join()
+
+
+def test_readme_pymesos_example_runs(local_mesos: Start) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lm = local_mesos()
+    example = Path(__file__).resolve().parents[2] / "deploy/examples/pymesos_hello.py"
+    out = subprocess.run([sys.executable, str(example), lm.address], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hello TASK_FINISHED Command exited with status 0" in out.stdout

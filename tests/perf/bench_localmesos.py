@@ -1,0 +1,49 @@
+"""Benchmark (run by hand): the embedded Mesos' raw throughput with simulated agents.
+
+    .venv/bin/python tests/perf/bench_localmesos.py [--agents 1000] [--tasks 10000]
+
+A raw v1 HTTP scheduler (no controller, no etcd) accepts every offer with as many LAUNCH
+operations as fit and acknowledges every update. Printed as JSON:
+  launch_tasks_per_second    tasks accepted per second while offers last (the launch ceiling)
+  tasks_per_second           tasks carried from launch to TASK_FINISHED per second, with all
+                             STARTING/RUNNING/FINISHED updates acknowledged (the lifecycle
+                             ceiling later benchmarks compare against)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from controller.localmesos import LocalMesos, LocalMesosConfig
+from tests.localmesos.test_simulated_scale import run_tasks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=0.05,
+                        help="Simulated run time of each task, seconds.")
+    args = parser.parse_args()
+    lm = LocalMesos(LocalMesosConfig(port=0, agent_port=0, simulate=True, agents=args.agents,
+                                     allocation_interval=0.2, heartbeat_interval=15)).start()
+    try:
+        figures = run_tasks(lm, args.tasks, duration=args.duration, timeout=1800)
+    finally:
+        lm.stop()
+    launch_seconds = figures["launch_seconds"] or 1e-9
+    print(json.dumps({
+        "benchmark": "localmesos",
+        "agents": args.agents,
+        **figures,
+        "launch_tasks_per_second": round(args.tasks / launch_seconds, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
