@@ -166,6 +166,13 @@ def _outcome(rec: ExecutionRecord) -> str:
     return _TASK
 
 
+def _is_running(rec: ExecutionRecord) -> bool:
+    """Whether the task may still be running (whatever it counts as): worth a kill."""
+    return rec.state != "TASK_FINISHED" and not (
+        rec.state in SYSTEM_FAILURE_STATES or rec.state in TASK_FAILURE_STATES
+    )
+
+
 def _kill(rec: ExecutionRecord, reason: str, grace: float | None) -> list[Action]:
     """Actions that kill an active record for `reason` (nothing if a kill is under way)."""
     actions: list[Action] = []
@@ -186,9 +193,9 @@ def _plan_deleted(inp: JobInput) -> Plan:
     active, delete status and records. The status is not rewritten."""
     actions: list[Action] = []
     for rec in inp.executions:
-        if _outcome(rec) == _ACTIVE:
+        if _is_running(rec):
             actions += _kill(rec, DELETED, None)
-    if any(_outcome(r) == _ACTIVE for r in inp.executions):
+    if any(_is_running(r) for r in inp.executions):
         return Plan(tuple(actions))
     if inp.status is None and not inp.executions:
         return Plan()
@@ -215,7 +222,7 @@ class _Planner:
                 continue
             if parts.uid == inp.uid:
                 self.current.append(rec)
-            elif _outcome(rec) == _ACTIVE:
+            elif _is_running(rec):
                 self.kills += _kill(rec, SUPERSEDED, None)
 
     # -- the pass ------------------------------------------------------------------------
@@ -297,6 +304,8 @@ class _Planner:
                     self.kills += _kill(rec, TASK_TIMEOUT, grace)
                 elif expiry is not None:
                     self.wakeups.append(expiry)
+        for rec in tally.returned:
+            self.kills += _kill(rec, UNREACHABLE, grace)
         for rec in tally.unreachable_unmarked:
             self.kills.append(UpdateExecution(rec.task_id, {"kill_reason": UNREACHABLE}))
 
@@ -392,7 +401,7 @@ class _Planner:
         busy = {r.index for r in tally.active}
         todo = [i for i in range(spec.completions)
                 if i not in tally.succeeded_indexes and i not in busy]
-        room = min(spec.parallelism - len(tally.active), len(todo))
+        room = min(spec.parallelism - len(tally.active) - len(tally.returned), len(todo))
         if room <= 0:
             return 0
         failures = tally.task_failures + tally.system_failures
@@ -462,6 +471,8 @@ class _Tally:
         self.last_failure_at: datetime | None = None
         self.next_attempt: dict[int, int] = {}
         self.unreachable_unmarked: list[ExecutionRecord] = []
+        # Written off as unreachable, yet reporting again: to be killed, still a failure.
+        self.returned: list[ExecutionRecord] = []
         submitted = [r.submitted_at for r in records if r.submitted_at is not None]
         self.first_submitted = min(submitted) if submitted else None
         for rec in sorted(records, key=lambda r: (r.index, r.attempt)):
@@ -470,6 +481,8 @@ class _Tally:
             outcome = _outcome(rec)
             if outcome == _ACTIVE:
                 self.active.append(rec)
+            elif _is_running(rec):
+                self.returned.append(rec)
             if rec.state == "TASK_UNREACHABLE" and rec.kill_reason is None:
                 self.unreachable_unmarked.append(rec)
             if outcome == _SUCCESS:
