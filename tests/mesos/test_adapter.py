@@ -214,8 +214,12 @@ def test_unique_constraint_across_agents(harness: Harness) -> None:
     assert adapter.pending_count == 1  # no third host
     for i in ids[:2]:
         adapter.kill(i)
-    for i in ids[:2]:
-        wait_for(adapter, update_of(i, "TASK_KILLED"))
+    killed: set[str] = set()
+    for _ in ids[:2]:
+        event = wait_for(adapter, lambda e: isinstance(e, TaskUpdate)
+                         and e.state == "TASK_KILLED" and e.task_id not in killed)
+        killed.add(event.task_id)  # type: ignore[union-attr]
+    assert killed == set(ids[:2])
     # A host is free again once its task is gone: the third one goes there.
     wait_for(adapter, lambda e: isinstance(e, TaskLaunched) and e.task_id == ids[2])
     adapter.kill(ids[2])
