@@ -303,3 +303,18 @@ def test_kill_asked_just_before_stop_is_still_sent(harness: Harness) -> None:
     adapter.stop()
     task = harness.mesos.master.all_tasks[(sub.framework_id, task_id)]
     poll(lambda: task.state in ("TASK_KILLING", "TASK_KILLED"))
+
+
+def test_multi_role_framework_launches_with_allocation_info(harness: Harness) -> None:
+    adapter = harness.adapter(MemoryFrameworkIdStore(), roles=("batch", "web"))
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    info = harness.mesos.master.frameworks[sub.framework_id].info
+    assert info["roles"] == ["batch", "web"] and "role" not in info
+    assert "MULTI_ROLE" in {c["type"] for c in info["capabilities"]}
+    task_id = "job.default.multi.8.0.0"
+    adapter.launch([LaunchRequest(task_id, template("true"))])
+    wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
+    task = harness.mesos.master.all_tasks[(sub.framework_id, task_id)]
+    roles = {r["allocation_info"]["role"] for r in task.info["resources"]}
+    assert len(roles) == 1 and roles <= {"batch", "web"}

@@ -176,3 +176,17 @@ def test_never_overcommits_and_unique_holds(
                     and o.port_count() >= left.ports)
             allowed = left.group != "u" or o.hostname not in unique_hosts
             assert not (fits and allowed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from("abcd"), min_size=1, max_size=8), st.integers(1, 20))
+def test_group_by_with_count_stays_even(zones: list[str], n: int) -> None:
+    distinct = sorted(set(zones))
+    offers = [Offer.parse(offer_json(f"o{i}", f"h{i}", cpus=100, attributes={"zone": z}))
+              for i, z in enumerate(zones)]
+    cons = (c("zone", "GROUP_BY", str(len(distinct))),)
+    result = match(offers, [req(f"t{i}", cpus=0.1, constraints=cons) for i in range(n)])
+    assert not result.unmatched
+    counts = Counter(a.offer.attributes["zone"] for a in result.assignments)
+    per_zone = [counts.get(z, 0) for z in distinct]
+    assert max(per_zone) - min(per_zone) <= 1
