@@ -2,7 +2,8 @@
 
     .venv/bin/python tests/perf/bench_localmesos.py [--agents 1000] [--tasks 10000]
 
-A raw v1 HTTP scheduler (no controller, no etcd) accepts every offer with as many LAUNCH
+The embedded Mesos runs in its own process (`docket local-mesos --simulate`, as a real master
+would); a raw v1 HTTP scheduler (no controller, no etcd) accepts every offer with as many LAUNCH
 operations as fit and acknowledges every update. Printed as JSON:
   launch_tasks_per_second    tasks accepted per second while offers last (the launch ceiling)
   tasks_per_second           tasks carried from launch to TASK_FINISHED per second, with all
@@ -14,13 +15,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from controller.localmesos import LocalMesos, LocalMesosConfig
+from controller.store.etcd_server import free_port
 from tests.localmesos.test_simulated_scale import run_tasks
+
+
+class RemoteMesos:
+    """`docket local-mesos` in a subprocess, with the one attribute run_tasks needs."""
+
+    def __init__(self, agents: int) -> None:
+        port = free_port()
+        self.master_url = f"http://127.0.0.1:{port}"
+        docket = str(Path(sys.executable).parent / "docket")
+        self.proc = subprocess.Popen(
+            [docket, "local-mesos", "--simulate", "--port", str(port), "--agents", str(agents),
+             "--allocation-interval", "0.2"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # the banner: the master is up
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -30,10 +52,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=0.05,
                         help="Simulated run time of each task, seconds.")
     args = parser.parse_args()
-    lm = LocalMesos(LocalMesosConfig(port=0, agent_port=0, simulate=True, agents=args.agents,
-                                     allocation_interval=0.2, heartbeat_interval=15)).start()
+    lm = RemoteMesos(args.agents)
     try:
-        figures = run_tasks(lm, args.tasks, duration=args.duration, timeout=1800)
+        figures = run_tasks(lm, args.tasks, duration=args.duration,  # type: ignore[arg-type]
+                            timeout=1800)
     finally:
         lm.stop()
     launch_seconds = figures["launch_seconds"] or 1e-9
