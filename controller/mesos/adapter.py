@@ -222,7 +222,6 @@ class MesosAdapter:
     def start(self) -> None:
         if self._worker is not None:
             return
-        self._framework_id = self._framework_ids.get() or None
         self._stopping.clear()
         self._worker = threading.Thread(target=self._run, name="docket-mesos", daemon=True)
         self._worker.start()
@@ -280,7 +279,21 @@ class MesosAdapter:
         self._inbox.put((generation, kind, event))
 
     # --- the worker ------------------------------------------------------------------------
+    def _load_framework_id(self) -> bool:
+        """Read the persisted FrameworkID, retrying until it can be read: subscribing without
+        it while one exists would register a second framework and orphan every task."""
+        while not self._stopping.is_set():
+            try:
+                self._framework_id = self._framework_ids.get() or None
+                return True
+            except Exception as exc:
+                log.warning("cannot read the framework id; retrying", error=str(exc))
+                self._stopping.wait(self.config.reconnect_delay_seconds)
+        return False
+
     def _run(self) -> None:
+        if not self._load_framework_id():
+            return
         self._start_driver()
         try:
             while not self._stopping.is_set():

@@ -318,3 +318,29 @@ def test_multi_role_framework_launches_with_allocation_info(harness: Harness) ->
     task = harness.mesos.master.all_tasks[(sub.framework_id, task_id)]
     roles = {r["allocation_info"]["role"] for r in task.info["resources"]}
     assert len(roles) == 1 and roles <= {"batch", "web"}
+
+
+class FlakyStore(MemoryFrameworkIdStore):
+    """Fails its first reads, as etcd does while unreachable."""
+
+    def __init__(self, framework_id: str | None, failures: int) -> None:
+        super().__init__(framework_id)
+        self.failures = failures
+
+    def get(self) -> str | None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("etcd unavailable")
+        return super().get()
+
+
+def test_framework_id_read_is_retried_before_subscribing(harness: Harness) -> None:
+    first = harness.adapter(MemoryFrameworkIdStore())
+    sub = wait_for(first, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    first.stop()
+    store = FlakyStore(sub.framework_id, failures=2)
+    second = harness.adapter(store, reconnect_delay_seconds=0.05)
+    again = wait_for(second, lambda e: isinstance(e, Subscribed))
+    assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
+    assert store.failures == 0
