@@ -5,10 +5,14 @@ suppress/revive, reconciliation after a restart, and reconnection after heartbea
 from __future__ import annotations
 
 import queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pymesos.process
 import pytest
 from prometheus_client import REGISTRY
 
@@ -344,3 +348,41 @@ def test_framework_id_read_is_retried_before_subscribing(harness: Harness) -> No
     again = wait_for(second, lambda e: isinstance(e, Subscribed))
     assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
     assert store.failures == 0
+
+
+def test_pymesos_cannot_interrupt_the_main_thread() -> None:
+    assert signal.getsignal(signal.SIGINT) is not pymesos.process._handle_sigint
+    assert pymesos.process.thread.__name__ == "_NoInterrupt"
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    def _fail(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _fail
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_dead_driver_thread_is_replaced() -> None:
+    """A master answering SUBSCRIBE with an error kills pymesos' thread; the adapter starts
+    another (with a delay) and the process carries on."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = REGISTRY.get_sample_value("docket_mesos_reconnects_total",
+                                       {"reason": "driver_died"}) or 0.0
+    adapter = MesosAdapter(MesosConfig(master=f"127.0.0.1:{server.server_address[1]}",
+                                       tick_seconds=0.05, reconnect_delay_seconds=0.1),
+                           MemoryFrameworkIdStore())
+    adapter.start()
+    try:
+        poll(lambda: (REGISTRY.get_sample_value("docket_mesos_reconnects_total",
+                                                {"reason": "driver_died"}) or 0) >= before + 2)
+        assert not adapter.connected
+    finally:
+        adapter.stop()
+        server.shutdown()
+        server.server_close()
