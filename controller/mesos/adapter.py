@@ -25,11 +25,15 @@ pending.
 
 from __future__ import annotations
 
+import base64
 import getpass
+import json
 import queue
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -78,6 +82,15 @@ pymesos.process.thread = _NoInterrupt
 WEEK_SECONDS = 7 * 24 * 3600.0
 
 
+def _attribute_text(value: Any) -> str:
+    """An attribute as the master's JSON endpoints give it, rendered as in offers."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
 class FrameworkIdStore(Protocol):
     """Where the FrameworkID survives restarts (the controller keeps it in etcd)."""
 
@@ -118,6 +131,8 @@ class MesosConfig:
     subscribe_timeout_seconds: float = 30.0
     reconnect_delay_seconds: float = 1.0
     reconcile_batch: int = 1000
+    agent_refresh_seconds: float = 30.0
+    """At most this often, list the agents again when an update names an unknown one."""
     tick_seconds: float = 0.5
 
 
@@ -200,6 +215,7 @@ class MesosAdapter:
         # Where tasks run, for constraints: task id -> (group, hostname, attributes).
         self._placements: dict[str, tuple[str, str, Mapping[str, str]]] = {}
         self._agents: dict[str, tuple[str, Mapping[str, str]]] = {}
+        self._agents_fetched = -1e18
 
     # --- MesosBackend ----------------------------------------------------------------------
     @property
@@ -509,6 +525,9 @@ class MesosAdapter:
         metrics.SUBSCRIPTIONS.inc()
         log.info("subscribed to mesos", framework_id=fid, heartbeat=self._heartbeat_seconds)
         self._events.put(Subscribed(fid))
+        # Before reconciling: the answers name agents, and constraints need the hostname and
+        # attributes of the agents our running tasks are on, offers or not.
+        self._refresh_agents()
         try:
             known = list(self._known_tasks())
         except Exception:
@@ -530,6 +549,10 @@ class MesosAdapter:
         hostname = placement[1] if placement else None
         if hostname is None and agent_id in self._agents:
             hostname = self._agents[agent_id][0]
+        if hostname is None and agent_id and agent_id not in self._agents:
+            self._refresh_agents(min_interval=self.config.agent_refresh_seconds)
+            if agent_id in self._agents:
+                hostname = self._agents[agent_id][0]
         update = TaskUpdate.from_status(status, hostname)
         metrics.STATUS_UPDATES.labels(update.state).inc()
         if update.terminal or update.state == "TASK_UNKNOWN":
@@ -610,6 +633,42 @@ class MesosAdapter:
                 "offer_ids": declined,
                 "filters": {"refuse_seconds": self.config.refuse_seconds},
             }})
+
+    def _refresh_agents(self, min_interval: float = 0.0) -> None:
+        """Learn every agent's hostname and attributes from the master's read endpoints."""
+        now = self._clock()
+        if now - self._agents_fetched < min_interval:
+            return
+        self._agents_fetched = now
+        driver = self._driver
+        master = driver.master if driver is not None else None
+        if not master:
+            return
+        agents = None
+        for path in ("/master/slaves", "/master/state"):
+            try:
+                agents = self._get_json(f"http://{master}{path}").get("slaves")
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    log.warning("cannot list mesos agents", error=str(exc))
+                    return
+            except Exception as exc:
+                log.warning("cannot list mesos agents", error=str(exc))
+                return
+        for agent in agents or []:
+            attrs = {str(k): _attribute_text(v) for k, v in (agent.get("attributes") or {}).items()}
+            self._agents[str(agent["id"])] = (str(agent.get("hostname", "")), attrs)
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        c = self.config
+        if c.principal and c.secret:
+            token = base64.b64encode(f"{c.principal}:{c.secret}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=c.call_timeout_seconds) as resp:
+            body = json.loads(resp.read().decode("utf-8"))
+        return body if isinstance(body, dict) else {}
 
     def _running_by_group(self) -> dict[str, list[Placement]]:
         out: dict[str, list[Placement]] = {}

@@ -386,3 +386,29 @@ def test_dead_driver_thread_is_replaced() -> None:
         adapter.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_constraints_count_tasks_adopted_after_restart(harness: Harness) -> None:
+    store = MemoryFrameworkIdStore()
+    first = harness.adapter(store)
+    wait_for(first, lambda e: isinstance(e, Subscribed))
+    t = template("sleep 30", constraints=[["hostname", "UNIQUE"]])
+    ids = [f"svc.default.api.6.{i}.0" for i in range(3)]
+    first.launch([LaunchRequest(ids[0], t)])
+    launched = wait_for(first, lambda e: isinstance(e, TaskLaunched))
+    assert isinstance(launched, TaskLaunched)
+    wait_for(first, update_of(ids[0], "TASK_RUNNING"))
+    first.stop()
+
+    second = harness.adapter(store, known=lambda: [(ids[0], launched.agent_id)])
+    wait_for(second, lambda e: isinstance(e, Subscribed))
+    answer = wait_for(second, update_of(ids[0], "TASK_RUNNING"))
+    assert isinstance(answer, TaskUpdate) and answer.hostname == launched.hostname
+    second.launch([LaunchRequest(i, t) for i in ids[1:]])
+    placed = wait_for(second, lambda e: isinstance(e, TaskLaunched))
+    assert isinstance(placed, TaskLaunched) and placed.hostname != launched.hostname
+    time.sleep(0.3)
+    assert second.pending_count == 1  # the adopted task still holds its host
+    for i in ids[:2]:
+        second.kill(i)
+    second.cancel(ids[2])
