@@ -398,7 +398,7 @@ class _Planner:
         if spec.start_at is not None and now < spec.start_at:
             self.wakeups.append(spec.start_at)
             return 0
-        busy = {r.index for r in tally.active}
+        busy = {r.index for r in (*tally.active, *tally.returned)}
         todo = [i for i in range(spec.completions)
                 if i not in tally.succeeded_indexes and i not in busy]
         room = min(spec.parallelism - len(tally.active) - len(tally.returned), len(todo))
@@ -426,6 +426,9 @@ class _Planner:
                 env["DOCKET_JOB_INDEX"] = str(index)
                 env["JOB_COMPLETION_INDEX"] = str(index)
             self.launches.append(Launch(tid, self.owner, index, attempt, spec.template, env))
+        if spec.task_timeout_seconds is not None:
+            # The intents are recorded with submitted_at = now: their timeout starts now.
+            self.wakeups.append(now + timedelta(seconds=spec.task_timeout_seconds))
         return room
 
     # -- conditions ----------------------------------------------------------------------
