@@ -35,7 +35,7 @@ killed still count against parallelism; they are no longer counted in `status.ac
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.api import (
@@ -48,6 +48,7 @@ from controller.api import (
     JobPhase,
     JobSpec,
     JobStatus,
+    Problem,
 )
 from controller.reconcile.actions import (
     Action,
@@ -60,7 +61,7 @@ from controller.reconcile.actions import (
     UpdateExecution,
     WriteStatus,
 )
-from controller.reconcile.taskid import parse_task_id, task_id
+from controller.reconcile.taskid import is_dns_label, parse_task_id, task_id
 
 PLURAL = "jobs"
 
@@ -131,12 +132,8 @@ class JobInput:
     spec_revision: int
     uid: int | None
     status: JobStatus | None
-    executions: Sequence[ExecutionRecord] = ()
-    now: datetime = field(default_factory=lambda: _required_now())
-
-
-def _required_now() -> datetime:
-    raise TypeError("JobInput.now is required (the planner never reads the clock)")
+    executions: Sequence[ExecutionRecord]
+    now: datetime
 
 
 def plan_job(inp: JobInput) -> Plan:
@@ -145,6 +142,15 @@ def plan_job(inp: JobInput) -> Plan:
         raise ValueError("JobInput.now must be timezone-aware")
     if inp.job is None:
         return _plan_deleted(inp)
+    if inp.uid is None:
+        raise ValueError("JobInput.uid is required for an existing object")
+    if isinstance(inp.job, Job):
+        # Task ids embed the key's namespace and name: one Mesos would refuse is never built.
+        problems = [Problem(f"metadata.{what}", f"{value!r} is not a DNS-1123 label")
+                    for what, value in (("namespace", inp.namespace), ("name", inp.name))
+                    if not is_dns_label(value)]
+        if problems:
+            inp = replace(inp, job=InvalidObject("Job", inp.namespace, inp.name, problems, b""))
     return _Planner(inp).plan()
 
 
@@ -407,15 +413,20 @@ class _Planner:
         failures = tally.task_failures + tally.system_failures
         if failures and tally.last_failure_at is not None:
             b = spec.backoff
-            delay = min(b.max_seconds, b.initial_seconds * b.factor ** (failures - 1))
+            try:
+                delay = min(b.max_seconds, b.initial_seconds * b.factor ** (failures - 1))
+            except OverflowError:  # factor^n beyond floats: long past the cap
+                delay = b.max_seconds
             ready_at = tally.last_failure_at + timedelta(seconds=delay)
             if now < ready_at:
                 self.wakeups.append(ready_at)
                 return 0
         indexed = spec.completion_mode == CompletionMode.INDEXED
+        uid = self.inp.uid
+        assert uid is not None
         for index in todo[:room]:
             attempt = tally.next_attempt.get(index, 0)
-            tid = task_id(self.owner, self.inp.uid or 0, index, attempt)
+            tid = task_id(self.owner, uid, index, attempt)
             env = {
                 "DOCKET_JOB_NAME": self.inp.name,
                 "DOCKET_JOB_NAMESPACE": self.inp.namespace,

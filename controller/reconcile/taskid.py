@@ -36,6 +36,10 @@ class TaskIdParts:
     attempt: int
 
 
+def is_dns_label(value: str) -> bool:
+    return _LABEL.match(value) is not None
+
+
 def task_id(owner: ObjectKey, uid: int, index: int, attempt: int) -> str:
     """The id of attempt `attempt` of slot `index` of incarnation `uid` of `owner`."""
     singular = owner.kind.lower()

@@ -11,6 +11,7 @@ from controller.api import Condition, ExecutionRecord, JobPhase, JobStatus
 from controller.reconcile import (
     DeleteObject,
     DeleteOwnerData,
+    JobInput,
     Kill,
     Launch,
     Plan,
@@ -394,3 +395,26 @@ def test_unknown_state_is_treated_as_active() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
         plan_job(inp(job(), now=T0.replace(tzinfo=None)))
+
+
+def test_huge_failure_counts_cap_the_backoff_without_overflow() -> None:
+    execs = [rec(0, a, state="TASK_FAILED", finished_at=at(0)) for a in range(1100)]
+    spec = job(backoffLimit=5000, backoff={"initialSeconds": 1, "factor": 2, "maxSeconds": 30})
+    plan = plan_job(inp(spec, execs, now=at(10)))
+    assert plan.requeue_after == 20.0
+    assert launched(plan) == []
+
+
+def test_a_key_name_mesos_would_refuse_makes_the_job_invalid() -> None:
+    plan = plan_job(JobInput(namespace=NS, name="Bad_Name", job=job(), spec_revision=REV,
+                             uid=UID, status=None, executions=(), now=T0))
+    assert kinds(plan) == ["WriteStatus"]
+    s = status(plan)
+    cond = s.condition("Invalid")
+    assert s.phase == JobPhase.INVALID and cond is not None
+    assert "metadata.name" in cond.message
+
+
+def test_uid_is_required_for_an_existing_job() -> None:
+    with pytest.raises(ValueError, match="uid"):
+        plan_job(inp(job(), uid=None))
