@@ -20,13 +20,14 @@ from typing import Any
 from controller.api.template import ContainerType, Network, TaskTemplate
 from controller.mesos.offers import Assignment, TaskRequest
 
-# Mesos rejects ids with '/', whitespace or control characters, and '.' / '..'; the agent
-# uses the id as a directory name, so keep it well under the usual 255-byte limit.
-_TASK_ID = re.compile(r"^[A-Za-z0-9_.:@=+-]{1,200}$")
+# Mesos' rule for ids (they become directory names on the agent): not empty, not '.' or
+# '..', at most 255 characters, no '/', '\\' or control characters.
+_BAD_ID_CHAR = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def check_task_id(task_id: str) -> None:
-    if not _TASK_ID.match(task_id) or task_id in (".", ".."):
+    if (not task_id or task_id in (".", "..") or len(task_id) > 255
+            or _BAD_ID_CHAR.search(task_id)):
         raise ValueError(f"task id {task_id!r} would be rejected by Mesos")
 
 

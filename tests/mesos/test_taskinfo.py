@@ -102,7 +102,12 @@ def test_mesos_image_and_max_completion_time() -> None:
         "variables": [{"name": "DOCKET_BATCH", "value": "x"}]}
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "a b", ".", "x" * 201, "é"])
+@pytest.mark.parametrize("bad", ["", "a/b", "a\\b", ".", "..", "x" * 256, "a\nb", "a\x7fb"])
 def test_bad_task_ids_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match="rejected by Mesos"):
         check_task_id(bad)
+
+
+@pytest.mark.parametrize("good", ["x" * 255, "job.default.a.1.0.0", "a b", "é", "..."])
+def test_mesos_accepts_these_ids(good: str) -> None:
+    check_task_id(good)
