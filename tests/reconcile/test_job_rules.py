@@ -418,3 +418,23 @@ def test_a_key_name_mesos_would_refuse_makes_the_job_invalid() -> None:
 def test_uid_is_required_for_an_existing_job() -> None:
     with pytest.raises(ValueError, match="uid"):
         plan_job(inp(job(), uid=None))
+
+
+def test_requeue_after_is_the_earliest_wakeup_and_actions_are_ordered() -> None:
+    spec = job(completions=3, parallelism=3, taskTimeoutSeconds=50, activeDeadlineSeconds=400)
+    started = JobStatus(phase=JobPhase.RUNNING, uid=UID, start_time=at(0), active=2,
+                        observed_revision=REV - 1)
+    execs = [rec(0, started_at=at(0)), rec(1, started_at=at(20))]
+    plan = plan_job(inp(spec, execs, status=started, now=at(60)))
+    # tid(0) timed out at 50; tid(1) times out at 70; the fresh launch at 110; deadline 400.
+    assert kinds(plan) == ["UpdateExecution", "Kill", "Launch", "WriteStatus"]
+    assert launched(plan) == [(2, 0)]
+    assert plan.requeue_after == 10.0
+
+
+def test_records_of_other_objects_are_ignored() -> None:
+    other = ExecutionRecord(task_id="job.default.other.100.0.0", index=0, attempt=0,
+                            state="TASK_RUNNING")
+    plan = plan_job(inp(job(), [other]))
+    assert launched(plan) == [(0, 0)]
+    assert kills(plan) == {}
