@@ -16,11 +16,11 @@ from controller.reconcile.actions import (
     UpdateExecution,
     WriteStatus,
 )
-from controller.reconcile.job import JobInput, plan_job
+from controller.reconcile.job import ACTIVE_STATES, TERMINAL_STATES, JobInput, plan_job
 from controller.reconcile.taskid import TaskIdParts, is_valid_mesos_id, parse_task_id, task_id
 
 __all__ = [
-    "Action", "DeleteObject", "DeleteOwnerData", "JobInput", "Kill", "Launch", "ObjectKey",
-    "Plan", "TaskIdParts", "UpdateExecution", "WriteStatus", "is_valid_mesos_id",
-    "parse_task_id", "plan_job", "task_id",
+    "ACTIVE_STATES", "TERMINAL_STATES", "Action", "DeleteObject", "DeleteOwnerData",
+    "JobInput", "Kill", "Launch", "ObjectKey", "Plan", "TaskIdParts", "UpdateExecution",
+    "WriteStatus", "is_valid_mesos_id", "parse_task_id", "plan_job", "task_id",
 ]

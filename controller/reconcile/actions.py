@@ -44,9 +44,14 @@ class Launch:
 
 @dataclass(frozen=True)
 class Kill:
-    """Ask Mesos to kill a task. `agent_id` is None when none is known yet (a LAUNCHING intent:
-    drop it from the pending launches and kill it in case it was sent). `grace_seconds` None
-    means the runtime's default."""
+    """Ask Mesos to kill a task; `reason` is the kill_reason already on its record.
+
+    `agent_id` is None when none is known yet, typically a LAUNCHING intent: if the runtime
+    still holds it as a pending launch (never sent to Mesos), it must drop it and record a
+    terminal state itself (e.g. TASK_KILLED), since no update will ever come for it; otherwise
+    it sends the kill. The planner re-sends Kill on every pass while the record reports an
+    active state other than TASK_KILLING, so a lost kill is retried. `grace_seconds` None means
+    the runtime's default."""
 
     task_id: str
     agent_id: str | None

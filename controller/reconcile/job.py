@@ -73,6 +73,8 @@ SYSTEM_FAILURE_STATES = frozenset(
      "TASK_UNREACHABLE"}
 )
 TASK_FAILURE_STATES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_KILLED"})
+TERMINAL_STATES = frozenset({"TASK_FINISHED"}) | SYSTEM_FAILURE_STATES | TASK_FAILURE_STATES
+"""States after which Mesos reports nothing more (TASK_UNREACHABLE aside: it may come back)."""
 SYSTEM_REASONS = frozenset(
     {
         # The launch never got going: the offer, agent or container runtime failed.
