@@ -1,0 +1,221 @@
+"""Every controller-level Prometheus metric, defined once, plus the /metrics, /healthz and
+/readyz HTTP server.
+
+Metrics owned elsewhere are not redefined here: the store defines
+`docket_etcd_request_duration_seconds{operation}` and `docket_etcd_request_errors_total`
+(controller/store/metrics.py); the Mesos adapter defines offer, launch and connection metrics
+(controller/mesos/metrics.py). Labelled metrics are pre-initialised with zeros for every known
+label value, so dashboards show a zero rather than a gap (a controller-runtime habit). No label
+ever names a task or an object: cardinality must not grow with the workload.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = structlog.get_logger("docket.metrics")
+
+KINDS = ("Job", "CronJob", "Queue", "Service")
+RECONCILE_RESULTS = ("success", "requeue", "requeue_after", "error", "terminal_error")
+TASK_STATES = ("staging", "starting", "running", "killing", "unreachable")
+TASK_END_REASONS = ("succeeded", "failed", "killed", "lost", "error", "dropped", "gone",
+                    "unreachable", "timeout", "deadline", "suspended", "deleted")
+
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                     2.5, 5, 10, 30, 60)
+
+RECONCILE_SECONDS = Histogram(
+    "docket_reconcile_duration_seconds", "Time spent in one reconcile call.", ["kind"],
+    buckets=_DURATION_BUCKETS,
+)
+RECONCILE_TOTAL = Counter(
+    "docket_reconcile_total", "Reconcile calls by kind and outcome.", ["kind", "result"],
+)
+
+WORKQUEUE_DEPTH = Gauge("docket_workqueue_depth", "Keys waiting in the workqueue.", ["name"])
+WORKQUEUE_ADDS = Counter("docket_workqueue_adds_total", "Keys added to the workqueue.", ["name"])
+WORKQUEUE_RETRIES = Counter(
+    "docket_workqueue_retries_total", "Rate-limited re-adds of keys.", ["name"],
+)
+WORKQUEUE_LATENCY = Histogram(
+    "docket_workqueue_queue_duration_seconds",
+    "Time a key waits in the workqueue before a worker takes it.", ["name"],
+    buckets=_DURATION_BUCKETS,
+)
+WORKQUEUE_WORK_SECONDS = Histogram(
+    "docket_workqueue_work_duration_seconds",
+    "Time from a worker taking a key to marking it done.", ["name"],
+    buckets=_DURATION_BUCKETS,
+)
+
+TASKS_FINISHED = Counter(
+    "docket_tasks_finished_total", "Tasks that reached a terminal state, by reason.", ["reason"],
+)
+TASKS_FAILED = Counter(
+    "docket_tasks_failed_total", "Tasks that ended in failure, by reason.", ["reason"],
+)
+TASKS_KILLED = Counter("docket_tasks_killed_total", "Kills asked for, by reason.", ["reason"])
+TASKS_ACTIVE = Gauge("docket_tasks_active", "Tasks Docket believes active, by state.", ["state"])
+
+LEADER = Gauge("docket_leader", "1 while this process holds the controller lease, else 0.")
+INVALID_OBJECTS = Gauge(
+    "docket_invalid_objects", "Stored objects that fail validation, by kind.", ["kind"],
+)
+CACHE_OBJECTS = Gauge("docket_informer_objects", "Objects held in the informer cache.", ["kind"])
+
+for _kind in KINDS:
+    RECONCILE_SECONDS.labels(_kind)
+    INVALID_OBJECTS.labels(_kind)
+    CACHE_OBJECTS.labels(_kind)
+    WORKQUEUE_DEPTH.labels(_kind)
+    WORKQUEUE_ADDS.labels(_kind)
+    WORKQUEUE_RETRIES.labels(_kind)
+    WORKQUEUE_LATENCY.labels(_kind)
+    WORKQUEUE_WORK_SECONDS.labels(_kind)
+    for _result in RECONCILE_RESULTS:
+        RECONCILE_TOTAL.labels(_kind, _result)
+for _reason in TASK_END_REASONS:
+    TASKS_FINISHED.labels(_reason)
+    TASKS_FAILED.labels(_reason)
+    TASKS_KILLED.labels(_reason)
+for _state in TASK_STATES:
+    TASKS_ACTIVE.labels(_state)
+LEADER.set(0)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """`host:port`, `:port` (all interfaces) or `port` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        host, port = "", address
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"metrics address {address!r}: port {port!r} is not a number") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"metrics address {address!r}: port out of range")
+    return host or "0.0.0.0", number
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class ReadinessChecks:
+    """Named checks that must all pass for /readyz to answer 200. A check returns True/False,
+    or raises (counted as failing, with the error as detail)."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Callable[[], bool]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, check: Callable[[], bool]) -> None:
+        with self._lock:
+            self._checks[name] = check
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._checks.pop(name, None)
+
+    def run(self) -> list[CheckResult]:
+        with self._lock:
+            checks = sorted(self._checks.items())
+        results = []
+        for name, check in checks:
+            try:
+                results.append(CheckResult(name, bool(check())))
+            except Exception as exc:  # a broken check means not ready, never a 500
+                results.append(CheckResult(name, False, repr(exc)))
+        return results
+
+
+def _render(results: Iterable[CheckResult]) -> tuple[bool, str]:
+    results = list(results)
+    lines = [f"[{'+' if r.ok else '-'}]{r.name} {'ok' if r.ok else 'failed'}"
+             + (f": {r.detail}" if r.detail else "") for r in results]
+    ok = all(r.ok for r in results)
+    lines.append("ready" if ok else "not ready")
+    return ok, "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """Serves /metrics, /healthz (the process answers) and /readyz (every readiness check
+    passes) from a daemon thread. `start()` binds (so a port in use fails at once); `stop()`
+    closes the socket."""
+
+    def __init__(self, address: str = ":9102", *, readiness: ReadinessChecks | None = None,
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        self.readiness = readiness or ReadinessChecks()
+        self._host, self._port = parse_address(address)
+        self._registry = registry
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self._server is None:
+            return self._port
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._reply(200, generate_latest(outer._registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    self._reply(200, b"ok\n")
+                elif path == "/readyz":
+                    ok, body = _render(outer.readiness.run())
+                    self._reply(200 if ok else 503, body.encode())
+                else:
+                    self._reply(404, b"not found\n")
+
+            def _reply(self, code: int, body: bytes,
+                       content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes every few seconds would drown the controller's own logs
+
+        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="metrics-server", daemon=True)
+        self._thread.start()
+        log.info("metrics server listening", host=self._host, port=self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

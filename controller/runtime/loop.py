@@ -1,0 +1,110 @@
+"""The reconcile loop: worker threads take keys from the workqueue, call the caller's
+`reconcile(key)`, and sort the outcome the way controller-runtime does:
+
+- returns normally (or `Result()`): success, the key's backoff is forgotten;
+- `Result(requeue_after=s)`: success, looked at again in `s` seconds;
+- `Result(requeue=True)`: retried with rate limiting (the plan is waiting on something);
+- raises `TerminalError`: logged and counted, not retried (only a new event brings it back);
+- raises anything else: a transient error, retried with rate limiting.
+The key is always marked done, so a key re-added while it was processed runs again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import structlog
+
+from controller import metrics
+from controller.runtime.workqueue import WorkQueue
+
+log = structlog.get_logger("docket.runtime")
+
+
+@dataclass(frozen=True)
+class Result:
+    requeue: bool = False
+    requeue_after: float | None = None
+
+
+class TerminalError(Exception):
+    """A failure that retrying cannot fix (the object itself is wrong)."""
+
+
+Reconcile = Callable[[Hashable], "Result | None"]
+
+
+class Controller:
+    def __init__(self, kind: str, queue: WorkQueue, reconcile: Reconcile, *,
+                 workers: int = 2) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.kind = kind
+        self.queue = queue
+        self._reconcile = reconcile
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+        self._duration = metrics.RECONCILE_SECONDS.labels(kind)
+        metrics.RECONCILE_SECONDS.labels(kind)
+        for result in metrics.RECONCILE_RESULTS:
+            metrics.RECONCILE_TOTAL.labels(kind, result)
+
+    def start(self) -> None:
+        for i in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"{self.kind}-worker-{i}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the queue down and wait for workers to finish their current key."""
+        self.queue.shutdown()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: Hashable) -> str:
+        """Reconcile one key and requeue it as its outcome says; returns the outcome label.
+        The caller marks the key done (workers do it; tests may call this directly)."""
+        started = time.perf_counter()
+        try:
+            result = self._reconcile(key) or Result()
+        except TerminalError as exc:
+            self.queue.forget(key)
+            outcome = "terminal_error"
+            log.error("reconcile failed, not retrying", kind=self.kind, key=str(key),
+                      error=str(exc))
+        except Exception as exc:
+            self.queue.add_rate_limited(key)
+            outcome = "error"
+            log.warning("reconcile failed, will retry", kind=self.kind, key=str(key),
+                        error=repr(exc), retries=self.queue.num_requeues(key))
+        else:
+            if result.requeue_after is not None and result.requeue_after > 0:
+                self.queue.forget(key)
+                self.queue.add_after(key, result.requeue_after)
+                outcome = "requeue_after"
+            elif result.requeue:
+                self.queue.add_rate_limited(key)
+                outcome = "requeue"
+            else:
+                self.queue.forget(key)
+                outcome = "success"
+        finally:
+            self._duration.observe(time.perf_counter() - started)
+        metrics.RECONCILE_TOTAL.labels(self.kind, outcome).inc()
+        return outcome
