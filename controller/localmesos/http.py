@@ -287,6 +287,8 @@ class MasterHTTP:
             h.reply(200)
         elif path in ("/state", "/master/state", "/state.json", "/master/state.json"):
             h.reply(200, self.state())
+        elif path in ("/slaves", "/master/slaves", "/slaves.json", "/master/slaves.json"):
+            h.reply(200, {"slaves": self.state()["slaves"], "recovered_slaves": []})
         elif path in ("/tasks", "/master/tasks", "/tasks.json", "/master/tasks.json"):
             self.tasks(h, query)
         elif path in ("/files/read", "/files/browse", "/files/read.json", "/files/browse.json"):

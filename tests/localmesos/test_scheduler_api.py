@@ -378,6 +378,8 @@ def test_state_and_tasks_endpoints(local_mesos: Start, schedulers: list[RawSched
     assert len(state["slaves"]) == 2 and state["slaves"][0]["attributes"] == {"rack": "r1"}
     assert {"id", "pid", "hostname", "version", "frameworks", "slaves", "leader_info"} <= set(
         state)
+    slaves = get_json(lm.master_url + "/master/slaves")
+    assert [a["id"] for a in slaves["slaves"]] == [a["id"] for a in state["slaves"]]
     tasks = get_json(lm.master_url + "/tasks")["tasks"]
     assert sorted(t["id"] for t in tasks) == ["t0", "t1"]
     assert {"framework_id", "slave_id", "state", "statuses", "resources"} <= set(tasks[0])
