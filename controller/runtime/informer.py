@@ -141,6 +141,8 @@ class Informer:
             with self._lock:
                 known = {obj.key: obj.mod_revision for obj in self._cache.values()}
             self._stream = self._store.watch(self.plural, revision + 1, known)
+            # Synced once the list is cached and the watch is open: nothing can be missed now.
+            self._synced.set()
             self._watch(self._stream)
         finally:
             if self._stream is not None:
@@ -156,7 +158,6 @@ class Informer:
                 continue
             for obj in items:
                 self._apply_put(obj)
-            self._synced.set()
             log.info("cache synced", kind=self.kind, objects=len(items), revision=revision)
             return revision
         return None
