@@ -11,6 +11,7 @@ ever names a task or an object: cardinality must not grow with the workload.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -157,6 +158,10 @@ def _render(results: Iterable[CheckResult]) -> tuple[bool, str]:
     return ok, "\n".join(lines) + "\n"
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
     """Serves /metrics, /healthz (the process answers) and /readyz (every readiness check
     passes) from a daemon thread. `start()` binds (so a port in use fails at once); `stop()`
@@ -204,7 +209,8 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds would drown the controller's own logs
 
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        server_class = _IPv6Server if ":" in self._host else ThreadingHTTPServer
+        self._server = server_class((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="metrics-server", daemon=True)
