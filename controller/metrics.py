@@ -212,7 +212,8 @@ class MetricsServer:
         server_class = _IPv6Server if ":" in self._host else ThreadingHTTPServer
         self._server = server_class((self._host, self._port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        # A short poll interval keeps stop() quick; the cost is negligible.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
                                         name="metrics-server", daemon=True)
         self._thread.start()
         log.info("metrics server listening", host=self._host, port=self.port)

@@ -160,7 +160,7 @@ def test_no_key_processed_concurrently_with_real_threads() -> None:
     processed: list[Hashable] = []
 
     def worker() -> None:
-        while (key := q.get(2)) is not None:
+        while (key := q.get(0.2)) is not None:
             with lock:
                 if key in active:
                     violations.append(key)

@@ -1,0 +1,186 @@
+"""Leader election: one leader at a time, step-down when renewals fail, fast hand-over on stop,
+fencing token; with an in-memory lease store and with the real store on etcd."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from controller.runtime.leader import LeaderElector
+from controller.store import Expect, Put, Store
+from controller.store.client import Conflict
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+class MemoryLeases:
+    """Leases without expiry by time: tests expire them by hand with `expire`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.leases: set[int] = set()
+        self.keys: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, revision, lease)
+        self.revision = 0
+        self.unreachable = False
+
+    def check(self) -> None:
+        if self.unreachable:
+            raise ConnectionError("etcd unreachable")
+
+    def grant_lease(self, ttl: int) -> int:
+        self.check()
+        with self.lock:
+            lease = next(self.ids)
+            self.leases.add(lease)
+            return lease
+
+    def refresh_lease(self, lease_id: int) -> int:
+        self.check()
+        with self.lock:
+            return 10 if lease_id in self.leases else 0
+
+    def revoke_lease(self, lease_id: int) -> None:
+        self.check()
+        with self.lock:
+            self.expire_locked(lease_id)
+
+    def expire(self, lease_id: int) -> None:
+        with self.lock:
+            self.expire_locked(lease_id)
+
+    def expire_locked(self, lease_id: int) -> None:
+        self.leases.discard(lease_id)
+        self.keys = {k: v for k, v in self.keys.items() if v[2] != lease_id}
+
+    def put_if_absent(self, key: str, value: bytes, lease: int | None = None) -> bool:
+        self.check()
+        with self.lock:
+            if key in self.keys:
+                return False
+            self.revision += 1
+            self.keys[key] = (value, self.revision, lease or 0)
+            return True
+
+    def get_raw(self, key: str) -> tuple[bytes, int, int] | None:
+        with self.lock:
+            found = self.keys.get(key)
+            return None if found is None else (found[0], found[1], found[1])
+
+
+def elector(store: object, identity: str, **kw: object) -> LeaderElector:
+    return LeaderElector(store, "/docket/controller/leader", identity,  # type: ignore[arg-type]
+                         ttl=3, renew_deadline=0.6, retry_seconds=0.02, **kw)  # type: ignore[arg-type]
+
+
+def test_only_one_leader_and_handover_on_stop() -> None:
+    leases = MemoryLeases()
+    events: list[str] = []
+    a = elector(leases, "a", on_started_leading=lambda: events.append("a+"),
+                on_stopped_leading=lambda: events.append("a-"))
+    b = elector(leases, "b")
+    a.start()
+    eventually(a.is_leader)
+    b.start()
+    try:
+        time.sleep(0.3)
+        assert a.is_leader() and not b.is_leader()
+        assert REGISTRY.get_sample_value("docket_leader") == 1
+        fence = a.fence
+        assert fence is not None and fence.key == "/docket/controller/leader"
+        assert b.fence is None
+        a.stop()
+        assert events == ["a+", "a-"]
+        eventually(b.is_leader, timeout=2)
+        b_fence = b.fence
+        assert b_fence is not None and b_fence.revision > fence.revision
+    finally:
+        a.stop()
+        b.stop()
+    assert not b.is_leader()
+    assert leases.keys == {}, "stopping revokes the lease and frees the key"
+
+
+def test_steps_down_when_lease_is_lost_and_campaigns_again() -> None:
+    leases = MemoryLeases()
+    stopped = threading.Event()
+    a = elector(leases, "a", on_stopped_leading=stopped.set)
+    a.start()
+    try:
+        eventually(a.is_leader)
+        fence = a.fence
+        assert fence is not None
+        leases.expire(fence.lease_id)
+        assert stopped.wait(5)
+        eventually(a.is_leader)  # the key was freed: it wins again, under a new lease
+        new = a.fence
+        assert new is not None and new.lease_id != fence.lease_id
+    finally:
+        a.stop()
+
+
+def test_stops_calling_itself_leader_when_renewals_fail() -> None:
+    leases = MemoryLeases()
+    a = elector(leases, "a")
+    a.start()
+    try:
+        eventually(a.is_leader)
+        old = a.fence
+        assert old is not None
+        leases.unreachable = True
+        started = time.monotonic()
+        eventually(lambda: not a.is_leader(), timeout=5)
+        # Stepped down within the renew deadline (plus a scheduling margin), long before the
+        # 3 s lease could have expired for another candidate.
+        assert time.monotonic() - started < 1.5
+        time.sleep(0.2)
+        assert not a.is_leader(), "cannot win while etcd is unreachable"
+        leases.unreachable = False
+        leases.expire(old.lease_id)  # what etcd does once the TTL runs out
+        eventually(a.is_leader)
+    finally:
+        a.stop()
+
+
+def test_bad_timings_refused() -> None:
+    with pytest.raises(ValueError):
+        LeaderElector(MemoryLeases(), "k", "a", ttl=2, renew_deadline=2)
+    with pytest.raises(ValueError):
+        LeaderElector(MemoryLeases(), "k", "a", ttl=0)
+
+
+def test_with_real_etcd_and_fenced_writes(store: Store) -> None:
+    key = store.keys.controller("leader")
+    a = LeaderElector(store, key, "a", ttl=2, retry_seconds=0.05)
+    b = LeaderElector(store, key, "b", ttl=2, retry_seconds=0.05)
+    a.start()
+    try:
+        eventually(a.is_leader)
+        b.start()
+        time.sleep(0.3)
+        assert not b.is_leader()
+        fence = a.fence
+        assert fence is not None
+        found = store.get_raw(key)
+        assert found is not None and found[0] == b"a"
+        target = store.keys.controller("fenced-write")
+        store.commit([Put(target, b"1")], [Expect(fence.key, fence.revision)])
+        a.stop()
+        eventually(b.is_leader, timeout=5)
+        # The old leader's fence no longer holds: its writes are refused by etcd.
+        with pytest.raises(Conflict):
+            store.commit([Put(target, b"2")], [Expect(fence.key, fence.revision)])
+    finally:
+        a.stop()
+        b.stop()
+    assert store.get_raw(key) is None
