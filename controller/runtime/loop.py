@@ -48,7 +48,6 @@ class Controller:
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._duration = metrics.RECONCILE_SECONDS.labels(kind)
-        metrics.RECONCILE_SECONDS.labels(kind)
         for result in metrics.RECONCILE_RESULTS:
             metrics.RECONCILE_TOTAL.labels(kind, result)
 

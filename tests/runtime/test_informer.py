@@ -87,7 +87,7 @@ def drain(q: WorkQueue) -> list[object]:
 def test_list_then_watch_fills_cache_and_enqueues() -> None:
     store = FakeStore([Obj("default", "a", 5), Obj("default", "b", 7, valid=False)], 9)
     q = WorkQueue("Job", clock=FakeClock())
-    inf = Informer(store, "jobs", "Job", resync_seconds=3600)  # type: ignore[arg-type]
+    inf = Informer(store, "jobs", "Job", resync_seconds=3600)
     inf.enqueue_into(q.add)
     assert not inf.has_synced()
     inf.start()
@@ -124,7 +124,7 @@ def test_handlers_see_old_and_new() -> None:
 
     store = FakeStore([Obj("ns", "x", 1)], 1)
     calls: list[tuple[str, int, int]] = []
-    inf = Informer(store, "jobs", "Job", resync_seconds=3600)  # type: ignore[arg-type]
+    inf = Informer(store, "jobs", "Job", resync_seconds=3600)
     inf.add_handlers(Handlers(
         on_add=lambda o: calls.append(("add", 0, o.mod_revision)),
         on_update=lambda old, new: calls.append(("update", old.mod_revision, new.mod_revision)),
@@ -145,7 +145,7 @@ def test_handlers_see_old_and_new() -> None:
 def test_periodic_resync_enqueues_every_key() -> None:
     store = FakeStore([Obj("ns", "x", 1), Obj("ns", "y", 2)], 2)
     q = WorkQueue("Job", clock=FakeClock())
-    inf = Informer(store, "jobs", "Job", resync_seconds=0.05)  # type: ignore[arg-type]
+    inf = Informer(store, "jobs", "Job", resync_seconds=0.05)
     inf.enqueue_into(q.add)
     inf.start()
     try:
@@ -159,7 +159,7 @@ def test_periodic_resync_enqueues_every_key() -> None:
 
 def test_list_failure_is_retried_and_unsynced_meanwhile() -> None:
     store = FakeStore([Obj("ns", "x", 1)], 1, list_failures=2)
-    inf = Informer(store, "jobs", "Job", retry_seconds=0.01)  # type: ignore[arg-type]
+    inf = Informer(store, "jobs", "Job", retry_seconds=0.01)
     inf.start()
     try:
         assert inf.wait_for_sync(5)
@@ -173,7 +173,7 @@ def test_invalid_objects_gauge() -> None:
     from prometheus_client import REGISTRY
 
     store = FakeStore([Obj("ns", "x", 1, valid=False), Obj("ns", "y", 1)], 1)
-    inf = Informer(store, "jobs", "Queue", resync_seconds=3600)  # type: ignore[arg-type]
+    inf = Informer(store, "jobs", "Queue", resync_seconds=3600)
     inf.start()
     try:
         assert inf.wait_for_sync(5)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from controller.runtime.leader import LeaderElector
+from controller.runtime.leader import LeaderElector, LeaseStore
 from controller.store import Expect, Put, Store
 from controller.store.client import Conflict
 
@@ -78,9 +78,13 @@ class MemoryLeases:
             return None if found is None else (found[0], found[1], found[1])
 
 
-def elector(store: object, identity: str, **kw: object) -> LeaderElector:
-    return LeaderElector(store, "/docket/controller/leader", identity,  # type: ignore[arg-type]
-                         ttl=3, renew_deadline=0.6, retry_seconds=0.02, **kw)  # type: ignore[arg-type]
+def elector(store: LeaseStore, identity: str,
+            on_started_leading: Callable[[], None] | None = None,
+            on_stopped_leading: Callable[[], None] | None = None) -> LeaderElector:
+    return LeaderElector(store, "/docket/controller/leader", identity, ttl=3,
+                         renew_deadline=0.6, retry_seconds=0.02,
+                         on_started_leading=on_started_leading,
+                         on_stopped_leading=on_stopped_leading)
 
 
 def test_only_one_leader_and_handover_on_stop() -> None:
