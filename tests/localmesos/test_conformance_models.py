@@ -265,7 +265,7 @@ TASK: dict[str, Any] = {
 }
 
 VALID_CALLS: list[dict[str, Any]] = [
-    {"type": "SUBSCRIBE", "subscribe": {"framework_info": FRAMEWORK_INFO,
+    {"framework_id": FID, "type": "SUBSCRIBE", "subscribe": {"framework_info": FRAMEWORK_INFO,
                                         "suppressed_roles": []}},
     {"framework_id": FID, "type": "ACCEPT", "accept": {
         "offer_ids": [{"value": "o1"}],
@@ -281,7 +281,7 @@ VALID_CALLS: list[dict[str, Any]] = [
     {"framework_id": FID, "type": "SUPPRESS", "suppress": {"roles": ["docket"]}},
     {"framework_id": FID, "type": "KILL", "kill": {"task_id": {"value": "t"}, "agent_id": AID}},
     {"framework_id": FID, "type": "ACKNOWLEDGE", "acknowledge": {
-        "agent_id": AID, "task_id": {"value": "t"}, "uuid": "3q2+7w=="}},
+        "agent_id": AID, "task_id": {"value": "t"}, "uuid": "ASNFZ4mrze8BI0VniavN7w=="}},
     {"framework_id": FID, "type": "RECONCILE", "reconcile": {"tasks": []}},
     {"framework_id": FID, "type": "TEARDOWN"},
 ]
@@ -314,6 +314,10 @@ def test_valid_calls_pass(call: dict[str, Any]) -> None:
     (VALID_CALLS[5], lambda c: c["kill"].pop("task_id"), "kill.task_id"),
     (VALID_CALLS[6], lambda c: c["acknowledge"].pop("uuid"), "acknowledge.uuid"),
     (VALID_CALLS[6], lambda c: c["acknowledge"].update(uuid="***"), "acknowledge.uuid"),
+    (VALID_CALLS[6], lambda c: c["acknowledge"].update(uuid="3q2+7w=="), "16 bytes"),
+    (VALID_CALLS[7], lambda c: c.pop("reconcile"), "needs the field 'reconcile'"),
+    (VALID_CALLS[0], lambda c: c.update(framework_id={"value": "other"}), "differs"),
+    (VALID_CALLS[0], lambda c: c["subscribe"]["framework_info"].pop("id"), "differs"),
     (VALID_CALLS[3], lambda c: c.update(type="REVIVE_ALL"), "call.type"),
     (VALID_CALLS[3], lambda c: c.update(revive={"roles": ["a"], "role": "b"}), "revive.role"),
 ])

@@ -7,6 +7,7 @@ to the same rule so a test catches a master that sends a typed event without its
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
 from pydantic import model_validator
@@ -204,10 +205,14 @@ class Call(Message):
 
     @model_validator(mode="after")
     def _has_its_sub_message(self) -> Call:
-        # Calls whose body is optional in Mesos' validation: the rest need theirs.
-        _require_sub_message(
-            self, "call", exempt=("UNKNOWN", "TEARDOWN", "REVIVE", "SUPPRESS", "RECONCILE")
-        )
+        # As `validation::scheduler::call::validate` (src/master/validation.cpp) checks.
+        _require_sub_message(self, "call", exempt=("UNKNOWN", "TEARDOWN", "REVIVE", "SUPPRESS"))
+        body = self.subscribe or self.update_framework
+        if body is not None and self.framework_id != body.framework_info.id:
+            raise ValueError(f"'framework_id' differs from '{self.type.lower()}"
+                             ".framework_info.id'")
         if self.type != "SUBSCRIBE" and self.framework_id is None:
             raise ValueError(f"call of type {self.type} needs 'framework_id'")
+        if self.acknowledge is not None and len(base64.b64decode(self.acknowledge.uuid)) != 16:
+            raise ValueError("acknowledge.uuid is not the 16 bytes of a UUID")
         return self
