@@ -1,0 +1,220 @@
+"""`docket describe KIND NS/NAME`: one object in full — what it asks for, where it stands, why,
+and what each of its task attempts did.
+
+Read by a person debugging a Job, so times are absolute UTC (comparable across lines and with
+logs) and executions are in the order they happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from controller.cli._output import (
+    KIND_CHOICES,
+    add_namespace_argument,
+    add_store_arguments,
+    guarded,
+)
+
+if TYPE_CHECKING:
+    from controller.api import ExecutionRecord, JobSpec, QueueSpec, TaskTemplate
+    from controller.cli._output import Entry
+
+NAME = "describe"
+HELP = "Show one object in detail: spec summary, status, conditions and recent executions."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", metavar="KIND", help=f"One of: {', '.join(KIND_CHOICES)}.")
+    parser.add_argument("ref", metavar="NS/NAME", help="The object: NS/NAME, or NAME with -n.")
+    add_namespace_argument(parser)
+    parser.add_argument("--executions", type=int, default=20, metavar="N",
+                        help="Show the N most recent executions (20); 0 for all.")
+    add_store_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return guarded(NAME, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller.cli._output import get_entry, open_store, resolve_kind, resolve_name
+
+    kind = resolve_kind(args.kind)
+    namespace, name = resolve_name(args.ref, args.namespace)
+    with open_store(args) as store:
+        entry = get_entry(store, kind, namespace, name)
+        records = [s.record for s in store.list_executions(namespace, name)]
+        key = entry.stored.key
+    print(render(entry, records, key=key, limit=args.executions))
+    return 0
+
+
+def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int = 20) -> str:
+    from controller.api import CronJob, Job, Queue, Service
+
+    stored = entry.stored
+    obj = stored.object
+    lines = [
+        f"Name:       {stored.name}",
+        f"Namespace:  {stored.namespace}",
+        f"Kind:       {obj.kind}",
+        f"Key:        {key} (uid {stored.uid}, revision {stored.mod_revision})",
+    ]
+    if entry.invalid is not None:
+        lines.append("Spec:       invalid, not acted on:")
+        lines += [f"  {p}" for p in entry.invalid.problems]
+    else:
+        assert isinstance(obj, Job | CronJob | Queue | Service)
+        if obj.metadata.labels:
+            lines.append("Labels:     " + ", ".join(
+                f"{k}={v}" for k, v in sorted(obj.metadata.labels.items())))
+        lines.append("Spec:")
+        lines += [f"  {line}" for line in _spec_lines(obj)]
+    lines.append("Status:")
+    lines += [f"  {line}" for line in _status_lines(entry)]
+    lines.append("Conditions:")
+    lines.append(_conditions(entry))
+    lines.append(_executions(records, limit))
+    return "\n".join(lines)
+
+
+def _template_lines(t: TaskTemplate) -> list[str]:
+    out = []
+    if t.command is not None:
+        out.append(f"Command:      {t.command}")
+    elif t.args:
+        out.append("Args:         " + " ".join(t.args))
+    if t.container is not None:
+        image = f", image {t.container.image}" if t.container.image else ""
+        out.append(f"Container:    {t.container.type}{image}")
+    r = t.resources
+    out.append(f"Resources:    cpus {r.cpus:g}, mem {r.mem:g} MiB, disk {r.disk:g} MiB"
+               + (f", gpus {r.gpus}" if r.gpus else "") + (f", ports {r.ports}" if r.ports else ""))
+    if t.constraints:
+        out.append("Constraints:  " + "; ".join(
+            " ".join(x for x in (c.field, str(c.operator), c.value) if x) for c in t.constraints))
+    if t.env:
+        out.append("Env:          " + ", ".join(sorted(t.env)))
+    return out
+
+
+def _retry_lines(spec: JobSpec | QueueSpec) -> list[str]:
+    b = spec.backoff
+    timeout = f"{spec.task_timeout_seconds:g}s" if spec.task_timeout_seconds else "none"
+    return [
+        f"Retries:      backoffLimit {spec.backoff_limit}, systemRetryLimit "
+        f"{spec.system_retry_limit}, backoff {b.initial_seconds:g}s x{b.factor:g} "
+        f"up to {b.max_seconds:g}s",
+        f"Task timeout: {timeout}",
+    ]
+
+
+def _spec_lines(obj: object) -> list[str]:
+    from controller.api import CronJob, Job, Queue, Service
+
+    if isinstance(obj, Job):
+        s = obj.spec
+        out = _template_lines(s.template)
+        out.append(f"Completions:  {s.completions} ({s.completion_mode}), "
+                   f"parallelism {s.parallelism}")
+        out += _retry_lines(s)
+        extra = []
+        if s.active_deadline_seconds:
+            extra.append(f"activeDeadlineSeconds {s.active_deadline_seconds:g}")
+        if s.start_at:
+            extra.append(f"startAt {s.start_at.isoformat()}")
+        if s.ttl_seconds_after_finished is not None:
+            extra.append(f"ttlSecondsAfterFinished {s.ttl_seconds_after_finished}")
+        if s.suspend:
+            extra.append("suspended")
+        if extra:
+            out.append("Limits:       " + ", ".join(extra))
+        return out
+    if isinstance(obj, CronJob):
+        c = obj.spec
+        out = [f"Schedule:     {c.schedule} ({c.time_zone}), concurrency {c.concurrency_policy}"
+               + (", suspended" if c.suspend else "")]
+        job = c.job_template.spec
+        out += _template_lines(job.template)
+        out.append(f"Completions:  {job.completions}, parallelism {job.parallelism}")
+        return out
+    if isinstance(obj, Queue):
+        q = obj.spec
+        out = [f"Source:       {q.source.type}", f"Batches:      {q.batch_size} message(s), "
+               f"{q.max_concurrent} at a time, poll every {q.poll_interval_seconds:g}s"
+               + (", suspended" if q.suspend else "")]
+        return out + _template_lines(q.template) + _retry_lines(q)
+    if isinstance(obj, Service):
+        return [f"Instances:    {obj.spec.instances}", *_template_lines(obj.spec.template)]
+    return []
+
+
+def _status_lines(entry: Entry) -> list[str]:
+    from controller.api import JobStatus
+    from controller.cli._output import between, human_duration, timestamp
+
+    status = entry.status
+    if status is None:
+        note = "" if entry.invalid is not None else " (the controller has not written any yet)"
+        return [f"Phase:        {entry.phase}{note}"]
+    out = [f"Phase:        {entry.phase}"]
+    if isinstance(status, JobStatus):
+        out.append(f"Tasks:        {status.active} active, {status.succeeded} succeeded, "
+                   f"{status.failed} failed, {status.system_failures} system failures")
+        out.append(f"Started:      {timestamp(status.start_time)}")
+        out.append(f"Completed:    {timestamp(status.completion_time)}")
+        out.append(f"Duration:     "
+                   f"{human_duration(between(status.start_time, status.completion_time))}")
+        if status.completed_indexes:
+            out.append("Completed indexes: " + ",".join(map(str, status.completed_indexes)))
+    else:
+        skip = {"phase", "conditions", "observed_revision", "uid"}
+        for field, value in status.model_dump(exclude_none=True).items():
+            if field not in skip:
+                out.append(f"{field}: {value}")
+    out.append(f"Observed:     spec revision {status.observed_revision or '-'}")
+    return out
+
+
+def _conditions(entry: Entry) -> str:
+    from controller.cli._output import table, timestamp
+
+    conditions = entry.status.conditions if entry.status is not None else []
+    if not conditions:
+        return "  <none>"
+    ordered = sorted(conditions, key=lambda c: (c.last_transition_time is None,
+                                                c.last_transition_time))
+    return table(("TYPE", "STATUS", "REASON", "LAST-TRANSITION", "MESSAGE"),
+                 [(c.type, c.status, c.reason or "-", timestamp(c.last_transition_time),
+                   c.message or "-") for c in ordered], indent="  ")
+
+
+def _when(record: ExecutionRecord) -> tuple[bool, object, int, int]:
+    first = record.submitted_at or record.started_at or record.finished_at
+    return (first is None, first, record.index, record.attempt)
+
+
+def _executions(records: list[ExecutionRecord], limit: int) -> str:
+    from controller.cli._output import human_duration, table, timestamp
+
+    ordered = sorted(records, key=_when)
+    shown = ordered[-limit:] if limit > 0 else ordered
+    title = (f"Executions ({len(records)}):" if len(shown) == len(records)
+             else f"Executions (latest {len(shown)} of {len(records)}):")
+    if not records:
+        return "Executions:\n  <none>"
+    rows = []
+    for r in shown:
+        duration = r.duration_seconds
+        if duration is None and r.started_at and r.finished_at:
+            duration = (r.finished_at - r.started_at).total_seconds()
+        reason = r.kill_reason or r.reason or "-"
+        rows.append((r.task_id, str(r.index), str(r.attempt), r.state, reason,
+                     "-" if r.exit_code is None else str(r.exit_code), r.hostname or "-",
+                     timestamp(r.started_at), timestamp(r.finished_at),
+                     human_duration(duration)))
+    return title + "\n" + table(
+        ("TASK-ID", "INDEX", "ATTEMPT", "STATE", "REASON", "EXIT", "HOST", "STARTED",
+         "FINISHED", "DURATION"), rows, indent="  ")
