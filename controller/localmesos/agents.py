@@ -151,9 +151,7 @@ class RealRuntime:
         with self._lock:
             self._procs[key] = proc
             killed_early = key in self._killed
-        container = {"executor_pid": proc.pid,
-                     "container_id": {"value": f"{task.task_id}-container"}}
-        self._update(task, "TASK_RUNNING", container_status=container)
+        self._update(task, "TASK_RUNNING", container_status={"executor_pid": proc.pid})
         if killed_early:
             self._signal(proc, signal.SIGKILL)
         mct = ((info.get("max_completion_time") or {}).get("nanoseconds"))

@@ -186,9 +186,16 @@ def task_json(task: Task) -> dict[str, Any]:
     }
     if r.ports:
         out["resources"]["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+    user = (task.info.get("command") or {}).get("user")
+    if user is not None:
+        out["user"] = user
     labels = (task.info.get("labels") or {}).get("labels")
     if labels:
         out["labels"] = labels
+    # Copied from the TaskInfo as the master's Task keeps them.
+    for name in ("discovery", "container", "health_check"):
+        if name in task.info:
+            out[name] = task.info[name]
     if task.unreachable_time is not None:
         out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
     return out

@@ -107,10 +107,22 @@ class Task:
     resources_released: bool = False
     agent_state: str = "TASK_STAGING"  # what the agent knows, also while partitioned
     held: list[dict[str, Any]] = field(default_factory=list)  # updates made while partitioned
+    # The command executor's container, as the agent's containerizer reports it in every
+    # update the executor sends (Mesos' container ids are UUIDs).
+    container_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    executor_pid: int | None = None
 
     @property
     def executor_id(self) -> str:
         return self.task_id  # the command executor is named after its task
+
+    @property
+    def latest_container_status(self) -> dict[str, Any] | None:
+        """What the master copies into its own updates of the task (getTaskContainerStatus)."""
+        for entry in reversed(self.statuses):
+            if "container_status" in entry:
+                return dict(entry["container_status"])
+        return None
 
     @property
     def status_update_state(self) -> str:
@@ -525,7 +537,9 @@ class Master:
                     "address": {"hostname": agent.hostname, "ip": self.config.host,
                                 "port": agent.port},
                     "path": f"/{agent.pid_name}"},
-            "resources": resources.to_json(allocation_role=role if multi_role else None),
+            "resources": resources.to_json(
+                allocation_role=role if multi_role else None,
+                refinement="RESERVATION_REFINEMENT" in fw.capabilities),
             "attributes": agent.attributes,
         }
         if multi_role:
@@ -647,25 +661,22 @@ class Master:
             return list(group.get("tasks") or [])
         return []
 
-    def _validate_task(self, fw: Framework, agent: Agent, info: dict[str, Any],
+    def _validate_task(self, fw: Framework, agent: Agent, role: str, info: dict[str, Any],
                        available: Resources) -> tuple[str | None, Resources]:
+        """Mesos' task validation, in its order (validation.cpp: validateTask, then
+        validateExecutor): the first error found, or the resources the task needs."""
         task_id = (info.get("task_id") or {}).get("value", "")
         error = validate_id(task_id)
         if error:
             return f"Task has an invalid TaskID: {error}", Resources()
-        agent_id = (info.get("agent_id") or {}).get("value")
-        if agent_id != agent.agent_id:
-            return (f"Task uses invalid agent: {agent_id} while agent {agent.agent_id} is "
-                    "expected"), Resources()
         if task_id in fw.tasks:
             return f"Task has duplicate ID: {task_id}", Resources()
         if task_id in fw.unreachable_tasks:
             return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
-        if ("executor" in info) == ("command" in info):
-            return ("Task should have at least one (but not both) of CommandInfo or "
-                    "ExecutorInfo present"), Resources()
-        if "executor" in info:
-            return "Custom executors are not supported by this embedded Mesos", Resources()
+        agent_id = (info.get("agent_id") or {}).get("value")
+        if agent_id != agent.agent_id:
+            return (f"Task uses invalid agent {agent_id} while agent {agent.agent_id} is "
+                    "expected"), Resources()
         grace = (((info.get("kill_policy") or {}).get("grace_period") or {})
                  .get("nanoseconds", 0))
         if grace < 0:
@@ -673,20 +684,26 @@ class Master:
         mct = (info.get("max_completion_time") or {}).get("nanoseconds", 0)
         if mct < 0:
             return "Task's `max_completion_time` must be non-negative", Resources()
+        if not info.get("resources"):
+            return "Task uses no resources", Resources()
         try:
-            wanted = Resources.from_json(info.get("resources") or [])
+            wanted = Resources.from_json(info.get("resources"))
         except ResourceError as exc:
             return f"Task uses invalid resources: {exc}", Resources()
-        if wanted.empty:
-            return "Task uses no resources", Resources()
+        if ("executor" in info) == ("command" in info):
+            return ("Task should have at least one (but not both) of CommandInfo or "
+                    "ExecutorInfo present"), Resources()
+        if "executor" in info:
+            return "Custom executors are not supported by this embedded Mesos", Resources()
         if not available.contains(wanted):
-            return (f"Total resources {wanted} required by task and its executor is more "
-                    f"than available {available}"), Resources()
+            return (f"Total resources {wanted.allocated_string(role)} required by task and "
+                    f"its executor is more than available "
+                    f"{available.allocated_string(role)}"), Resources()
         return None, wanted
 
     def _launch(self, fw: Framework, agent: Agent, role: str, info: dict[str, Any],
                 available: Resources) -> Resources:
-        error, wanted = self._validate_task(fw, agent, info, available)
+        error, wanted = self._validate_task(fw, agent, role, info, available)
         if error is not None:
             self._send_master_update(fw, info, "TASK_ERROR", error, "REASON_TASK_INVALID")
             return available
@@ -711,7 +728,10 @@ class Master:
     def _master_status(self, fw: Framework, task: Task | None, state: str, message: str,
                        reason: str, *, info: dict[str, Any] | None = None,
                        agent_id: str | None = None,
-                       unreachable_time: float | None = None) -> dict[str, Any]:
+                       unreachable_time: float | None = None,
+                       container_status: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An update the master makes itself: no uuid (no ack expected) and, for command
+        tasks, no executor_id (the master's Task has none; only the executor sets it)."""
         if state in PARTITION_AWARE_STATES and not fw.partition_aware:
             state = "TASK_LOST"
         status: dict[str, Any] = {
@@ -725,8 +745,8 @@ class Master:
         aid = task.agent_id if task else agent_id
         if aid:
             status["agent_id"] = {"value": aid}
-        if task is not None:
-            status["executor_id"] = {"value": task.executor_id}
+        if container_status is not None:
+            status["container_status"] = container_status
         if unreachable_time is not None:
             status["unreachable_time"] = {"nanoseconds": int(unreachable_time * 1e9)}
         return status
@@ -743,7 +763,25 @@ class Master:
         entry: dict[str, Any] = {"state": task.state, "timestamp": status["timestamp"]}
         if "container_status" in status:
             entry["container_status"] = status["container_status"]
+        # Like the master's updateTask: a repeated state replaces the previous entry.
+        if task.statuses and task.statuses[-1]["state"] == task.state:
+            task.statuses.pop()
         task.statuses.append(entry)
+
+    def _container_status(self, task: Task, extra: dict[str, Any] | None) -> dict[str, Any]:
+        """What the agent merges into an executor's update from its containerizer: the
+        container id, the executor's pid when there is a process, and the agent's IP as the
+        container's network when the container has no network of its own."""
+        if extra and "executor_pid" in extra:
+            task.executor_pid = int(extra["executor_pid"])
+        status: dict[str, Any] = {"container_id": {"value": task.container_id}}
+        if task.executor_pid is not None:
+            status["executor_pid"] = task.executor_pid
+        address: dict[str, Any] = {"ip_address": self.config.host}
+        if ":" in self.config.host:
+            address["protocol"] = "IPv6"
+        status["network_infos"] = [{"ip_addresses": [address]}]
+        return status
 
     def agent_update(self, agent_id: str, framework_id: str, task_id: str, state: str, *,
                      message: str | None = None, reason: str | None = None,
@@ -771,8 +809,8 @@ class Master:
                 status["message"] = message
             if reason is not None:
                 status["reason"] = reason
-            if container_status is not None:
-                status["container_status"] = container_status
+            if source == "SOURCE_EXECUTOR":
+                status["container_status"] = self._container_status(task, container_status)
             task.agent_state = state
             if state in TERMINAL_STATES:
                 self._release(task)
@@ -914,7 +952,8 @@ class Master:
 
     def _reconcile_status(self, fw: Framework, task: Task, state: str,
                           message: str) -> dict[str, Any]:
-        status = self._master_status(fw, task, state, message, "REASON_RECONCILIATION")
+        status = self._master_status(fw, task, state, message, "REASON_RECONCILIATION",
+                                     container_status=task.latest_container_status)
         status["state"] = state  # the task's own state is reported as it is
         return status
 
@@ -933,10 +972,9 @@ class Master:
                 if fw is None or (was_unreachable and task.task_id not in fw.unreachable_tasks):
                     continue
                 status = self._master_status(
-                    fw, task, "TASK_GONE_BY_OPERATOR",
-                    f"Agent {agent.hostname} ({agent_id}) was removed",
-                    "REASON_SLAVE_REMOVED_BY_OPERATOR" if fw.partition_aware
-                    else "REASON_SLAVE_REMOVED")
+                    fw, task, "TASK_GONE_BY_OPERATOR", "Agent has been marked gone",
+                    "REASON_AGENT_REMOVED_BY_OPERATOR" if fw.partition_aware
+                    else "REASON_AGENT_REMOVED")
                 self._set_state(task, status)
                 self._release(task)
                 self._complete(fw, task)
@@ -959,50 +997,54 @@ class Master:
                 if fw is None or task.task_id not in fw.tasks:
                     continue
                 status = self._master_status(fw, task, "TASK_UNREACHABLE",
-                                             "health check timed out", "REASON_SLAVE_REMOVED",
+                                             "health check timed out", "REASON_AGENT_REMOVED",
                                              unreachable_time=agent.unreachable_time)
                 task.unreachable_time = agent.unreachable_time
+                # Unacknowledged updates stay with the agent, which resends them once it
+                # reregisters.
+                task.held[:0] = task.pending
                 task.pending.clear()
+                task.retry_interval = 0
                 if task.retry_timer:
                     task.retry_timer.cancel()
+                    task.retry_timer = None
+                # Whether or not the framework is partition-aware (it saw TASK_LOST then),
+                # the master keeps the task among its unreachable ones, as Mesos does.
                 fw.tasks.pop(task.task_id)
-                if fw.partition_aware:
-                    fw.unreachable_tasks[task.task_id] = task
-                    self._set_state(task, status)
-                else:
-                    self._set_state(task, status)
-                    fw.completed_tasks.append(task)
+                fw.unreachable_tasks[task.task_id] = task
+                self._set_state(task, status)
                 self._send(fw, {"type": "UPDATE", "update": {"status": status}})
 
     def heal_agent(self, agent_id: str) -> None:
-        """The agent reregisters. Tasks of partition-aware frameworks come back as they run;
-        those of other frameworks were reported LOST and are shut down on the agent."""
+        """The agent reregisters. As in Mesos 1.11, every task it still runs is the
+        master's again, whether or not its framework is partition-aware: the framework
+        hears the task's current state ("Unreachable agent re-reregistered",
+        REASON_AGENT_REREGISTERED), then the updates the agent kept while cut off."""
         with self.lock:
             agent = self.agents[agent_id]
             if agent.state != "unreachable":
                 return
             agent.state = "active"
             agent.unreachable_time = None
-            to_kill = []
             for (fid, _tid), task in list(agent.tasks.items()):
                 fw = self.frameworks.get(fid)
-                if fw is not None and task.task_id in fw.unreachable_tasks:
-                    fw.unreachable_tasks.pop(task.task_id)
-                    fw.tasks[task.task_id] = task
-                    task.unreachable_time = None
-                    task.state = task.agent_state
-                    task.statuses.append({"state": task.state, "timestamp": time.time()})
-                    held, task.held = task.held, []
-                    for status in held:
-                        task.pending.append(status)
-                    if task.pending:
-                        self._forward_head(task)
-                elif task.state not in TERMINAL_STATES:
-                    to_kill.append(task)
-                    agent.tasks.pop((fid, task.task_id), None)
-            for task in to_kill:
-                agent.runtime.kill(task, 0.0, killing_state=False)
-                self._release(task)
+                if fw is None or task.task_id not in fw.unreachable_tasks:
+                    continue
+                fw.unreachable_tasks.pop(task.task_id)
+                fw.tasks[task.task_id] = task
+                task.unreachable_time = None
+                status = self._master_status(
+                    fw, task, task.agent_state, "Unreachable agent re-reregistered",
+                    "REASON_AGENT_REREGISTERED", container_status=task.latest_container_status)
+                status["state"] = task.agent_state  # a live state, never downgraded
+                self._set_state(task, status)
+                self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+                held, task.held = task.held, []
+                task.pending.extend(held)
+                if task.pending:
+                    self._forward_head(task)
+                elif task.state in TERMINAL_STATES:
+                    self._complete(fw, task)
         self.timers.call_soon(self.allocate)
 
     def _drop_agent_offers(self, agent: Agent) -> None:

@@ -93,20 +93,33 @@ class Resources:
             parts.append("ports:[" + ", ".join(f"{b}-{e}" for b, e in self.ports) + "]")
         return "; ".join(parts) or "{}"
 
+    def allocated_string(self, role: str) -> str:
+        """Mesos' stringify(Resources) of resources allocated to `role`, as its validation
+        messages print them: "cpus(allocated: *):1; mem(allocated: *):128"."""
+        parts = [f"{k}(allocated: {role}):{self.scalars[k]:g}" for k in SCALARS
+                 if self.scalars.get(k)]
+        if self.ports:
+            parts.append(f"ports(allocated: {role}):[" +
+                         ", ".join(f"{b}-{e}" for b, e in self.ports) + "]")
+        return "; ".join(parts)
+
     # --- JSON ------------------------------------------------------------------------------
-    def to_json(self, *, allocation_role: str | None = None) -> list[dict[str, Any]]:
-        """Unreserved resources in the pre-reservation-refinement format (role "*"), which
-        is what Mesos sends to frameworks without RESERVATION_REFINEMENT; allocation_info only
-        for MULTI_ROLE frameworks."""
+    def to_json(self, *, allocation_role: str | None = None,
+                refinement: bool = False) -> list[dict[str, Any]]:
+        """Unreserved resources as the master sends them: in the pre-reservation-refinement
+        format (role "*") to frameworks without RESERVATION_REFINEMENT, with neither role nor
+        reservations to those with it; allocation_info only for MULTI_ROLE frameworks."""
         out: list[dict[str, Any]] = []
         for name in SCALARS:
             value = self.scalars.get(name, 0)
             if value > 0:
-                out.append({"name": name, "type": "SCALAR", "scalar": {"value": value},
-                            "role": "*"})
+                out.append({"name": name, "type": "SCALAR", "scalar": {"value": value}})
         if self.ports:
-            out.append({"name": "ports", "type": "RANGES", "role": "*",
+            out.append({"name": "ports", "type": "RANGES",
                         "ranges": {"range": [{"begin": b, "end": e} for b, e in self.ports]}})
+        if not refinement:
+            for r in out:
+                r["role"] = "*"
         if allocation_role is not None:
             for r in out:
                 r["allocation_info"] = {"role": allocation_role}

@@ -52,6 +52,7 @@ def test_admin_adds_partitions_heals_and_removes_agents(local_mesos: Start,
     admin(lm, f"/admin/agents/{agent_id}/partition")
     assert s.wait_update("t")["state"] == "TASK_UNREACHABLE"
     admin(lm, f"/admin/agents/{agent_id}/heal")
+    assert s.wait_update("t")["reason"] == "REASON_AGENT_REREGISTERED"
     admin(lm, f"/admin/agents/{agent_id}/remove")
     st = s.wait_update("t")
     assert st["state"] == "TASK_GONE_BY_OPERATOR"

@@ -1,0 +1,158 @@
+"""Details where localmesos must say exactly what a Mesos 1.11 master says: the fields of
+status updates (executor vs master), offer resource formats per framework capability, the
+master's Task JSON, and the order and texts of task validation."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from controller.localmesos import LocalMesos
+from tests.localmesos.scheduler import RawScheduler, task_info
+
+Start = Callable[..., LocalMesos]
+
+
+@pytest.fixture
+def schedulers() -> Iterator[list[RawScheduler]]:
+    made: list[RawScheduler] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def connect(lm: LocalMesos, made: list[RawScheduler], *caps: str, **kw: Any) -> RawScheduler:
+    s = RawScheduler(lm.master_url, capabilities=caps, **kw)
+    made.append(s)
+    assert s.subscribe()["type"] == "SUBSCRIBED"
+    return s
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_executor_updates_carry_container_status_master_updates_no_executor_id(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos()
+    s = connect(lm, schedulers, "PARTITION_AWARE")
+    offer = s.wait_offers()[0]
+    s.launch(offer, task_info(offer, "sleeper", "sleep 30"))
+    starting = s.wait_update("sleeper", "TASK_STARTING")
+    running = s.wait_update("sleeper", "TASK_RUNNING")
+    for st in (starting, running):
+        # The agent merges its containerizer's status into every executor update.
+        cs = st["container_status"]
+        assert cs["container_id"]["value"] and cs["network_infos"] == [
+            {"ip_addresses": [{"ip_address": "127.0.0.1"}]}]
+        assert st["executor_id"] == {"value": "sleeper"} and "uuid" in st
+    assert starting["container_status"]["container_id"] == \
+        running["container_status"]["container_id"]
+    assert isinstance(running["container_status"]["executor_pid"], int)
+    s.call({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "sleeper"}}]}})
+    rec = s.wait_update("sleeper", timeout=5)
+    # The master's Task of a command task has no executor_id; it copies the latest
+    # container_status into its own updates.
+    assert "executor_id" not in rec and "uuid" not in rec
+    assert rec["container_status"] == running["container_status"]
+    assert rec["agent_id"] == offer["agent_id"]
+
+
+@pytest.mark.parametrize(("caps", "role_field", "allocation"), [
+    ((), True, False),
+    (("MULTI_ROLE",), True, True),
+    (("MULTI_ROLE", "RESERVATION_REFINEMENT"), False, True),
+])
+def test_offer_resource_format_follows_capabilities(
+        local_mesos: Start, schedulers: list[RawScheduler], caps: tuple[str, ...],
+        role_field: bool, allocation: bool) -> None:
+    lm = local_mesos(simulate=True)
+    kw: dict[str, Any] = {"roles": ["*"]} if "MULTI_ROLE" in caps else {}
+    s = connect(lm, schedulers, *caps, **kw)
+    offer = s.wait_offers()[0]
+    assert offer["url"]["path"] == "/slave(1)" and offer["url"]["scheme"] == "http"
+    assert ("allocation_info" in offer) == allocation
+    for r in offer["resources"]:
+        assert ("role" in r) == role_field, r
+        assert ("allocation_info" in r) == allocation, r
+        assert "reservations" not in r
+
+
+def test_validation_order_and_texts(local_mesos: Start,
+                                    schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True, cpus=1, mem=256)
+    s = connect(lm, schedulers)
+    offer = s.wait_offers()[0]
+    wrong_agent = task_info(offer, "elsewhere", "x")
+    wrong_agent["agent_id"] = {"value": "nope"}
+    no_resources = task_info(offer, "empty", "x")
+    no_resources["resources"] = []
+    no_resources_no_command = task_info(offer, "bare", "x")
+    no_resources_no_command["resources"] = []
+    del no_resources_no_command["command"]
+    s.launch(offer, wrong_agent, no_resources, no_resources_no_command,
+             task_info(offer, "huge", "x", cpus=2))
+    errors: dict[str, str] = {}
+    while len(errors) < 4:
+        st = s.wait_for(lambda e: e["type"] == "UPDATE", 5)["update"]["status"]
+        assert st["state"] == "TASK_ERROR" and st["reason"] == "REASON_TASK_INVALID"
+        assert "executor_id" not in st
+        errors[st["task_id"]["value"]] = st["message"]
+    agent = offer["agent_id"]["value"]
+    assert errors["elsewhere"] == f"Task uses invalid agent nope while agent {agent} is expected"
+    assert errors["empty"] == "Task uses no resources"
+    assert errors["bare"] == "Task uses no resources", "resources are checked before command"
+    assert errors["huge"].startswith("Total resources cpus(allocated: *):2; mem(allocated: *):32"
+                                     " required by task and its executor is more than "
+                                     "available cpus(allocated: *):1; mem(allocated: *):256")
+
+
+def test_tasks_json_is_the_masters_task_model(local_mesos: Start,
+                                              schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = connect(lm, schedulers)
+    offer = s.wait_offers()[0]
+    info = task_info(offer, "t", "x", env={"DOCKET_SIM_DURATION": "60"},
+                     labels={"labels": [{"key": "k", "value": "v"}]},
+                     container={"type": "MESOS"})
+    info["command"]["user"] = "nobody"
+    s.launch(offer, info)
+    s.wait_update("t", "TASK_RUNNING")
+    task = get_json(lm.master_url + "/tasks")["tasks"][0]
+    assert task["slave_id"] == offer["agent_id"]["value"] and task["executor_id"] == ""
+    assert task["user"] == "nobody" and task["labels"] == [{"key": "k", "value": "v"}]
+    assert task["container"] == {"type": "MESOS"}
+    assert set(task["resources"]) >= {"cpus", "mem", "disk", "gpus"}
+    assert [st["state"] for st in task["statuses"]] == [
+        "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"]
+    assert all(isinstance(st["timestamp"], float) for st in task["statuses"])
+    assert "container_status" in task["statuses"][-1]
+
+
+def test_kill_of_an_unknown_task_answers_by_reconciliation(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = connect(lm, schedulers, "PARTITION_AWARE")
+    offer = s.wait_offers()[0]
+    code, _ = s.call({"type": "KILL", "kill": {"task_id": {"value": "ghost"},
+                                               "agent_id": offer["agent_id"]}})
+    assert code == 202
+    st = s.wait_update("ghost", timeout=5)
+    assert (st["state"], st["reason"], st["message"]) == (
+        "TASK_GONE", "REASON_RECONCILIATION", "Reconciliation: Task is unknown to the agent")
+
+
+def test_removed_agent_message(local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = connect(lm, schedulers, "PARTITION_AWARE")
+    offer = s.wait_offers()[0]
+    s.launch(offer, task_info(offer, "doomed", "x", env={"DOCKET_SIM_DURATION": "60"}))
+    s.wait_update("doomed", "TASK_RUNNING")
+    lm.remove_agent(offer["agent_id"]["value"])
+    st = s.wait_update("doomed", timeout=5)
+    assert st["message"] == "Agent has been marked gone" and "executor_id" not in st
