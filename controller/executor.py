@@ -1,0 +1,202 @@
+"""The one place where a reconciliation Plan touches the world: etcd writes through the store,
+launches and kills through the Mesos backend.
+
+Order matters for crash safety, so it is fixed here and nowhere else:
+1. every etcd write the plan asks for — kill reasons (UpdateExecution), launch intents
+   (ExecutionRecord LAUNCHING) and the status — is committed as compare-and-swap
+   transactions: an intent only if its key does not exist yet, a record or the status only if
+   it is still at the revision the plan was made from. A conflict means the plan was made from
+   stale state: nothing of it is sent to Mesos and the key is planned again.
+2. only then are kills and launches handed to Mesos, so a crash at any point leaves an intent
+   in etcd for every task that may exist, and an attempt id is never launched twice (after a
+   restart the intent is reconciled with Mesos instead of launched again).
+3. deletions last: the spec key (compare-and-swap: a user who edited it meanwhile keeps it),
+   then the status and execution records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from controller import metrics
+from controller.api import LAUNCHING, ExecutionRecord, StatusBase, encode_model
+from controller.mesos.backend import LaunchRequest, MesosBackend
+from controller.reconcile import (
+    DeleteObject,
+    DeleteOwnerData,
+    Kill,
+    Launch,
+    Plan,
+    UpdateExecution,
+    WriteStatus,
+)
+from controller.store import Conflict, Expect, Put, Store
+
+log = structlog.get_logger("docket.executor")
+
+# etcd refuses transactions of more than 128 operations by default (--max-txn-ops).
+MAX_TXN_OPS = 120
+
+KILL_REASON_LABELS = {"TaskTimeout": "timeout", "DeadlineExceeded": "deadline",
+                      "Suspended": "suspended", "Deleted": "deleted"}
+
+
+class StalePlan(Exception):
+    """A compare-and-swap write lost: the plan was made from state that changed since."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a plan was made from: the revisions its writes must still find."""
+
+    plural: str
+    namespace: str
+    name: str
+    status_revision: int
+    """mod_revision of the status key, 0 when there is none."""
+    executions: Mapping[str, tuple[ExecutionRecord, int]]
+    """task id -> (record, mod_revision)."""
+
+
+@dataclass
+class Applied:
+    """What applying a plan did (for the caller's bookkeeping and tests)."""
+
+    revision: int = 0
+    launched: tuple[str, ...] = ()
+    killed: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
+    written: int = 0
+
+
+class Executor:
+    """Applies plans. `on_launch(task_ids)` is called right before launches reach the backend
+    (the controller tracks what it handed over, to leave it out of reconciliation)."""
+
+    def __init__(self, store: Store, backend: MesosBackend, *,
+                 on_launch: Callable[[Sequence[str]], None] | None = None) -> None:
+        self.store = store
+        self.backend = backend
+        self._on_launch = on_launch
+
+    def apply(self, plan: Plan, snap: Snapshot, now: datetime, *,
+              logger: Any = log) -> Applied:
+        keys = self.store.keys
+        ops: list[tuple[Put, Expect]] = []
+        status_op: tuple[Put, Expect] | None = None
+        launches: list[Launch] = []
+        kills: list[Kill] = []
+        updated: dict[str, ExecutionRecord] = {}
+        delete_object: DeleteObject | None = None
+        delete_data: DeleteOwnerData | None = None
+        for action in plan.actions:
+            if isinstance(action, UpdateExecution):
+                rec, rev = self._current(action.task_id, snap, updated)
+                new = rec.model_copy(update=action.changes)
+                updated[action.task_id] = new
+                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                ops.append((Put(key, encode_model(new)), Expect(key, rev)))
+            elif isinstance(action, Launch):
+                record = ExecutionRecord(task_id=action.task_id, index=action.index,
+                                         attempt=action.attempt, state=LAUNCHING,
+                                         submitted_at=now)
+                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                ops.append((Put(key, encode_model(record)), Expect(key, 0)))
+                launches.append(action)
+            elif isinstance(action, WriteStatus):
+                status_op = self._status_put(action.status, snap)
+            elif isinstance(action, Kill):
+                kills.append(action)
+            elif isinstance(action, DeleteObject):
+                delete_object = action
+            elif isinstance(action, DeleteOwnerData):
+                delete_data = action
+        if status_op is not None:
+            ops.append(status_op)  # last: it describes the intents written before it
+        out = Applied()
+        out.revision = self._commit(ops)
+        out.written = len(ops)
+        revisions = {tid: (rec, out.revision) for tid, rec in updated.items()}
+
+        for kill in kills:
+            self._kill(kill, snap, revisions, out, now, logger)
+        if launches:
+            ids = [a.task_id for a in launches]
+            if self._on_launch is not None:
+                self._on_launch(ids)
+            self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
+                                              extra_env=a.env) for a in launches)
+            out.launched = tuple(ids)
+            for tid in ids:
+                logger.info("task launch requested", task_id=tid)
+
+        if delete_object is not None:
+            try:
+                self.store.delete_object(delete_object.plural, delete_object.namespace,
+                                         delete_object.name,
+                                         delete_object.expected_mod_revision)
+                logger.info("object expired and deleted")
+            except Conflict:
+                raise StalePlan("the object changed since it was read") from None
+        if delete_data is not None:
+            self.store.delete_owner_data(delete_data.plural, delete_data.namespace,
+                                         delete_data.name)
+            logger.info("status and execution records deleted")
+        return out
+
+    # --- pieces ------------------------------------------------------------------------------
+    @staticmethod
+    def _current(task_id: str, snap: Snapshot, updated: Mapping[str, ExecutionRecord]
+                 ) -> tuple[ExecutionRecord, int]:
+        found = snap.executions.get(task_id)
+        if found is None:
+            raise StalePlan(f"no execution record {task_id} to update")
+        rec = updated.get(task_id, found[0])
+        return rec, found[1]
+
+    def _status_put(self, status: StatusBase, snap: Snapshot) -> tuple[Put, Expect]:
+        key = self.store.keys.status(snap.plural, snap.namespace, snap.name)
+        return Put(key, encode_model(status)), Expect(key, snap.status_revision)
+
+    def _commit(self, ops: Sequence[tuple[Put, Expect]]) -> int:
+        revision = 0
+        for i in range(0, len(ops), MAX_TXN_OPS):
+            chunk = ops[i:i + MAX_TXN_OPS]
+            try:
+                revision = self.store.commit([p for p, _ in chunk], [e for _, e in chunk])
+            except Conflict as exc:
+                # Earlier chunks stand (each is a complete, valid step: intents without their
+                # launches are reconciled as GONE at worst); the rest is planned again.
+                raise StalePlan(str(exc)) from None
+        return revision
+
+    def _kill(self, kill: Kill, snap: Snapshot,
+              revisions: Mapping[str, tuple[ExecutionRecord, int]], out: Applied,
+              now: datetime, logger: Any) -> None:
+        label = KILL_REASON_LABELS.get(kill.reason, "killed")
+        if kill.agent_id is None and self.backend.cancel(kill.task_id):
+            # Never sent to Mesos: no update will ever come, so the record ends here.
+            rec, rev = revisions.get(kill.task_id) or snap.executions[kill.task_id]
+            killed = rec.model_copy(update={
+                "state": "TASK_KILLED", "message": "killed before it was launched",
+                "finished_at": now,
+            })
+            key = self.store.keys.execution(snap.namespace, snap.name, kill.task_id)
+            try:
+                self.store.commit([Put(key, encode_model(killed))], [Expect(key, rev)])
+            except Conflict:
+                raise StalePlan(f"record {kill.task_id} changed") from None
+            metrics.TASKS_KILLED.labels(label).inc()
+            out.cancelled += (kill.task_id,)
+            logger.info("pending launch cancelled", task_id=kill.task_id, reason=kill.reason)
+            return
+        self.backend.kill(kill.task_id, kill.agent_id, kill.grace_seconds)
+        metrics.TASKS_KILLED.labels(label).inc()
+        out.killed += (kill.task_id,)
+        logger.info("task kill requested", task_id=kill.task_id, reason=kill.reason)
+

@@ -1,0 +1,90 @@
+"""How a Mesos status update changes an execution record — pure, so the rules can be tested
+without etcd or Mesos.
+
+The controller records an update in etcd before it acknowledges it (Mesos resends anything
+unacknowledged), so `record_update` must be idempotent: a resent or reconciled update that
+says nothing new yields the record unchanged, and the caller skips the write. A record that
+reached a final state keeps it: a late or duplicate update cannot turn a finished attempt
+back into a running one. TASK_UNREACHABLE and TASK_UNKNOWN are the exceptions — an agent can
+come back — and the planner decides what a returning task counts as.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from controller.api import ExecutionRecord
+from controller.mesos.backend import TaskUpdate
+from controller.reconcile import TERMINAL_STATES
+
+# Final states a later update may still change: the agent may re-register.
+_REVERSIBLE = frozenset({"TASK_UNREACHABLE", "TASK_UNKNOWN"})
+_RUNNING = frozenset({"TASK_RUNNING", "TASK_KILLING"})
+
+
+def sandbox_path(framework_id: str, task_id: str) -> str:
+    """The task's sandbox as Mesos' /files endpoints name it. Command tasks run under the
+    command executor, which Mesos names after the task."""
+    return f"/frameworks/{framework_id}/executors/{task_id}/runs/latest"
+
+
+def is_final(state: str) -> bool:
+    """No update can change a record in this state."""
+    return state in TERMINAL_STATES and state not in _REVERSIBLE
+
+
+def record_update(record: ExecutionRecord, update: TaskUpdate, framework_id: str | None,
+                  now: datetime) -> ExecutionRecord:
+    """The record with `update` applied (the same object when nothing changes).
+
+    Times: Mesos' status timestamp when it has one (when the agent saw it), else `now`.
+    `started_at` is the first RUNNING; `finished_at` and `duration_seconds` are set once, on
+    the first terminal update."""
+    if is_final(record.state):
+        return record
+    at = (datetime.fromtimestamp(update.timestamp, UTC) if update.timestamp is not None
+          else now)
+    changes: dict[str, object] = {"state": update.state}
+    if update.reason is not None:
+        changes["reason"] = update.reason
+    if update.message is not None:
+        changes["message"] = update.message
+    if update.agent_id:
+        changes["agent_id"] = update.agent_id
+        if framework_id:
+            changes["sandbox_path"] = sandbox_path(framework_id, record.task_id)
+    if update.hostname:
+        changes["hostname"] = update.hostname
+    if update.exit_code is not None:
+        changes["exit_code"] = update.exit_code
+    if update.state in _RUNNING and record.started_at is None:
+        changes["started_at"] = at
+    if update.state in TERMINAL_STATES and record.finished_at is None \
+            and update.state not in _REVERSIBLE:
+        changes["finished_at"] = at
+        began = record.started_at or changes.get("started_at")
+        if isinstance(began, datetime):
+            changes["duration_seconds"] = max(0.0, (at - began).total_seconds())
+    if all(getattr(record, k) == v for k, v in changes.items()):
+        return record
+    return record.model_copy(update=changes)
+
+
+def end_reason(record: ExecutionRecord) -> str:
+    """The `reason` label of docket_tasks_finished_total for a final record (a fixed set:
+    never a task or object name)."""
+    kill = record.kill_reason
+    if kill == "TaskTimeout":
+        return "timeout"
+    if kill == "DeadlineExceeded":
+        return "deadline"
+    if kill == "Suspended":
+        return "suspended"
+    if kill == "Deleted":
+        return "deleted"
+    return {
+        "TASK_FINISHED": "succeeded", "TASK_FAILED": "failed", "TASK_KILLED": "killed",
+        "TASK_LOST": "lost", "TASK_ERROR": "error", "TASK_DROPPED": "dropped",
+        "TASK_GONE": "gone", "TASK_GONE_BY_OPERATOR": "gone", "TASK_UNREACHABLE": "unreachable",
+        "TASK_UNKNOWN": "lost",
+    }.get(record.state, "failed")

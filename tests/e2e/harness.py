@@ -1,0 +1,113 @@
+"""An in-process Docket for end-to-end tests: the real JobController, the real pymesos
+adapter, a real etcd (the session server, under this test's own prefix) and a LocalMesos, with
+short intervals. Jobs are written as users write them: raw JSON or YAML text at the spec key."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller.api import ExecutionRecord, JobStatus
+from controller.jobcontroller import JobController, KnownTasks
+from controller.localmesos import LocalMesos
+from controller.mesos.adapter import MesosAdapter, MesosConfig
+from controller.mesos.backend import MesosBackend
+from controller.store import Store
+
+
+class StoreFrameworkIds:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self) -> str | None:
+        return self.store.get_framework_id()
+
+    def set(self, framework_id: str) -> None:
+        self.store.put_framework_id(framework_id)
+
+
+def mesos_config(lm: LocalMesos) -> MesosConfig:
+    return MesosConfig(master=lm.master_url, refuse_seconds=0.5, accept_refuse_seconds=0.2,
+                       tick_seconds=0.05, reconnect_delay_seconds=0.2)
+
+
+class Docket:
+    def __init__(self, store: Store, lm: LocalMesos, *, workers: int = 2,
+                 resync_seconds: float = 1.0) -> None:
+        self.store = store
+        self.lm = lm
+        config = mesos_config(lm)
+
+        def make(known: KnownTasks) -> MesosBackend:
+            return MesosAdapter(config, StoreFrameworkIds(store), known)
+
+        self.jobs = JobController(store, make, workers=workers, resync_seconds=resync_seconds)
+        self.started = False
+
+    def start(self) -> Docket:
+        self.jobs.start()
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        if self.started:
+            self.jobs.stop()
+            self.started = False
+
+    # --- as a user ---------------------------------------------------------------------------
+    def put_job(self, name: str, spec: dict[str, Any] | str, namespace: str = "default") -> int:
+        if isinstance(spec, dict):
+            doc: str = json.dumps({"apiVersion": "docket.dev/v1", "kind": "Job",
+                                   "metadata": {"name": name, "namespace": namespace},
+                                   "spec": spec})
+        else:
+            doc = spec
+        return self.store.put_raw(self.store.keys.object("jobs", namespace, name), doc.encode())
+
+    def delete_job(self, name: str, namespace: str = "default") -> None:
+        self.store.delete_object("jobs", namespace, name)
+
+    def status(self, name: str, namespace: str = "default") -> JobStatus | None:
+        found = self.store.get_status("jobs", namespace, name)
+        if found is None:
+            return None
+        assert isinstance(found.status, JobStatus)
+        return found.status
+
+    def executions(self, name: str, namespace: str = "default") -> list[ExecutionRecord]:
+        return sorted((e.record for e in self.store.list_executions(namespace, name)),
+                      key=lambda r: (r.index, r.attempt))
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 30.0,
+                   namespace: str = "default") -> JobStatus:
+        def check() -> JobStatus | None:
+            st = self.status(name, namespace)
+            return st if st is not None and st.phase in phases else None
+        return wait_for(check, timeout,
+                        lambda: f"job {name} never reached {phases}: {self.status(name)}; "
+                                f"executions {self.executions(name)}")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0,
+             describe: Callable[[], str] = lambda: "condition", interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {describe()}")
+        time.sleep(interval)
+
+
+def template(command: str = "true", **extra: Any) -> dict[str, Any]:
+    return {"command": command, "resources": {"cpus": 0.1, "mem": 16}, **extra}
+
+
+def sim(duration: float = 0.1, exit_code: int = 0, **extra: Any) -> dict[str, Any]:
+    """A template for simulated agents: nothing runs, the agent pretends."""
+    return template("true", env={"DOCKET_SIM_DURATION": str(duration),
+                                 "DOCKET_SIM_EXIT_CODE": str(exit_code)}, **extra)
