@@ -3,13 +3,16 @@ embedded Mesos, status and executions read back from etcd."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from controller.localmesos import TERMINAL_STATES as TERMINAL
 from controller.localmesos import LocalMesos
 from controller.store import Store
-from tests.e2e.harness import Docket, template
+from tests.e2e.harness import Docket, template, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,3 +56,79 @@ def test_job_with_three_completions_succeeds_with_three_executions(
         assert out is not None and out.read_text() == "hello\n"
     # Mesos ran exactly three tasks, with the ids recorded.
     assert sorted(t.task_id for t in lm.tasks()) == sorted(r.task_id for r in records)
+
+
+FAST_BACKOFF = {"initialSeconds": 0.2, "maxSeconds": 1, "factor": 2}
+
+
+def test_retries_with_backoff_until_success(
+        local_mesos: Callable[..., LocalMesos], docket_factory: Callable[[LocalMesos], Docket],
+        tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    # Fails twice (exit 1), then succeeds: the count of runs lives in a file.
+    script = (f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}; "
+              f"[ $n -ge 2 ]")
+    d = docket_factory(local_mesos())
+    d.put_job("flaky", {"backoffLimit": 3, "backoff": FAST_BACKOFF, "template": template(script)})
+    status = d.wait_phase("flaky", "Succeeded", "Failed")
+    assert status.phase == "Succeeded", status
+    assert (status.succeeded, status.failed) == (1, 2)
+    records = d.executions("flaky")
+    assert [(r.index, r.attempt, r.state) for r in records] == [
+        (0, 0, "TASK_FAILED"), (0, 1, "TASK_FAILED"), (0, 2, "TASK_FINISHED")]
+    assert [r.exit_code for r in records] == [1, 1, 0]
+    # The second retry waited at least the doubled backoff after the second failure.
+    gap = records[2].submitted_at - records[1].finished_at  # type: ignore[operator]
+    assert gap.total_seconds() >= 0.35, gap
+
+
+def test_backoff_limit_exceeded_fails_the_job(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    d = docket_factory(local_mesos())
+    d.put_job("broken", {"backoffLimit": 1, "backoff": FAST_BACKOFF,
+                         "template": template("sh -c 'exit 3'")})
+    status = d.wait_phase("broken", "Failed", "Succeeded")
+    assert status.phase == "Failed"
+    cond = status.condition("Failed")
+    assert cond is not None and cond.reason == "BackoffLimitExceeded", cond
+    records = d.executions("broken")
+    assert [r.exit_code for r in records] == [3, 3]
+    assert status.failed == 2
+    time.sleep(0.5)  # nothing more is launched after the job failed
+    assert len(d.executions("broken")) == 2
+
+
+def test_task_timeout_kills_and_counts_a_failure(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos()
+    d = docket_factory(lm)
+    d.put_job("slow", {"backoffLimit": 0, "taskTimeoutSeconds": 1,
+                       "template": template("sleep 60", killGracePeriodSeconds=0.5)})
+    status = d.wait_phase("slow", "Failed", "Succeeded", timeout=20)
+    cond = status.condition("Failed")
+    assert cond is not None and cond.reason == "BackoffLimitExceeded", status
+    [record] = d.executions("slow")
+    assert record.kill_reason == "TaskTimeout"
+    wait_for(lambda: d.executions("slow")[0].state == "TASK_KILLED", 10,
+             lambda: str(d.executions("slow")))
+    assert all(t.state in TERMINAL for t in lm.tasks())
+
+
+def test_active_deadline_fails_the_job_and_kills_its_tasks(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos()
+    d = docket_factory(lm)
+    d.put_job("late", {"completions": 2, "parallelism": 2, "activeDeadlineSeconds": 1.5,
+                       "template": template("sleep 60", killGracePeriodSeconds=0.5)})
+    status = d.wait_phase("late", "Failed", "Succeeded", timeout=20)
+    cond = status.condition("Failed")
+    assert cond is not None and cond.reason == "DeadlineExceeded", status
+    wait_for(lambda: len(lm.tasks()) == 2 and all(t.state in TERMINAL for t in lm.tasks()),
+             10, lambda: str([(t.task_id, t.state) for t in lm.tasks()]))
+    records = wait_for(lambda: [r for r in d.executions("late") if r.state == "TASK_KILLED"]
+                       if all(r.state == "TASK_KILLED" for r in d.executions("late")) else None,
+                       10, lambda: str(d.executions("late")))
+    assert {r.kill_reason for r in records} == {"DeadlineExceeded"}
