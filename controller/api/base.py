@@ -1,33 +1,67 @@
-"""Shared pydantic configuration and object metadata for every Docket kind.
+"""Shared pydantic configuration, value types and object metadata for every Docket kind.
 
 JSON is camelCase, like Kubernetes manifests; Python attributes are snake_case. Unknown fields
 are errors at every level, because a typo silently ignored is a job silently misconfigured.
+For the same reason numbers and booleans are strict: `"3"` is not 3, `true` is not 1, `"yes"`
+is not true, and NaN or infinity is no number of seconds. A `null` means "not given" (as in
+Kubernetes): the field takes its default, or is reported missing when it is required.
+Counts and durations have upper bounds, so a slip of the finger (an extra few zeros) is an
+error instead of a controller trying to plan ten billion tasks.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "docket.dev/v1"
 GROUP = "docket.dev"
 VERSION = "v1"
 
+MAX_COUNT = 1_000_000
+"""Upper bound of every count (completions, instances, retry limits, batch sizes...)."""
+MAX_SECONDS = 315_360_000
+"""Upper bound of every duration in seconds: ten years."""
+
+Int = Annotated[int, Strict()]
+"""An integer as written: not a string, a bool or a float."""
+Number = Annotated[float, Strict()]
+"""A finite number as written (an integer is fine): not a string or a bool."""
+Flag = Annotated[bool, Strict()]
+"""true or false as written: not "yes", 1 or "true"."""
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+class FieldError(ValueError):
+    """A check made on a whole model that is about one of its fields: reported at that
+    field's path (`spec.template.container.image`), not at the model's."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class DocketModel(BaseModel):
-    """Base of every model: camelCase JSON, snake_case Python, no unknown fields."""
+    """Base of every model: camelCase JSON, snake_case Python, no unknown fields, no NaN."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v is None for v in data.values()):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 def check_dns1123_label(value: str) -> str:

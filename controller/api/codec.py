@@ -8,6 +8,7 @@ the field, so `docket validate`, the store and object status can all name it the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from controller.api.base import API_VERSION
+from controller.api.base import API_VERSION, FieldError
 from controller.api.kinds import AnyObject, CronJob, Job, Queue, Service
 from controller.api.status import (
     CronJobStatus,
@@ -107,28 +108,127 @@ class InvalidObject:
         return "; ".join(str(p) for p in self.problems)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: PyYAML
+    keeps the last silently, so a pasted-twice or misspelt-then-fixed field would be ignored.
+    Keys brought in by a merge (`<<: *defaults`) may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key; the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
+MAX_VALUES = 100_000
+"""Most values one document may hold once YAML aliases are expanded: a few aliases nested
+can otherwise expand to billions ("billion laughs") and stall validation."""
+
+
+def _expanded_size(value: Any) -> int:
+    sizes: dict[int, int] = {}
+
+    def size(v: Any) -> int:
+        if not isinstance(v, dict | list):
+            return 1
+        if id(v) in sizes:
+            return sizes[id(v)]
+        children = v.values() if isinstance(v, dict) else v
+        total = 1 + sum(size(c) for c in children)
+        sizes[id(v)] = total
+        return total
+
+    return size(value)
+
+
+def _check_size(value: Any) -> Any:
+    if _expanded_size(value) > MAX_VALUES:
+        raise ObjectInvalid([Problem("", f"document too large: more than {MAX_VALUES} values "
+                                         "(YAML aliases included)")])
+    return value
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def load_json(text: str) -> Any:
+    """JSON text -> value; a duplicate key, a syntax error or absurd nesting is an
+    ObjectInvalid."""
+    try:
+        return _check_size(json.loads(text, object_pairs_hook=_unique_pairs))
+    except json.JSONDecodeError as exc:
+        raise ObjectInvalid([Problem("", f"invalid JSON: {exc.msg} at line {exc.lineno} "
+                                         f"column {exc.colno}")]) from None
+    except RecursionError:
+        raise ObjectInvalid([Problem("", "invalid JSON: nested too deeply")]) from None
+    except ValueError as exc:  # the duplicate key
+        raise ObjectInvalid([Problem("", f"invalid JSON: {exc}")]) from None
+
+
+def load_yaml_all(text: str) -> list[Any]:
+    """Every document of a YAML stream (None for an empty one), with the same checks."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_UniqueKeyLoader))
+    except yaml.YAMLError as exc:
+        raise ObjectInvalid([Problem("", f"invalid YAML: {yaml_reason(exc)}")]) from None
+    except RecursionError:
+        raise ObjectInvalid([Problem("", "invalid YAML: nested too deeply")]) from None
+    return [_check_size(d) for d in docs]
+
+
 def parse_document(data: bytes | str) -> Any:
-    """JSON or YAML text -> Python value, raising ObjectInvalid on a syntax error."""
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    """JSON or YAML text of one document -> Python value, raising ObjectInvalid on a syntax
+    error, a duplicate key, more than one document, or bytes that are not UTF-8."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ObjectInvalid([Problem("", f"not UTF-8 text: {exc.reason} at byte "
+                                             f"{exc.start}")]) from None
+    else:
+        text = data
     stripped = text.lstrip()
     if not stripped:
         raise ObjectInvalid([Problem("", "empty document")])
     if stripped[0] in "{[":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            # YAML is a superset of JSON in practice; give JSON's message, it is the clearer.
+            return load_json(text)
+        except ObjectInvalid as json_error:
+            # Flow-style YAML starts the same way; JSON's message is the clearer one.
             try:
-                return yaml.safe_load(text)
-            except yaml.YAMLError:
-                raise ObjectInvalid(
-                    [Problem("", f"invalid JSON: {exc.msg} at line {exc.lineno} column "
-                             f"{exc.colno}")]
-                ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ObjectInvalid([Problem("", f"invalid YAML: {yaml_reason(exc)}")]) from None
+                docs = load_yaml_all(text)
+            except ObjectInvalid:
+                raise json_error from None
+            if len(docs) == 1:
+                return docs[0]
+            raise json_error from None
+    docs = load_yaml_all(text)
+    if not docs:
+        raise ObjectInvalid([Problem("", "empty document")])
+    if len(docs) != 1:
+        raise ObjectInvalid([Problem("", f"holds {len(docs)} YAML documents; one object per "
+                                         "key")])
+    if docs[0] is None:
+        raise ObjectInvalid([Problem("", "empty document")])
+    return docs[0]
 
 
 def yaml_reason(exc: yaml.YAMLError) -> str:
@@ -142,18 +242,29 @@ def yaml_reason(exc: yaml.YAMLError) -> str:
 # Fields holding a union discriminated on `type`: pydantic puts the tag in the error location
 # (spec.source.redis.url), which is not a JSON path the user wrote.
 _TAGGED_UNION_FIELDS = {"source", "deadLetter"}
+_INTERNAL_STEP = re.compile(
+    r"^(function-(after|before|wrap|plain)|lax-or-strict|json-or-python|chain|nullable|"
+    r"tagged-union|union|list|dict|set|tuple|model|default)\["
+)
 
 
-def format_loc(loc: tuple[int | str, ...]) -> str:
+def format_loc(loc: tuple[int | str, ...], doc: Any = None) -> str:
+    """pydantic's error location -> the JSON path the user wrote. Steps pydantic adds
+    (validator wrappers, union tags) are dropped, unless the document really has a key of
+    that name there (a label key may contain '[')."""
     out = ""
     prev: int | str = ""
+    node = doc
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in part or part.startswith("function-") or prev in _TAGGED_UNION_FIELDS:
-            # pydantic's internal step names (validator wrappers, union tags), not JSON fields.
+        present = (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if not present and isinstance(part, str) and (
+                _INTERNAL_STEP.match(part) or prev in _TAGGED_UNION_FIELDS):
             prev = ""
             continue
+        node = node[part] if present else None
+        if isinstance(part, int):
+            out += f"[{part}]"
         else:
             out += f".{part}" if out else part
         prev = part
@@ -161,22 +272,43 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 _MESSAGE_PREFIXES = (("Value error, ", ""), ("Assertion failed, ", ""))
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def _type_name(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
 
 
 def _humanize(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"])
     kind = err.get("type")
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be an object (a mapping), not {_type_name(err.get('input'))}"
+    if kind in ("string_type", "int_type", "float_type", "bool_type", "list_type"):
+        wanted = {"string_type": "a string", "int_type": "an integer",
+                  "float_type": "a number", "bool_type": "true or false",
+                  "list_type": "a list"}[kind]
+        value = err.get("input")
+        hint = ""
+        if kind == "string_type" and isinstance(value, bool | int | float):
+            hint = " (quote it: YAML reads yes, no, on, off and numbers as non-strings)"
+        elif isinstance(value, str) and kind != "string_type":
+            hint = " (remove the quotes)"
+        return f"must be {wanted}, not {_type_name(value)}{hint}"
+    if kind == "finite_number":
+        return "must be a finite number"
     for prefix, repl in _MESSAGE_PREFIXES:
         if msg.startswith(prefix):
             msg = repl + msg[len(prefix):]
     if kind == "union_tag_not_found":
         return "required field is missing"
     if kind == "union_tag_invalid":
-        ctx = err.get("ctx") or {}
         return f"must be one of {ctx.get('expected_tags')}, not {ctx.get('tag')!r}"
     for subject in ("Input", "List", "String", "Dictionary", "Value"):
         if msg.startswith(f"{subject} should "):
@@ -184,12 +316,16 @@ def _humanize(err: Mapping[str, Any]) -> str:
     return msg
 
 
-def problems_from_validation(exc: ValidationError, prefix: str = "") -> list[Problem]:
+def problems_from_validation(exc: ValidationError, prefix: str = "",
+                             doc: Any = None) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        path = format_loc(tuple(err["loc"]))
+        path = format_loc(tuple(err["loc"]), doc)
         if err.get("type") == "union_tag_invalid" or err.get("type") == "union_tag_not_found":
             path = f"{path}.type" if path else "type"
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            path = f"{path}.{cause.field}" if path else cause.field
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         problems.append(Problem(path, _humanize(err)))
@@ -266,7 +402,7 @@ def decode_object(
     try:
         obj = kind.model.model_validate(body)
     except ValidationError as exc:
-        problems.extend(p for p in problems_from_validation(exc)
+        problems.extend(p for p in problems_from_validation(exc, doc=body)
                         if p.path not in ("apiVersion", "kind"))
         raise invalid(problems) from None
     if problems:

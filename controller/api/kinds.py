@@ -13,7 +13,15 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import AwareDatetime, Field, field_validator
 
-from controller.api.base import DocketModel, ObjectMeta
+from controller.api.base import (
+    MAX_COUNT,
+    MAX_SECONDS,
+    DocketModel,
+    Flag,
+    Int,
+    Number,
+    ObjectMeta,
+)
 from controller.api.template import TaskTemplate
 
 ApiVersion = Literal["docket.dev/v1"]
@@ -27,54 +35,71 @@ class CompletionMode(StrEnum):
 class Backoff(DocketModel):
     """Exponential delay before a retry: initial * factor^(failures-1), capped at max."""
 
-    initial_seconds: float = Field(default=10, gt=0, description="Default: 10.")
-    max_seconds: float = Field(default=360, gt=0, description="Default: 360.")
-    factor: float = Field(default=2, ge=1, description="Default: 2.")
+    initial_seconds: Number = Field(
+        default=10, gt=0, le=MAX_SECONDS, description="Delay before the first retry. Default: 10."
+    )
+    max_seconds: Number = Field(
+        default=360, gt=0, le=MAX_SECONDS, description="Longest delay. Default: 360."
+    )
+    factor: Number = Field(
+        default=2, ge=1, le=100, description="Growth of the delay per failure. Default: 2."
+    )
 
 
 class RetryPolicy(DocketModel):
     """Retry budgets and timing shared by Job and Queue."""
 
-    backoff_limit: int = Field(
-        default=6, ge=0, description="Failures of the task itself before giving up. Default: 6."
+    backoff_limit: Int = Field(
+        default=6, ge=0, le=MAX_COUNT,
+        description="Failures of the task itself before giving up. Default: 6."
     )
-    system_retry_limit: int = Field(
+    system_retry_limit: Int = Field(
         default=10,
         ge=0,
+        le=MAX_COUNT,
         description="Infrastructure failures (lost or unreachable agent, dropped launch, "
         "rescinded offer) before giving up. Default: 10.",
     )
-    backoff: Backoff = Field(default_factory=Backoff, description="Default: see fields.")
-    task_timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Hard timeout of one execution. Default: none."
+    backoff: Backoff = Field(
+        default_factory=Backoff,
+        description="Exponential delay between retries. Default: 10 s initial, 360 s max, "
+        "factor 2.",
+    )
+    task_timeout_seconds: Number | None = Field(
+        default=None, gt=0, le=MAX_SECONDS,
+        description="Hard timeout of one execution. Default: none."
     )
 
 
 class JobSpec(RetryPolicy):
-    completions: int = Field(
-        default=1, ge=1, description="Successful tasks needed to complete. Default: 1."
+    completions: Int = Field(
+        default=1, ge=1, le=MAX_COUNT,
+        description="Successful tasks needed to complete. Default: 1."
     )
-    parallelism: int = Field(
-        default=1, ge=1, description="Tasks running at the same time at most. Default: 1."
+    parallelism: Int = Field(
+        default=1, ge=1, le=MAX_COUNT,
+        description="Tasks running at the same time at most. Default: 1."
     )
     completion_mode: CompletionMode = Field(
         default=CompletionMode.NON_INDEXED,
         description="NonIndexed or Indexed (each task gets DOCKET_JOB_INDEX). "
         "Default: NonIndexed.",
     )
-    active_deadline_seconds: float | None = Field(
-        default=None, gt=0, description="Deadline of the whole job from its start. Default: none."
+    active_deadline_seconds: Number | None = Field(
+        default=None, gt=0, le=MAX_SECONDS,
+        description="Deadline of the whole job from its start. Default: none."
     )
     start_at: AwareDatetime | None = Field(
         default=None, description="Do not start before this time (RFC 3339). Default: now."
     )
-    ttl_seconds_after_finished: int | None = Field(
+    ttl_seconds_after_finished: Int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SECONDS,
         description="Delete the job and its records this long after it finished. "
         "Default: keep forever.",
     )
-    suspend: bool = Field(
+    suspend: Flag = Field(
         default=False, description="Kill running tasks and launch nothing. Default: false."
     )
     template: TaskTemplate = Field(description="The task to run. Required.")
@@ -108,12 +133,17 @@ class CronJobSpec(DocketModel):
     concurrency_policy: ConcurrencyPolicy = Field(
         default=ConcurrencyPolicy.ALLOW, description="Allow, Forbid or Replace. Default: Allow."
     )
-    starting_deadline_seconds: int | None = Field(
-        default=None, gt=0, description="Skip a run started later than this. Default: none."
+    starting_deadline_seconds: Int | None = Field(
+        default=None, gt=0, le=MAX_SECONDS,
+        description="Skip a run started later than this. Default: none."
     )
-    suspend: bool = Field(default=False, description="Create no new Jobs. Default: false.")
-    successful_jobs_history_limit: int = Field(default=3, ge=0, description="Default: 3.")
-    failed_jobs_history_limit: int = Field(default=1, ge=0, description="Default: 1.")
+    suspend: Flag = Field(default=False, description="Create no new Jobs. Default: false.")
+    successful_jobs_history_limit: Int = Field(
+        default=3, ge=0, le=MAX_COUNT, description="Succeeded Jobs kept. Default: 3."
+    )
+    failed_jobs_history_limit: Int = Field(
+        default=1, ge=0, le=MAX_COUNT, description="Failed Jobs kept. Default: 1."
+    )
     job_template: JobTemplate = Field(description="The Job to create on each run. Required.")
 
     @field_validator("schedule")
@@ -159,13 +189,20 @@ QueueSource = Annotated[EtcdSource | RedisSource, Field(discriminator="type")]
 
 class QueueSpec(RetryPolicy):
     source: QueueSource = Field(description="Where messages come from. Required.")
-    batch_size: int = Field(default=1, ge=1, description="Messages per task. Default: 1.")
+    batch_size: Int = Field(
+        default=1, ge=1, le=MAX_COUNT, description="Messages per task. Default: 1."
+    )
     batch_separator: str = Field(
         default="\n", description="Joins a batch in DOCKET_BATCH. Default: newline."
     )
-    max_concurrent: int = Field(default=1, ge=1, description="Tasks at once. Default: 1.")
-    poll_interval_seconds: float = Field(default=5, gt=0, description="Default: 5.")
-    suspend: bool = Field(default=False, description="Stop consuming. Default: false.")
+    max_concurrent: Int = Field(
+        default=1, ge=1, le=MAX_COUNT, description="Tasks at once. Default: 1."
+    )
+    poll_interval_seconds: Number = Field(
+        default=5, gt=0, le=MAX_SECONDS, description="Seconds between polls of the source. "
+        "Default: 5."
+    )
+    suspend: Flag = Field(default=False, description="Stop consuming. Default: false.")
     dead_letter: QueueSource | None = Field(
         default=None, description="Where failed messages go. Default: a dead-letter prefix."
     )
@@ -173,15 +210,25 @@ class QueueSpec(RetryPolicy):
 
 
 class UpgradeStrategy(DocketModel):
-    minimum_health_capacity: float = Field(default=1, ge=0, le=1, description="Default: 1.")
-    maximum_over_capacity: float = Field(default=1, ge=0, le=1, description="Default: 1.")
+    minimum_health_capacity: Number = Field(
+        default=1, ge=0, le=1,
+        description="Share of instances kept healthy during a rollout. Default: 1."
+    )
+    maximum_over_capacity: Number = Field(
+        default=1, ge=0, le=1,
+        description="Share of extra instances allowed during a rollout. Default: 1."
+    )
 
 
 class ServiceSpec(DocketModel):
-    instances: int = Field(default=1, ge=0, description="Instances to keep running. Default: 1.")
+    instances: Int = Field(
+        default=1, ge=0, le=MAX_COUNT, description="Instances to keep running. Default: 1."
+    )
     template: TaskTemplate = Field(description="The long-running task. Required.")
     upgrade_strategy: UpgradeStrategy = Field(
-        default_factory=UpgradeStrategy, description="Default: see fields."
+        default_factory=UpgradeStrategy,
+        description="Rollout of a new template. Default: minimumHealthCapacity 1, "
+        "maximumOverCapacity 1."
     )
 
 

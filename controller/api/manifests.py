@@ -3,15 +3,13 @@ them offline, with one `Finding` per problem. Shared by `docket validate` and `d
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from controller.api.codec import ObjectInvalid, Problem, decode_object, yaml_reason
+from controller.api.codec import ObjectInvalid, Problem, decode_object, load_json, load_yaml_all
 from controller.api.kinds import AnyObject
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -36,38 +34,64 @@ class LoadedObject:
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[Path], list[Finding]]:
+    """Manifest files named or found (recursively, by suffix) under the given paths; a path
+    that does not exist, or a directory holding no manifest, is a finding."""
     files: list[Path] = []
-    missing: list[Finding] = []
+    findings: list[Finding] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*")
-                                if f.is_file() and f.suffix in MANIFEST_SUFFIXES))
-        elif p.is_file():
+            found: list[Path] = []
+            # os.walk reports unreadable directories through onerror instead of raising.
+            for root, dirs, names in os.walk(p, onerror=_unreadable_into(findings)):
+                dirs.sort()
+                found.extend(Path(root) / n for n in sorted(names)
+                             if Path(n).suffix in MANIFEST_SUFFIXES)
+            if not found:
+                findings.append(Finding(raw, "file", Problem(
+                    "", f"no manifest files ({', '.join(MANIFEST_SUFFIXES)}) in this directory")))
+            files.extend(found)
+        elif p.exists():
             files.append(p)
         else:
-            missing.append(Finding(raw, "file", Problem("", "no such file or directory")))
-    return files, missing
+            findings.append(Finding(raw, "file", Problem("", "no such file or directory")))
+    return files, findings
+
+
+def _unreadable_into(findings: list[Finding]) -> Callable[[OSError], None]:
+    def report(exc: OSError) -> None:
+        findings.append(Finding(str(exc.filename), "file",
+                                Problem("", f"cannot read: {exc.strerror}")))
+    return report
 
 
 def _documents(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     """(document number from 1, parsed document); raises ObjectInvalid on a syntax error."""
-    if path.suffix == ".json" or text.lstrip()[:1] in ("{", "["):
+    looks_like_json = text.lstrip()[:1] in ("{", "[")
+    if path.suffix == ".json" or looks_like_json:
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ObjectInvalid([Problem("", f"invalid JSON: {exc.msg} at line {exc.lineno} "
-                                             f"column {exc.colno}")]) from None
-        docs = value if isinstance(value, list) else [value]
-        yield from enumerate(docs, start=1)
-        return
-    try:
-        parsed = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise ObjectInvalid([Problem("", f"invalid YAML: {yaml_reason(exc)}")]) from None
-    for number, doc in enumerate(parsed, start=1):
+            value = load_json(text)
+        except ObjectInvalid:
+            if path.suffix == ".json":
+                raise
+            value = None  # flow-style YAML, read below
+        else:
+            docs = value if isinstance(value, list) else [value]
+            yield from enumerate(docs, start=1)
+            return
+    for number, doc in enumerate(load_yaml_all(text), start=1):
         if doc is not None:  # an empty document between two `---` is not an object
             yield number, doc
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise OSError("not a regular file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _subject(exc: ObjectInvalid, number: int) -> str:
@@ -86,9 +110,10 @@ def load_manifests(paths: Iterable[str]) -> tuple[list[LoadedObject], list[Findi
     for path in files:
         name = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            findings.append(Finding(name, "file", Problem("", f"cannot read: {exc}")))
+            text = _read(path)
+        except OSError as exc:
+            findings.append(Finding(name, "file", Problem("", f"cannot read: "
+                                                              f"{exc.strerror or exc}")))
             continue
         try:
             docs = list(_documents(path, text))
@@ -102,6 +127,10 @@ def load_manifests(paths: Iterable[str]) -> tuple[list[LoadedObject], list[Findi
                 obj = decode_object(doc)
             except ObjectInvalid as exc:
                 findings.extend(Finding(name, _subject(exc, number), p) for p in exc.problems)
+                continue
+            except Exception as exc:  # a bug in validation: still one line, not a traceback
+                findings.append(Finding(name, f"document {number}",
+                                        Problem("", f"internal error: {exc!r}")))
                 continue
             ident = (obj.kind, obj.namespace, obj.name)
             if ident in seen:

@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from controller.api.base import DocketModel
+from controller.api.base import MAX_SECONDS, DocketModel, FieldError, Flag, Int, Number
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -37,23 +37,25 @@ class Network(StrEnum):
 
 
 class PortMapping(DocketModel):
-    container_port: Annotated[int, Field(ge=0, le=65535)] = Field(
-        description="Port inside the container."
+    container_port: Annotated[Int, Field(ge=0, le=65535)] = Field(
+        description="Port inside the container. Required."
     )
-    host_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+    host_port: Annotated[Int, Field(ge=0, le=65535)] = Field(
         default=0, description="Host port; 0 picks one from the offer. Default: 0."
     )
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="Default: tcp.")
 
 
 class Parameter(DocketModel):
-    key: str = Field(min_length=1, description="Docker CLI parameter name.")
-    value: str = Field(description="Docker CLI parameter value.")
+    key: str = Field(min_length=1, description="Docker CLI parameter name. Required.")
+    value: str = Field(description="Docker CLI parameter value. Required.")
 
 
 class Volume(DocketModel):
-    host_path: str = Field(min_length=1, description="Path on the agent.")
-    container_path: str = Field(min_length=1, description="Path inside the container.")
+    host_path: str = Field(min_length=1, description="Path on the agent. Required.")
+    container_path: str = Field(
+        min_length=1, description="Path inside the container. Required."
+    )
     mode: Literal["RO", "RW"] = Field(default="RW", description="Default: RW.")
 
 
@@ -71,7 +73,7 @@ class Container(DocketModel):
     port_mappings: list[PortMapping] = Field(
         default_factory=list, description="DOCKER BRIDGE port mappings. Default: none."
     )
-    force_pull_image: bool = Field(default=False, description="Default: false.")
+    force_pull_image: Flag = Field(default=False, description="Default: false.")
     parameters: list[Parameter] = Field(
         default_factory=list, description="Extra docker run parameters. Default: none."
     )
@@ -81,33 +83,36 @@ class Container(DocketModel):
     def _check_docker(self) -> Container:
         if self.type is ContainerType.DOCKER:
             if not self.image:
-                raise ValueError("image is required when type is DOCKER")
+                raise FieldError("image", "required field is missing when type is DOCKER")
         else:
             if self.network is not None:
-                raise ValueError("network applies only to type DOCKER")
+                raise FieldError("network", "applies only to type DOCKER")
             if self.port_mappings:
-                raise ValueError("portMappings apply only to type DOCKER")
+                raise FieldError("portMappings", "apply only to type DOCKER")
             if self.parameters:
-                raise ValueError("parameters apply only to type DOCKER")
+                raise FieldError("parameters", "apply only to type DOCKER")
         return self
 
 
 class Uri(DocketModel):
     """A file the Mesos fetcher downloads into the sandbox before the task starts."""
 
-    value: str = Field(min_length=1, description="URI to fetch.")
-    executable: bool = Field(default=False, description="Mark it executable. Default: false.")
-    extract: bool = Field(default=True, description="Extract archives. Default: true.")
-    cache: bool = Field(default=False, description="Use the fetcher cache. Default: false.")
-    output_file: str | None = Field(default=None, description="File name in the sandbox.")
+    value: str = Field(min_length=1, description="URI to fetch. Required.")
+    executable: Flag = Field(default=False, description="Mark it executable. Default: false.")
+    extract: Flag = Field(default=True, description="Extract archives. Default: true.")
+    cache: Flag = Field(default=False, description="Use the fetcher cache. Default: false.")
+    output_file: str | None = Field(
+        default=None, min_length=1,
+        description="File name in the sandbox. Default: the URI's last segment.",
+    )
 
 
 class Resources(DocketModel):
-    cpus: float = Field(default=0.1, gt=0, description="CPU shares. Default: 0.1.")
-    mem: float = Field(default=32, gt=0, description="Memory in MiB. Default: 32.")
-    disk: float = Field(default=0, ge=0, description="Disk in MiB. Default: 0.")
-    gpus: int = Field(default=0, ge=0, description="GPUs. Default: 0.")
-    ports: int = Field(
+    cpus: Number = Field(default=0.1, gt=0, description="CPU shares. Default: 0.1.")
+    mem: Number = Field(default=32, gt=0, description="Memory in MiB. Default: 32.")
+    disk: Number = Field(default=0, ge=0, description="Disk in MiB. Default: 0.")
+    gpus: Int = Field(default=0, ge=0, description="GPUs. Default: 0.")
+    ports: Int = Field(
         default=0, ge=0, le=1000, description="Number of host ports to reserve. Default: 0."
     )
 
@@ -145,7 +150,7 @@ class Constraint(DocketModel):
         if isinstance(data, list | tuple):
             if not 2 <= len(data) <= 3:
                 raise ValueError("must be [field, operator] or [field, operator, value]")
-            if not all(isinstance(x, str | int) for x in data):
+            if not all(isinstance(x, str | int) and not isinstance(x, bool) for x in data):
                 raise ValueError("each element must be a string")
             parts = [str(x) for x in data]
             return {
@@ -216,8 +221,9 @@ class TaskTemplate(DocketModel):
     constraints: list[Constraint] = Field(
         default_factory=list, description="Marathon-style placement constraints. Default: none."
     )
-    kill_grace_period_seconds: float = Field(
-        default=10, ge=0, description="Seconds between SIGTERM and SIGKILL. Default: 10."
+    kill_grace_period_seconds: Number = Field(
+        default=10, ge=0, le=MAX_SECONDS,
+        description="Seconds between SIGTERM and SIGKILL. Default: 10."
     )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Mesos task labels. Default: none."
@@ -228,7 +234,8 @@ class TaskTemplate(DocketModel):
     def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
             if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
+                raise FieldError(name, "must be a variable name: letters, digits and '_', "
+                                 "not starting with a digit")
         return env
 
     @model_validator(mode="after")

@@ -46,7 +46,7 @@ BROKEN = {
 }
 
 EXPECTED = {
-    "wrong-type.yaml": "Job default/wrong-type: spec.completions: must be a valid integer",
+    "wrong-type.yaml": "Job default/wrong-type: spec.completions: must be an integer",
     "unknown-field.yaml": "Job default/unknown: spec.template.resources.cpu: unknown field",
     "bad-name.yaml": "Job default/Bad_Name: metadata.name: must be a DNS-1123 label",
     "missing.yaml": "Service default/svc: spec.template: required field is missing",
