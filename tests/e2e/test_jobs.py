@@ -12,7 +12,7 @@ import pytest
 from controller.localmesos import TERMINAL_STATES as TERMINAL
 from controller.localmesos import LocalMesos
 from controller.store import Store
-from tests.e2e.harness import Docket, template, wait_for
+from tests.e2e.harness import Docket, sim, template, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,3 +132,97 @@ def test_active_deadline_fails_the_job_and_kills_its_tasks(
                        if all(r.state == "TASK_KILLED" for r in d.executions("late")) else None,
                        10, lambda: str(d.executions("late")))
     assert {r.kill_reason for r in records} == {"DeadlineExceeded"}
+
+
+def test_agent_removed_gives_a_system_retry_on_another_agent(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos(agents=2, simulate=True, cpus=1.0)
+    d = docket_factory(lm)
+    d.put_job("moved", {"backoffLimit": 0, "template": sim(duration=2.0, resources={
+        "cpus": 0.6, "mem": 16})})
+    first = wait_for(lambda: [r for r in d.executions("moved") if r.state == "TASK_RUNNING"],
+                     15, lambda: str(d.executions("moved")))[0]
+    lm.remove_agent(first.agent_id)
+    status = d.wait_phase("moved", "Succeeded", "Failed", timeout=20)
+    assert status.phase == "Succeeded", status
+    assert (status.system_failures, status.failed, status.succeeded) == (1, 0, 1)
+    old, new = d.executions("moved")
+    assert old.state == "TASK_GONE_BY_OPERATOR" and old.attempt == 0
+    assert new.state == "TASK_FINISHED" and new.attempt == 1
+    assert new.agent_id != first.agent_id
+
+
+def test_suspend_kills_tasks_and_resume_finishes_the_job(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos(simulate=True)
+    d = docket_factory(lm)
+    spec = {"completions": 2, "parallelism": 2, "template": sim(duration=1.5)}
+    d.put_job("pausable", spec)
+    wait_for(lambda: sum(r.state == "TASK_RUNNING" for r in d.executions("pausable")) == 2, 15,
+             lambda: str(d.executions("pausable")))
+    d.put_job("pausable", {**spec, "suspend": True})
+    status = d.wait_phase("pausable", "Suspended")
+    wait_for(lambda: all(r.state == "TASK_KILLED" for r in d.executions("pausable")), 10,
+             lambda: str(d.executions("pausable")))
+    assert all(t.state in TERMINAL for t in lm.tasks())
+    status = d.status("pausable")
+    assert status is not None and status.active == 0 and status.failed == 0
+    d.put_job("pausable", {**spec, "suspend": False})
+    status = d.wait_phase("pausable", "Succeeded", "Failed", timeout=20)
+    assert status.phase == "Succeeded" and status.failed == 0 and status.succeeded == 2
+    cond = status.condition("Suspended")
+    assert cond is not None and cond.status == "False"
+    assert len(d.executions("pausable")) == 4
+
+
+def test_deleting_a_job_kills_its_tasks_and_removes_its_records(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos(simulate=True)
+    d = docket_factory(lm)
+    d.put_job("doomed", {"completions": 3, "parallelism": 3, "template": sim(duration=60)})
+    wait_for(lambda: sum(r.state == "TASK_RUNNING" for r in d.executions("doomed")) == 3, 15,
+             lambda: str(d.executions("doomed")))
+    d.delete_job("doomed")
+    wait_for(lambda: d.status("doomed") is None and not d.executions("doomed"), 15,
+             lambda: f"{d.status('doomed')} {d.executions('doomed')}")
+    assert len(lm.tasks()) == 3 and all(t.state == "TASK_KILLED" for t in lm.tasks())
+
+
+def test_ttl_deletes_a_finished_job_and_its_records(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    d = docket_factory(local_mesos(simulate=True))
+    d.put_job("brief", {"ttlSecondsAfterFinished": 1, "template": sim(duration=0.1)})
+    d.wait_phase("brief", "Succeeded")
+    assert d.store.get("jobs", "default", "brief") is not None
+    wait_for(lambda: d.store.get("jobs", "default", "brief") is None
+             and d.status("brief") is None and not d.executions("brief"), 15,
+             lambda: f"{d.status('brief')} {d.executions('brief')}")
+
+
+def test_invalid_spec_is_reported_and_fixing_it_proceeds(
+        local_mesos: Callable[..., LocalMesos],
+        docket_factory: Callable[[LocalMesos], Docket]) -> None:
+    lm = local_mesos(simulate=True)
+    d = docket_factory(lm)
+    bad = ('{"apiVersion": "docket.dev/v1", "kind": "Job", "spec": {"completions": 1, '
+           '"template": {"command": "true", "resources": {"cpus": -1, "mem": 16}}}}')
+    d.put_job("typo", bad)
+    d.put_job("fine", {"template": sim(duration=0.1)})
+    status = d.wait_phase("typo", "Invalid")
+    cond = status.condition("Invalid")
+    assert cond is not None and cond.status == "True"
+    assert "spec.template.resources.cpus" in cond.message, cond.message
+    assert d.wait_phase("fine", "Succeeded").succeeded == 1
+    assert not d.executions("typo")
+    assert all(t.task_id.startswith("job.default.fine.") for t in lm.tasks())
+    # Not JSON or YAML at all: Invalid too, the other jobs unaffected.
+    d.put_job("garbage", "{{{ not yaml")
+    assert d.wait_phase("garbage", "Invalid").condition("Invalid") is not None
+    d.put_job("typo", {"template": sim(duration=0.1)})
+    status = d.wait_phase("typo", "Succeeded", timeout=20)
+    cond = status.condition("Invalid")
+    assert cond is not None and cond.status == "False"
