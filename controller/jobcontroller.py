@@ -256,9 +256,10 @@ class JobController:
 
 # --- the process ----------------------------------------------------------------------------
 def run_controller(settings: Settings, stop: threading.Event, *,
-                   on_ready: Callable[[JobController], None] | None = None) -> int:
-    """Run the controller until `stop` is set; 0 after a clean shutdown. Import from the main
-    thread (pymesos installs a signal handler on import)."""
+                   on_ready: Callable[[JobController, int], None] | None = None) -> int:
+    """Run the controller until `stop` is set; 0 after a clean shutdown. Call it from the main
+    thread the first time (pymesos installs a signal handler on import). `on_ready(jobs,
+    metrics_port)` is called once everything is started (tests, `docket up`)."""
     from controller.logs import configure
     from controller.mesos.adapter import MesosAdapter, MesosConfig
     from controller.metrics import MetricsServer
@@ -290,7 +291,7 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     jobs.start()
     try:
         if on_ready is not None:
-            on_ready(jobs)
+            on_ready(jobs, server.port)
         stop.wait()
     finally:
         log.info("controller stopping")

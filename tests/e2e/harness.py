@@ -85,9 +85,10 @@ class Docket:
         def check() -> JobStatus | None:
             st = self.status(name, namespace)
             return st if st is not None and st.phase in phases else None
-        return wait_for(check, timeout,
-                        lambda: f"job {name} never reached {phases}: {self.status(name)}; "
-                                f"executions {self.executions(name)}")
+        found: JobStatus = wait_for(
+            check, timeout, lambda: f"job {name} never reached {phases}: {self.status(name)}; "
+                                    f"executions {self.executions(name)}")
+        return found
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0,

@@ -167,8 +167,9 @@ def test_suspend_kills_tasks_and_resume_finishes_the_job(
     wait_for(lambda: all(r.state == "TASK_KILLED" for r in d.executions("pausable")), 10,
              lambda: str(d.executions("pausable")))
     assert all(t.state in TERMINAL for t in lm.tasks())
-    status = d.status("pausable")
-    assert status is not None and status.active == 0 and status.failed == 0
+    now = d.status("pausable")
+    assert now is not None and now.active == 0 and now.failed == 0
+    assert status.active == 0
     d.put_job("pausable", {**spec, "suspend": False})
     status = d.wait_phase("pausable", "Succeeded", "Failed", timeout=20)
     assert status.phase == "Succeeded" and status.failed == 0 and status.succeeded == 2
