@@ -1,0 +1,196 @@
+"""Benchmark (run by hand): N one-off Jobs through the whole of Docket.
+
+    .venv/bin/python tests/perf/bench_jobs.py [--jobs 10000] [--agents 100]
+
+A real etcd (temporary data dir), the embedded Mesos with simulated agents in its own process
+(`docket local-mesos --simulate`) and the controller in its own process (`docket run`), as in
+production. The benchmark writes N Job specs into etcd as users do (one put each, from a few
+threads) and watches their status keys. Printed as JSON:
+  tasks_per_second            N / (last Succeeded status seen - first spec put)
+  latency_running_p50/p99     spec put -> TASK_RUNNING (the record's started_at, Mesos' time)
+  etcd_txns_per_task          etcd revisions the controller made, per task (each put or
+                              transaction is one revision)
+  ceiling.etcd_puts_per_second        raw sequential puts of ~400-byte values, same client
+  ceiling.mesos_tasks_per_second      tasks carried launch -> FINISHED by a raw scheduler
+                                      (tests/perf/bench_localmesos.py's measurement)
+  ratio_to_ceiling            tasks_per_second / min(both ceilings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from controller.store import EtcdServer, Store
+from controller.store.etcd_server import free_port
+from tests.localmesos.test_simulated_scale import run_tasks
+from tests.perf.bench_localmesos import RemoteMesos
+
+
+def job_doc(name: str, duration: float) -> bytes:
+    return json.dumps({
+        "apiVersion": "docket.dev/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {"template": {"command": "true", "resources": {"cpus": 0.1, "mem": 16},
+                              "env": {"DOCKET_SIM_DURATION": str(duration)}}},
+    }).encode()
+
+
+def etcd_put_rate(store: Store, count: int = 2000) -> float:
+    value = b"x" * 400
+    start = time.perf_counter()
+    for i in range(count):
+        store.put_raw(f"/bench-raw/{i}", value)
+    return count / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--writers", type=int, default=4, help="threads putting specs")
+    parser.add_argument("--ceiling-tasks", type=int, default=2000)
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="docket-bench-"))
+    etcd = EtcdServer(data_dir=tmp / "etcd")
+    etcd.start()
+    store = Store(etcd.endpoint, prefix="/docket")
+    out: dict[str, Any] = {"benchmark": "jobs", "jobs": args.jobs, "agents": args.agents}
+    controller: subprocess.Popen[bytes] | None = None
+    lm = None
+    try:
+        # Ceilings, measured on this machine in this run.
+        etcd_rate = etcd_put_rate(store)
+        ceiling_mesos = RemoteMesos(args.agents)
+        try:
+            raw = run_tasks(ceiling_mesos, args.ceiling_tasks,  # type: ignore[arg-type]
+                            duration=args.duration, timeout=600)
+        finally:
+            ceiling_mesos.stop()
+        mesos_rate = raw["tasks"] / raw["seconds"]
+        out["ceiling"] = {"etcd_puts_per_second": round(etcd_rate, 1),
+                          "mesos_tasks_per_second": round(mesos_rate, 1),
+                          "mesos_launch_tasks_per_second":
+                              round(raw["tasks"] / (raw["launch_seconds"] or 1e-9), 1)}
+
+        lm = RemoteMesos(args.agents)
+        env = {**os.environ, "DOCKET_ETCD_ENDPOINTS": etcd.endpoint,
+               "DOCKET_MESOS_MASTER": lm.master_url,
+               "DOCKET_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+               "DOCKET_WORKERS": str(args.workers), "DOCKET_LOG_LEVEL": "warning",
+               "DOCKET_LOG_FORMAT": "json", "DOCKET_DECLINE_REFUSE_SECONDS": "1"}
+        log = (tmp / "controller.log").open("wb")
+        controller = subprocess.Popen([sys.executable, "-m", "controller.cli.main", "run"],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Wait until the controller subscribed (its framework id is in etcd).
+        deadline = time.monotonic() + 60
+        while store.get_framework_id() is None:
+            if time.monotonic() > deadline or controller.poll() is not None:
+                raise SystemExit("controller did not start; see " + str(tmp / "controller.log"))
+            time.sleep(0.1)
+
+        succeeded: dict[str, float] = {}
+        done = threading.Event()
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        status_prefix = store.keys.status_prefix("jobs") + "bench/"
+        watch_id = store.client.raw.add_watch_prefix_callback(status_prefix, events.put)
+
+        def collect() -> None:
+            while len(succeeded) < args.jobs:
+                resp = events.get()
+                if isinstance(resp, BaseException) or resp is None:
+                    continue
+                seen = time.monotonic()
+                for ev in resp.events:
+                    value = bytes(ev.value)
+                    if b'"phase":"Succeeded"' in value or b'"phase":"Failed"' in value:
+                        name = ev.key.decode().rsplit("/", 1)[1]
+                        succeeded.setdefault(name, seen)
+            done.set()
+
+        threading.Thread(target=collect, daemon=True).start()
+        rev_before = int(store.list_raw("/nothing/")[1])
+        put_at: dict[str, float] = {}
+        put_wall: dict[str, float] = {}
+        names = [f"j{i}" for i in range(args.jobs)]
+
+        def writer(part: list[str]) -> None:
+            for name in part:
+                doc = job_doc(name, args.duration)
+                put_wall[name] = time.time()
+                put_at[name] = time.monotonic()
+                store.put_raw(store.keys.object("jobs", "bench", name), doc)
+
+        first_put = time.monotonic()
+        threads = [threading.Thread(target=writer, args=(names[i::args.writers],))
+                   for i in range(args.writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        puts_done = time.monotonic()
+        if not done.wait(args.timeout):
+            raise SystemExit(f"only {len(succeeded)}/{args.jobs} finished in time")
+        last = max(succeeded.values())
+        store.client.raw.cancel_watch(watch_id)
+        rev_after = int(store.list_raw("/nothing/")[1])
+
+        latencies = []
+        phases: dict[str, int] = {}
+        for st in store.list_statuses("jobs").values():
+            phases[str(st.status.phase)] = phases.get(str(st.status.phase), 0) + 1
+        for name in names:
+            for e in store.list_executions("bench", name):
+                if e.record.started_at is not None:
+                    latencies.append(e.record.started_at.timestamp() - put_wall[name])
+        elapsed = last - first_put
+        rate = args.jobs / elapsed
+        controller_txns = (rev_after - rev_before) - args.jobs
+        out.update({
+            "phases": phases,
+            "seconds": round(elapsed, 3),
+            "put_seconds": round(puts_done - first_put, 3),
+            "tasks_per_second": round(rate, 1),
+            "latency_running_p50": round(percentile(latencies, 0.5), 4),
+            "latency_running_p99": round(percentile(latencies, 0.99), 4),
+            "etcd_txns_per_task": round(controller_txns / args.jobs, 2),
+            "ratio_to_ceiling": round(rate / min(etcd_rate, mesos_rate), 3),
+        })
+    finally:
+        if controller is not None:
+            controller.send_signal(signal.SIGTERM)
+            try:
+                controller.wait(30)
+            except subprocess.TimeoutExpired:
+                controller.kill()
+        if lm is not None:
+            lm.stop()
+        store.close()
+        etcd.stop()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
