@@ -5,6 +5,8 @@ watch."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,24 @@ def test_provisioning_points_grafana_at_a_folder() -> None:
     (provider,) = config["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/")
+
+
+def test_promtool_parses_every_query(dashboard: dict[str, Any], tmp_path: Path) -> None:
+    """Grafana only sends the queries; promtool parses them as recording rules, with the
+    dashboard's variables replaced as Grafana would."""
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.fail("promtool is not installed: it comes with Debian's 'prometheus' package "
+                    "(scripts/install.sh installs it when run as root with apt-get)")
+    substitutions = {"$__rate_interval": "1m", "$job": "docket", "$instance": ".*"}
+    checks = []
+    for i, (where, expr, _) in enumerate(queries(dashboard)):
+        for variable, value in substitutions.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, f"{where}: unknown variable in {expr}"
+        checks.append({"record": f"dashboard:query_{i}:check", "expr": expr})
+    rule_file = tmp_path / "dashboard_queries.yaml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": checks}]}))
+    result = subprocess.run([tool, "check", "rules", str(rule_file)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
