@@ -6,7 +6,7 @@ real etcd server (`etcd_server`). Documents that fail to decode are handed out a
 `InvalidObject`s, never dropped and never raised.
 """
 
-from controller.store.client import Conflict, EtcdClient, EtcdUnavailable, StoreError
+from controller.store.client import Compacted, Conflict, EtcdClient, EtcdUnavailable, StoreError
 from controller.store.etcd_server import EtcdServer, EtcdServerError
 from controller.store.keys import Keys
 from controller.store.store import (
@@ -21,7 +21,7 @@ from controller.store.store import (
 from controller.store.watch import WatchEvent, WatchStream
 
 __all__ = [
-    "Conflict", "Delete", "EtcdClient", "EtcdServer", "EtcdServerError", "EtcdUnavailable",
-    "Expect", "Keys", "Put", "Store", "StoreError", "StoredExecution", "StoredObject",
-    "StoredStatus", "WatchEvent", "WatchStream",
+    "Compacted", "Conflict", "Delete", "EtcdClient", "EtcdServer", "EtcdServerError",
+    "EtcdUnavailable", "Expect", "Keys", "Put", "Store", "StoreError", "StoredExecution",
+    "StoredObject", "StoredStatus", "WatchEvent", "WatchStream",
 ]

@@ -2,7 +2,12 @@
 
 Every etcd call of the store goes through `EtcdClient.call`, which times it, counts errors
 and retries transient failures (etcd down, restarting, timing out) with exponential backoff
-and jitter. Anything else is raised as a `StoreError` naming the operation and key.
+and jitter, for at most `retry_seconds`. Anything else is raised as a `StoreError` naming the
+operation and key.
+
+A retried write whose first attempt timed out may in fact have been applied: a compare-and-swap
+retry then fails as a `Conflict` (and `put_if_absent` says False) although our own write is the
+one that won. Callers treat a Conflict as "re-read and decide again", which is safe here.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class EtcdUnavailable(StoreError):
 
 class Conflict(StoreError):
     """A compare-and-swap write lost: the key changed since it was read."""
+
+
+class Compacted(StoreError):
+    """A read at a revision etcd has already compacted away."""
+
+
+def _is_compacted(exc: BaseException) -> bool:
+    return (isinstance(exc, grpc.RpcError) and hasattr(exc, "code")
+            and exc.code() == grpc.StatusCode.OUT_OF_RANGE
+            and "compacted" in str(exc.details() if hasattr(exc, "details") else exc))
 
 
 _TRANSIENT = (
@@ -124,6 +139,8 @@ class EtcdClient:
         except (StoreError, KeyboardInterrupt):
             raise
         except Exception as exc:
+            if _is_compacted(exc):
+                raise Compacted(f"etcd {operation} {what}: {describe(exc)}") from exc
             raise StoreError(f"etcd {operation} {what} failed: {describe(exc)}") from exc
 
 

@@ -131,8 +131,11 @@ class Store:
         self.client.close()
 
     # --- low level -------------------------------------------------------------------------
-    def _range(self, key: str, *, prefix: bool, operation: str = "get") -> Any:
+    def _range(self, key: str, *, prefix: bool, operation: str = "get",
+               revision: int | None = None) -> Any:
         request = etcdrpc.RangeRequest(key=to_bytes(key))
+        if revision is not None:
+            request.revision = revision
         if prefix:
             request.range_end = prefix_range_end(to_bytes(key))
         raw = self.client.raw
@@ -151,9 +154,11 @@ class Store:
         kv = resp.kvs[0]
         return bytes(kv.value), int(kv.mod_revision), int(kv.create_revision)
 
-    def list_raw(self, prefix: str) -> tuple[list[tuple[str, bytes, int, int, int]], int]:
-        """([(key, value, mod_revision, create_revision, version)], header revision)."""
-        resp = self._range(prefix, prefix=True, operation="list")
+    def list_raw(self, prefix: str, revision: int | None = None
+                 ) -> tuple[list[tuple[str, bytes, int, int, int]], int]:
+        """([(key, value, mod_revision, create_revision, version)], header revision): now, or
+        as it was at `revision` (raises Compacted if etcd no longer has it)."""
+        resp = self._range(prefix, prefix=True, operation="list", revision=revision)
         items = [(kv.key.decode(), bytes(kv.value), int(kv.mod_revision),
                   int(kv.create_revision), int(kv.version)) for kv in resp.kvs]
         return items, int(resp.header.revision)

@@ -5,6 +5,16 @@ etcd drops watch streams when it restarts and refuses to resume from a compacted
 + 1; on compaction it re-lists and emits the difference from what its caller already has
 (`known`: key -> mod_revision), so the caller sees every change once, in order, with no gap and
 no duplicate. A background thread fills a queue; the caller pulls with `get()` or iterates.
+
+What "once, in order" means after a compaction: the intermediate versions are gone from etcd,
+so the caller gets the latest version of each changed key (in mod_revision order), then a
+DELETE for each key that is gone, all carrying the re-list's revision. Revisions delivered
+never decrease, and no (key, revision) is delivered twice.
+
+`known` is what the caller holds at `start_revision - 1` (normally from `Store.list`). A
+caller that passes none gets it read from etcd at that revision before the watch starts, so a
+later compaction still finds deletions; if that revision is already compacted, the stream
+starts from a re-list (a PUT for every object; nothing can be said about deletions before).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import pyetcd.events
 import pyetcd.exceptions
 import structlog
 
-from controller.store.client import is_transient
+from controller.store.client import Compacted, is_transient
 from controller.store.metrics import ETCD_REQUEST_ERRORS, ETCD_WATCH_RESTARTS
 
 if TYPE_CHECKING:
@@ -53,7 +63,8 @@ class WatchStream:
         self.plural = plural
         self._prefix = store.keys.kind_prefix(plural)
         self._next_revision = start_revision
-        self._known: dict[str, int] = dict(known or {})
+        # None until read from etcd (see the module docstring).
+        self._known: dict[str, int] | None = None if known is None else dict(known)
         self._events: queue.Queue[WatchEvent] = queue.Queue()
         self._stop = threading.Event()
         self._max_backoff = max_backoff
@@ -88,9 +99,11 @@ class WatchStream:
         backoff = 0.05
         while not self._stop.is_set():
             try:
+                if self._known is None:
+                    self._read_known()
                 self._watch_once()
                 backoff = 0.05
-            except pyetcd.exceptions.RevisionCompactedError as exc:
+            except (pyetcd.exceptions.RevisionCompactedError, Compacted) as exc:
                 ETCD_WATCH_RESTARTS.labels("compacted").inc()
                 log.info("watch revision compacted; re-listing", kind=self.plural,
                          revision=self._next_revision,
@@ -111,6 +124,21 @@ class WatchStream:
                 self.restarts += 1
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+
+    def _read_known(self) -> None:
+        if self._next_revision <= 0:  # etcd's "from now": the state now is the baseline
+            items, revision = self._store.list(self.plural)
+            self._known = {i.key: i.mod_revision for i in items}
+            self._next_revision = revision + 1
+            return
+        try:
+            raw, _ = self._store.list_raw(self._prefix, revision=self._next_revision - 1)
+        except Compacted:
+            log.warning("watch start revision already compacted; starting from a re-list",
+                        kind=self.plural, revision=self._next_revision)
+            self._known = {}
+            raise
+        self._known = {key: mod for key, _v, mod, _c, _ver in raw}
 
     def _watch_once(self) -> None:
         inbox: queue.Queue[Any] = queue.Queue()
@@ -149,11 +177,13 @@ class WatchStream:
             self._next_revision = last + 1
 
     def _emit_put(self, key: str, stored: StoredObject) -> None:
+        assert self._known is not None
         self._known[key] = stored.mod_revision
         self._events.put(WatchEvent("PUT", key, stored.namespace, stored.name,
                                     stored.mod_revision, stored))
 
     def _emit_delete(self, key: str, revision: int) -> None:
+        assert self._known is not None
         self._known.pop(key, None)
         split = self._store.keys.split_object(self.plural, key)
         ns, name = split if split else ("", key[len(self._prefix):])
@@ -161,11 +191,13 @@ class WatchStream:
 
     def _relist(self) -> None:
         items, revision = self._store.list(self.plural)
-        seen = set()
-        for stored in items:
-            seen.add(stored.key)
-            if self._known.get(stored.key) != stored.mod_revision:
-                self._emit_put(stored.key, stored)
-        for key in [k for k in self._known if k not in seen]:
+        known = self._known if self._known is not None else {}
+        self._known = known
+        changed = sorted((s for s in items if known.get(s.key) != s.mod_revision),
+                         key=lambda s: s.mod_revision)
+        gone = sorted(set(known) - {s.key for s in items})
+        for stored in changed:
+            self._emit_put(stored.key, stored)
+        for key in gone:
             self._emit_delete(key, revision)
         self._next_revision = revision + 1
