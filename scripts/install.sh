@@ -36,10 +36,11 @@ fi
 "$VENV/bin/etcd" --version >/dev/null || { echo "install.sh: etcd did not install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import pymesos, pyetcd' || { echo "install.sh: pymesos or pyetcd does not import" >&2; exit 1; }
 # --- promtool (checks deploy/prometheus rules; tests/deploy run it) --------------------------
-# Debian's `prometheus` package ships it. Installing the package must not start a server, so a
-# policy-rc.d that forbids service starts is put in place for the install when none exists.
+# Debian's `prometheus` package ships it, and the prometheus binary that tests/deploy start on
+# a temporary port. Installing the package must not start a server, so a policy-rc.d that
+# forbids service starts is put in place for the install when none exists.
 install_promtool() {
-  command -v promtool >/dev/null && return 0
+  command -v promtool >/dev/null && command -v prometheus >/dev/null && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "install.sh: promtool missing; install Debian's 'prometheus' package as root (not root or no apt-get here); tests/deploy will fail until then" >&2
     return 0
@@ -53,7 +54,7 @@ install_promtool() {
   if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >"$log" 2>&1 \
      || { apt-get update -qq >>"$log" 2>&1 \
           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >>"$log" 2>&1; } \
-     && command -v promtool >/dev/null; then
+     && command -v promtool >/dev/null && command -v prometheus >/dev/null; then
     echo "install.sh: installed promtool (Debian package prometheus; its service is not started)"
   else
     echo "install.sh: could not install promtool (apt-get install prometheus failed; tests/deploy will fail until it is installed):" >&2
