@@ -80,10 +80,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         stdout=log, stderr=subprocess.STDOUT)
     try:
         server = Prometheus(f"http://127.0.0.1:{port}")
-        # Three scrapes, so rates over a few seconds have two samples or more.
-        wait_for("three scrapes of Docket", lambda: (
-            proc.poll() is None
-            and server.query('count_over_time(up{job="docket"}[1m]) >= 3')))
+
+        def scraped_three_times() -> list[dict[str, Any]]:
+            if proc.poll() is not None:
+                log.flush()
+                pytest.fail(f"prometheus exited with {proc.returncode}: "
+                            f"{(workdir / 'prometheus.log').read_text()[-2000:]}")
+            # Three scrapes, so rates over a few seconds have two samples or more.
+            return server.query('count_over_time(up{job="docket"}[1m]) >= 3')
+
+        wait_for("three scrapes of Docket", scraped_three_times)
         yield server
     finally:
         proc.terminate()
