@@ -1,8 +1,17 @@
 """Kubernetes-style CustomResourceDefinitions generated from the models, for `crds/`.
 
 Editors and validators (kubeconform, the YAML language server) understand this layout. The
-schema is OpenAPI v3 as Kubernetes accepts it: no `$ref`, `nullable` instead of null unions,
-`enum` instead of `const`.
+schema is a *structural* OpenAPI v3 schema, as the Kubernetes API server accepts it:
+- no `$ref`, `const` or `discriminator`; `nullable` instead of a union with null; OpenAPI
+  3.0's boolean `exclusiveMinimum`; a type on every node;
+- no `additionalProperties: false`: Kubernetes forbids it next to `properties` (closed objects
+  are its default: unknown fields are pruned, or rejected by strict field validation, as
+  `kubectl --validate=strict` and `kubeconform -strict` do);
+- a union discriminated on `type` (a Queue's source) is one object with every variant's
+  properties, and a `oneOf` that holds only value validations (each variant's tag and
+  required fields), as structural schemas demand;
+- the root `metadata` is left to Kubernetes (`type: object`).
+The models stay the verdict (`docket validate`); the schema is their best structural image.
 """
 
 from __future__ import annotations
@@ -47,14 +56,65 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _merge_variants(node: dict[str, Any], variants: list[Any]) -> dict[str, Any]:
+    if not all(isinstance(v, dict) and v.get("type") == "object" for v in variants):
+        raise ValueError(f"cannot make a structural schema of the union {variants!r}")
+    merged: dict[str, Any] = {}
+    for variant in variants:
+        for name, prop in variant.get("properties", {}).items():
+            if name in merged and "enum" in merged[name] and "enum" in prop:
+                merged[name] = {**merged[name], "enum": merged[name]["enum"] + prop["enum"]}
+            else:
+                merged.setdefault(name, prop)
+    out = {k: v for k, v in node.items() if k not in ("oneOf", "anyOf")}
+    descriptions = [v["description"] for v in variants if "description" in v]
+    if descriptions and "description" not in out:
+        out["description"] = " Or: ".join(descriptions)
+    out["type"] = "object"
+    out["properties"] = merged
+    # Only value validations may sit under a junctor: each variant's tag and required fields.
+    out["oneOf"] = [
+        {"properties": {k: {"enum": p["enum"]} for k, p in v.get("properties", {}).items()
+                        if "enum" in p},
+         "required": v.get("required", [])}
+        for v in variants
+    ]
+    return out
+
+
+def _structural(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_structural(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _structural(v) if k not in ("enum", "default", "required") else v
+           for k, v in node.items()}
+    for union in ("oneOf", "anyOf"):
+        if union in out and "type" not in out:
+            out = _merge_variants(out, out[union])
+    if "properties" in out and out.get("additionalProperties") is False:
+        del out["additionalProperties"]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[flag] = value
+            out[bound] = True
+    return out
+
+
 def openapi_schema(model: type[Any]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    schema: dict[str, Any] = _resolve(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _structural(_resolve(raw, raw.get("$defs", {})))
     return schema
 
 
 def crd_for(kind: Kind) -> dict[str, Any]:
     schema = openapi_schema(kind.model)
+    schema["properties"]["metadata"] = {
+        "type": "object",
+        "description": "name and namespace: DNS-1123 labels; both may be omitted when the "
+        "object is written to its etcd key, and must match the key where given.",
+    }
     schema["properties"]["status"] = openapi_schema(kind.status_model)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
