@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import email.utils
 import json
 import os
 import queue
@@ -32,7 +33,6 @@ import socket
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -82,8 +82,23 @@ def _accepts_json(accept: str | None) -> bool:
     return False
 
 
+def _complete_ack(call: dict[str, Any]) -> bool:
+    """The common ACKNOWLEDGE, checked without the general walk below."""
+    if len(call) != 3 or "type" not in call:
+        return False
+    fid, ack = call.get("framework_id"), call.get("acknowledge")
+    if not isinstance(fid, dict) or "value" not in fid or not isinstance(ack, dict) \
+            or "uuid" not in ack:
+        return False
+    agent, task = ack.get("agent_id"), ack.get("task_id")
+    return isinstance(agent, dict) and "value" in agent and isinstance(task, dict) \
+        and "value" in task
+
+
 def _missing_required(call: dict[str, Any]) -> list[str]:
     """Required proto2 fields a call lacks (Mesos: 'Not initialized: ...')."""
+    if _complete_ack(call):
+        return []
     missing = []
 
     def need(obj: Any, path: str, *fields: str) -> None:
@@ -165,7 +180,8 @@ def validate_call(call: Any) -> dict[str, Any]:
         except (binascii.Error, ValueError, TypeError):
             raise ApiError(400, "Failed to convert JSON into Call protobuf: Failed to parse "
                                 "'acknowledge.uuid' as base64") from None
-        if len(raw) != 16 or uuid.UUID(bytes=raw).version is None:
+        # stout's UUID::fromBytes: 16 bytes whose version nibble boost knows (1 to 5).
+        if len(raw) != 16 or not 1 <= raw[6] >> 4 <= 5:
             raise ApiError(400, "Failed to validate scheduler::Call: Not a valid UUID")
     return call
 
@@ -207,6 +223,28 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name: all the handlers need is `get`, and building
+    this costs a fraction of http.client's email-based parser, which dominated the cost of
+    a small keep-alive POST."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Mesos/" + MESOS_VERSION
@@ -214,6 +252,58 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def parse_request(self) -> bool:
+        """The request line and headers, parsed as BaseHTTPRequestHandler does (same
+        keep-alive, Expect: 100-continue and error answers) but without the email package."""
+        self.command = None  # type: ignore[assignment]
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        raw: bytes = self.raw_requestline  # type: ignore[attr-defined]
+        requestline = str(raw, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self.send_error(400, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path, version = words
+        try:
+            major, minor = (int(x) for x in version[5:].split(".", 1))
+        except ValueError:
+            self.send_error(400, f"Bad request version ({version!r})")
+            return False
+        if major != 1 or minor < 0:
+            self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+            return False
+        self.command, self.path, self.request_version = command, path, version
+        if path.startswith("//"):
+            self.path = "/" + path.lstrip("/")
+        headers = _Headers()
+        rfile = self.rfile
+        for _ in range(_MAX_HEADERS + 1):
+            line = rfile.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                self.send_error(431, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = str(line, "iso-8859-1").partition(":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        else:
+            self.send_error(431, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif minor >= 1 or connection == "keep-alive":
+            self.close_connection = False
+        expects = headers.get("expect", "").lower() == "100-continue" and minor >= 1
+        return not expects or self.handle_expect_100()
 
     def reply(self, status: int, body: bytes | str | dict[str, Any] | list[Any] = b"",
               content_type: str = "text/plain; charset=utf-8",
@@ -223,16 +313,16 @@ class _Handler(BaseHTTPRequestHandler):
             content_type = JSON
         elif isinstance(body, str):
             body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        phrase = self.responses.get(status, ("",))[0]
+        head = (f"HTTP/1.1 {status} {phrase}\r\nServer: {self.server_version}\r\n"
+                f"Date: {_http_date()}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n")
         for k, v in (headers or {}).items():
-            self.send_header(k, v)
+            head += f"{k}: {v}\r\n"
+            if k.lower() == "connection" and v.lower() == "close":
+                self.close_connection = True
         # Headers and body leave in one write, one TCP segment for small answers.
-        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
-        buffer.append(b"\r\n")
-        buffer.append(body)
-        self.flush_headers()
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
 
     def body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -252,6 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _query(handler: BaseHTTPRequestHandler) -> tuple[str, dict[str, str]]:
+    if "?" not in handler.path and "#" not in handler.path and ";" not in handler.path:
+        return handler.path.rstrip("/") or "/", {}
     parsed = urlparse(handler.path)
     return parsed.path.rstrip("/") or "/", {k: v[-1] for k, v in parse_qs(parsed.query).items()}
 

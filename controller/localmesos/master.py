@@ -13,7 +13,10 @@ framework go into its stream's queue, which the HTTP thread of its SUBSCRIBE dra
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import json
+import os
 import queue
 import socket
 import struct
@@ -59,14 +62,21 @@ def validate_id(value: str) -> str | None:
     return None
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def recordio(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":")).encode()
+    data = _encode(event).encode()
     return str(len(data)).encode() + b"\n" + data
 
 
 def new_uuid_bytes() -> str:
-    """A status update uuid as the JSON encoding of a proto `bytes` field: base64."""
-    return base64.b64encode(uuid.uuid4().bytes).decode()
+    """A status update uuid (random, version 4, RFC 4122 variant) as the JSON encoding of a
+    proto `bytes` field: base64."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return base64.b64encode(raw).decode()
 
 
 @dataclass
@@ -101,7 +111,6 @@ class Task:
     state: str = "TASK_STAGING"
     statuses: list[dict[str, Any]] = field(default_factory=list)
     pending: deque[dict[str, Any]] = field(default_factory=deque)  # unacknowledged updates
-    retry_timer: Timer | None = None
     retry_interval: float = 0.0
     unreachable_time: float | None = None
     resources_released: bool = False
@@ -194,9 +203,26 @@ class Agent:
     tasks: dict[tuple[str, str], Task] = field(default_factory=dict)
     work_dir: str | None = None
 
+    _available: tuple[Resources, Resources, Resources, bool] | None = field(
+        default=None, repr=False, compare=False)
+
+    def _availability(self) -> tuple[Resources, Resources, Resources, bool]:
+        # Resources are immutable and replaced on every change, so identity tells whether
+        # the cached difference still holds; allocation rounds over 1,000 agents then cost
+        # no arithmetic for agents whose accounting did not move.
+        cached = self._available
+        if cached is None or cached[0] is not self.used or cached[1] is not self.offered:
+            value = self.total - self.used - self.offered
+            cached = self._available = (self.used, self.offered, value, value.empty)
+        return cached
+
     @property
     def available(self) -> Resources:
-        return self.total - self.used - self.offered
+        return self._availability()[2]
+
+    @property
+    def has_available(self) -> bool:
+        return not self._availability()[3]
 
 
 @dataclass
@@ -248,6 +274,9 @@ class Master:
         self._agent_seq = 0
         self._offer_seq = 0
         self._allocation_timer: Timer | None = None
+        self._retries: list[tuple[float, int, Task, dict[str, Any]]] = []
+        self._retry_seq = itertools.count()
+        self._retry_timer: Timer | None = None
         self.event_observers: list[Callable[[str, dict[str, Any]], None]] = []
         # Fault injection of status updates and launches.
         self.update_delay = 0.0
@@ -259,6 +288,10 @@ class Master:
     def start(self) -> None:
         self._allocation_timer = self.timers.every(self.config.allocation_interval,
                                                    self.allocate)
+        # Retries are checked a few times per minimum interval: resends come at most a
+        # quarter of it late.
+        self._retry_timer = self.timers.every(
+            min(1.0, max(0.02, self.config.status_update_retry_min / 4)), self._resend_due)
 
     def stop(self) -> None:
         with self.lock:
@@ -492,9 +525,9 @@ class Master:
             for agent in self.agents.values():
                 if agent.state != "active":
                     continue
-                available = agent.available
-                if available.empty:
+                if not agent.has_available:
                     continue
+                available = agent.available
                 for i in range(len(frameworks)):
                     fw = frameworks[(rotation + i) % len(frameworks)]
                     role = next((r for r in fw.roles if r not in fw.suppressed), None)
@@ -837,12 +870,12 @@ class Master:
         if fw is None or not task.pending:
             return
         status = task.pending[0]
-        if task.retry_timer:
-            task.retry_timer.cancel()
         if task.retry_interval == 0:
             task.retry_interval = self.config.status_update_retry_min
-        task.retry_timer = self.timers.call_later(task.retry_interval,
-                                                  lambda: self._retry(task, status))
+        # A plain heap entry, not a timer: an acknowledged update's entry is just skipped
+        # when it comes due, so the ack path cancels nothing.
+        heapq.heappush(self._retries, (time.monotonic() + task.retry_interval,
+                                       next(self._retry_seq), task, status))
         if self.drop_updates > 0:
             self.drop_updates -= 1
             return
@@ -859,12 +892,18 @@ class Master:
         with self.lock:
             self._send(fw, event)
 
-    def _retry(self, task: Task, status: dict[str, Any]) -> None:
+    def _resend_due(self) -> None:
+        """Resend every forwarded update whose retry time has come and that is still its
+        task's unacknowledged head, doubling its interval up to the maximum."""
         with self.lock:
-            if not task.pending or task.pending[0] is not status:
-                return
-            task.retry_interval = min(task.retry_interval * 2, self.config.status_update_retry_max)
-            self._forward_head(task)
+            now = time.monotonic()
+            retries = self._retries
+            while retries and retries[0][0] <= now:
+                _, _, task, status = heapq.heappop(retries)
+                if task.pending and task.pending[0] is status:
+                    task.retry_interval = min(task.retry_interval * 2,
+                                              self.config.status_update_retry_max)
+                    self._forward_head(task)
 
     def acknowledge(self, fw: Framework, ack: dict[str, Any]) -> None:
         task_id = (ack.get("task_id") or {}).get("value")
@@ -875,9 +914,6 @@ class Master:
             return  # an old or duplicate acknowledgement
         task.pending.popleft()
         task.retry_interval = 0
-        if task.retry_timer:
-            task.retry_timer.cancel()
-            task.retry_timer = None
         if task.pending:
             self._forward_head(task)
         elif task.state in TERMINAL_STATES:
@@ -1005,9 +1041,6 @@ class Master:
                 task.held[:0] = task.pending
                 task.pending.clear()
                 task.retry_interval = 0
-                if task.retry_timer:
-                    task.retry_timer.cancel()
-                    task.retry_timer = None
                 # Whether or not the framework is partition-aware (it saw TASK_LOST then),
                 # the master keeps the task among its unreachable ones, as Mesos does.
                 fw.tasks.pop(task.task_id)

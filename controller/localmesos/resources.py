@@ -78,14 +78,27 @@ class Resources:
             _ranges_contain(self.ports, other.ports)
 
     def __add__(self, other: Resources) -> Resources:
-        names = set(self.scalars) | set(other.scalars)
-        return Resources({k: _fixed(self.get(k) + other.get(k)) for k in names},
-                         _normalize(self.ports + other.ports))
+        if not other.scalars and not other.ports:
+            return self
+        scalars = dict(self.scalars)
+        for k, v in other.scalars.items():
+            scalars[k] = _fixed(scalars.get(k, 0.0) + v)
+        ports = _normalize(self.ports + other.ports) if self.ports and other.ports \
+            else self.ports or other.ports
+        return Resources(scalars, ports)
 
     def __sub__(self, other: Resources) -> Resources:
-        scalars = {k: _fixed(v - other.get(k)) for k, v in self.scalars.items()}
-        return Resources({k: v for k, v in scalars.items() if v > 0},
-                         _subtract_ranges(self.ports, other.ports))
+        if not other.scalars and not other.ports:
+            return self
+        take = other.scalars
+        scalars = {}
+        for k, v in self.scalars.items():
+            left = _fixed(v - take[k]) if k in take else v
+            if left > 0:
+                scalars[k] = left
+        ports = _subtract_ranges(self.ports, other.ports) if self.ports and other.ports \
+            else self.ports
+        return Resources(scalars, ports)
 
     def __str__(self) -> str:
         parts = [f"{k}:{self.scalars[k]:g}" for k in SCALARS if self.scalars.get(k)]

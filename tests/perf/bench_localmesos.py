@@ -7,14 +7,18 @@ would); a raw v1 HTTP scheduler (no controller, no etcd) accepts every offer wit
 operations as fit and acknowledges every update. Printed as JSON:
   launch_tasks_per_second    tasks accepted per second while offers last (the launch ceiling)
   tasks_per_second           tasks carried from launch to TASK_FINISHED per second, with all
-                             STARTING/RUNNING/FINISHED updates acknowledged (the lifecycle
-                             ceiling later benchmarks compare against)
+                             STARTING/RUNNING/FINISHED updates acknowledged (bounded by this
+                             Python client too, which shares the machine)
+  master_cpu_seconds         CPU time the master process spent (user + system) over the run
+  tasks_per_master_cpu_second  lifecycles per CPU second of the master: its ceiling with a
+                             core of its own, whatever the client costs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +44,12 @@ class RemoteMesos:
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # the banner: the master is up
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the master process so far (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=30)
@@ -54,8 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     lm = RemoteMesos(args.agents)
     try:
+        cpu_before = lm.cpu_seconds()
         figures = run_tasks(lm, args.tasks, duration=args.duration,  # type: ignore[arg-type]
                             timeout=1800)
+        master_cpu = lm.cpu_seconds() - cpu_before
     finally:
         lm.stop()
     launch_seconds = figures["launch_seconds"] or 1e-9
@@ -64,6 +76,8 @@ def main() -> None:
         "agents": args.agents,
         **figures,
         "launch_tasks_per_second": round(args.tasks / launch_seconds, 1),
+        "master_cpu_seconds": round(master_cpu, 2),
+        "tasks_per_master_cpu_second": round(args.tasks / max(master_cpu, 1e-9), 1),
     }, indent=2))
 
 
