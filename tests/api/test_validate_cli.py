@@ -135,5 +135,6 @@ def test_crds_are_structural_openapi() -> None:
         assert schema["type"] == "object"
         assert {"apiVersion", "kind", "metadata", "spec", "status"} <= set(schema["properties"])
         assert _walk(schema) == [], name
-        spec = schema["properties"]["spec"]
-        assert spec["additionalProperties"] is False
+        # Kubernetes refuses additionalProperties next to properties; closed objects are its
+        # default (see tests/api/test_crds.py for the full structural check).
+        assert "additionalProperties" not in schema["properties"]["spec"]
