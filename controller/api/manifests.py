@@ -24,7 +24,9 @@ class Finding:
     problem: Problem
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.subject}: {self.problem}"
+        # One line per problem, whatever a message or a file name holds.
+        text = f"{self.file}: {self.subject}: {self.problem}"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass(frozen=True)
