@@ -106,8 +106,12 @@ class JobSpec(RetryPolicy):
 
 
 class JobTemplateMeta(DocketModel):
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels of each created Job. Default: none."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations of each created Job. Default: none."
+    )
 
 
 class JobTemplate(DocketModel):
@@ -173,15 +177,15 @@ class CronJobSpec(DocketModel):
 class EtcdSource(DocketModel):
     """Items are keys under `<prefix>/queue-items/<namespace>/<queue>/`."""
 
-    type: Literal["etcd"]
+    type: Literal["etcd"] = Field(description="etcd. Required.")
 
 
 class RedisSource(DocketModel):
     """Items are elements of a Redis list."""
 
-    type: Literal["redis"]
-    url: str = Field(pattern=r"^rediss?://", description="redis:// or rediss:// URL.")
-    key: str = Field(min_length=1, description="Name of the list.")
+    type: Literal["redis"] = Field(description="redis. Required.")
+    url: str = Field(pattern=r"^rediss?://", description="redis:// or rediss:// URL. Required.")
+    key: str = Field(min_length=1, description="Name of the list. Required.")
 
 
 QueueSource = Annotated[EtcdSource | RedisSource, Field(discriminator="type")]

@@ -207,11 +207,11 @@ class TaskTemplate(DocketModel):
     )
     command: str | None = Field(
         default=None, min_length=1, description="Shell command (sh -c). Exactly one of "
-        "command or args."
+        "command or args, unless the container image has its own. Default: none."
     )
     args: list[str] | None = Field(
         default=None, min_length=1, description="Argument vector, run without a shell. "
-        "Exactly one of command or args."
+        "Exactly one of command or args, unless the container image has its own. Default: none."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Environment. Default: none.")
     uris: list[Uri] = Field(default_factory=list, description="Files to fetch. Default: none.")

@@ -4,11 +4,21 @@ null as "not given", duplicate keys, YAML aliases, and error paths exactly as wr
 from __future__ import annotations
 
 import copy
+import typing
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from controller.api import Job, ObjectInvalid, Queue, decode_object
+from controller.api import (
+    Constraint,
+    CronJob,
+    Job,
+    ObjectInvalid,
+    Queue,
+    Service,
+    decode_object,
+)
 from controller.api.codec import MAX_VALUES, parse_document
 
 BASE: dict[str, Any] = {"apiVersion": "docket.dev/v1", "kind": "Job",
@@ -178,3 +188,33 @@ spec:
     found = problems_of(text.replace('"on"', "on"))
     assert found == ["spec.template.args[1]: must be a string, not a boolean (quote it: YAML "
                      "reads yes, no, on, off and numbers as non-strings)"]
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def test_every_user_field_states_its_default_or_that_it_is_required() -> None:
+    seen: set[type[BaseModel]] = set()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel]) -> None:
+        # Constraint is written as a list; its schema documents that form instead.
+        if model in seen or model is Constraint:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            text = info.description or ""
+            if name not in ("kind", "api_version", "metadata", "spec"):
+                wanted = "Required" if info.is_required() else "Default"
+                if wanted not in text:
+                    missing.append(f"{model.__name__}.{name}: says no {wanted}")
+            for sub in _models_in(info.annotation):
+                walk(sub)
+
+    for kind in (Job, CronJob, Queue, Service):
+        walk(kind)
+    assert missing == []
+    assert len(seen) >= 15  # the walk really reached the nested models
