@@ -298,7 +298,7 @@ def _humanize(err: Mapping[str, Any]) -> str:
         hint = ""
         if kind == "string_type" and isinstance(value, bool | int | float):
             hint = " (quote it: YAML reads yes, no, on, off and numbers as non-strings)"
-        elif isinstance(value, str) and kind != "string_type":
+        elif isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
             hint = " (remove the quotes)"
         return f"must be {wanted}, not {_type_name(value)}{hint}"
     if kind == "finite_number":

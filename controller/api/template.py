@@ -147,6 +147,8 @@ class Constraint(DocketModel):
     @model_validator(mode="before")
     @classmethod
     def _from_list(cls, data: Any) -> Any:
+        if not isinstance(data, list | tuple | dict | Constraint):
+            raise ValueError("must be [field, operator] or [field, operator, value]")
         if isinstance(data, list | tuple):
             if not 2 <= len(data) <= 3:
                 raise ValueError("must be [field, operator] or [field, operator, value]")

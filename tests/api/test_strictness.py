@@ -218,3 +218,16 @@ def test_every_user_field_states_its_default_or_that_it_is_required() -> None:
         walk(kind)
     assert missing == []
     assert len(seen) >= 15  # the walk really reached the nested models
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ({"command": "x", "constraints": "hostname:UNIQUE"},
+         "spec.template.constraints: must be a list, not a string"),
+        ({"command": "x", "constraints": ["hostname"]},
+         "spec.template.constraints[0]: must be [field, operator] or [field, operator, value]"),
+    ],
+)
+def test_constraint_shapes(template: dict[str, Any], expected: str) -> None:
+    assert problems_of(with_spec(template=template)) == [expected]
