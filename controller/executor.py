@@ -17,7 +17,7 @@ Order matters for crash safety, so it is fixed here and nowhere else:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,9 @@ KILL_REASON_LABELS = {"TaskTimeout": "timeout", "DeadlineExceeded": "deadline",
                       "Suspended": "suspended", "Deleted": "deleted"}
 
 
+_Op = tuple[Put, Expect, ExecutionRecord | StatusBase]
+
+
 class StalePlan(Exception):
     """A compare-and-swap write lost: the plan was made from state that changed since."""
 
@@ -72,6 +75,10 @@ class Applied:
     killed: tuple[str, ...] = ()
     cancelled: tuple[str, ...] = ()
     written: int = 0
+    records: list[tuple[int, ExecutionRecord]] = field(default_factory=list)
+    """Every execution record written, with the revision it now has."""
+    status: tuple[int, StatusBase] | None = None
+    owner_data_deleted: bool = False
 
 
 class Executor:
@@ -87,8 +94,8 @@ class Executor:
     def apply(self, plan: Plan, snap: Snapshot, now: datetime, *,
               logger: Any = log) -> Applied:
         keys = self.store.keys
-        ops: list[tuple[Put, Expect]] = []
-        status_op: tuple[Put, Expect] | None = None
+        ops: list[_Op] = []
+        status_op: _Op | None = None
         launches: list[Launch] = []
         kills: list[Kill] = []
         updated: dict[str, ExecutionRecord] = {}
@@ -100,13 +107,13 @@ class Executor:
                 new = rec.model_copy(update=action.changes)
                 updated[action.task_id] = new
                 key = keys.execution(snap.namespace, snap.name, action.task_id)
-                ops.append((Put(key, encode_model(new)), Expect(key, rev)))
+                ops.append((Put(key, encode_model(new)), Expect(key, rev), new))
             elif isinstance(action, Launch):
                 record = ExecutionRecord(task_id=action.task_id, index=action.index,
                                          attempt=action.attempt, state=LAUNCHING,
                                          submitted_at=now)
                 key = keys.execution(snap.namespace, snap.name, action.task_id)
-                ops.append((Put(key, encode_model(record)), Expect(key, 0)))
+                ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
                 launches.append(action)
             elif isinstance(action, WriteStatus):
                 status_op = self._status_put(action.status, snap)
@@ -119,9 +126,8 @@ class Executor:
         if status_op is not None:
             ops.append(status_op)  # last: it describes the intents written before it
         out = Applied()
-        out.revision = self._commit(ops)
-        out.written = len(ops)
-        revisions = {tid: (rec, out.revision) for tid, rec in updated.items()}
+        self._commit(ops, out)
+        revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
 
         for kill in kills:
             self._kill(kill, snap, revisions, out, now, logger)
@@ -146,6 +152,7 @@ class Executor:
         if delete_data is not None:
             self.store.delete_owner_data(delete_data.plural, delete_data.namespace,
                                          delete_data.name)
+            out.owner_data_deleted = True
             logger.info("status and execution records deleted")
         return out
 
@@ -159,21 +166,26 @@ class Executor:
         rec = updated.get(task_id, found[0])
         return rec, found[1]
 
-    def _status_put(self, status: StatusBase, snap: Snapshot) -> tuple[Put, Expect]:
+    def _status_put(self, status: StatusBase, snap: Snapshot) -> _Op:
         key = self.store.keys.status(snap.plural, snap.namespace, snap.name)
-        return Put(key, encode_model(status)), Expect(key, snap.status_revision)
+        return Put(key, encode_model(status)), Expect(key, snap.status_revision), status
 
-    def _commit(self, ops: Sequence[tuple[Put, Expect]]) -> int:
-        revision = 0
+    def _commit(self, ops: Sequence[_Op], out: Applied) -> None:
         for i in range(0, len(ops), MAX_TXN_OPS):
             chunk = ops[i:i + MAX_TXN_OPS]
             try:
-                revision = self.store.commit([p for p, _ in chunk], [e for _, e in chunk])
+                revision = self.store.commit([p for p, _, _ in chunk], [e for _, e, _ in chunk])
             except Conflict as exc:
                 # Earlier chunks stand (each is a complete, valid step: intents without their
                 # launches are reconciled as GONE at worst); the rest is planned again.
                 raise StalePlan(str(exc)) from None
-        return revision
+            out.revision = revision
+            out.written += len(chunk)
+            for _, _, model in chunk:
+                if isinstance(model, ExecutionRecord):
+                    out.records.append((revision, model))
+                else:
+                    out.status = (revision, model)
 
     def _kill(self, kill: Kill, snap: Snapshot,
               revisions: Mapping[str, tuple[ExecutionRecord, int]], out: Applied,
@@ -188,9 +200,11 @@ class Executor:
             })
             key = self.store.keys.execution(snap.namespace, snap.name, kill.task_id)
             try:
-                self.store.commit([Put(key, encode_model(killed))], [Expect(key, rev)])
+                revision = self.store.commit([Put(key, encode_model(killed))],
+                                             [Expect(key, rev)])
             except Conflict:
                 raise StalePlan(f"record {kill.task_id} changed") from None
+            out.records.append((revision, killed))
             metrics.TASKS_KILLED.labels(label).inc()
             out.cancelled += (kill.task_id,)
             logger.info("pending launch cancelled", task_id=kill.task_id, reason=kill.reason)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from controller import metrics
-from controller.api import ExecutionRecord, Job, JobStatus
-from controller.executor import Executor, Snapshot, StalePlan
+from controller.api import ExecutionRecord, Job, JobStatus, encode_model
+from controller.executor import MAX_TXN_OPS, Executor, Snapshot, StalePlan
 from controller.logs import object_logger
 from controller.mesos.backend import (
     Disconnected,
@@ -41,14 +41,17 @@ from controller.mesos.backend import (
     TaskUpdate,
 )
 from controller.reconcile import JobInput, parse_task_id, plan_job
+from controller.records import RecordCache
 from controller.runtime import Controller, Informer, ObjectKey, Result, WorkQueue
-from controller.store import Conflict, Store, StoreError
+from controller.store import Conflict, Expect, Put, Store, StoreError
 from controller.updates import end_reason, is_final, record_update
 
 if TYPE_CHECKING:
     from controller.config import Settings
 
 log = structlog.get_logger("docket.jobs")
+
+UPDATE_BATCH = 500
 
 PLURAL = "jobs"
 KIND = "Job"
@@ -74,6 +77,7 @@ class JobController:
         self.queue = WorkQueue(KIND)
         self.loop = Controller(KIND, self.queue, self.reconcile, workers=workers)
         self.executor = Executor(store, self.backend, on_launch=self._handed_over)
+        self.records = RecordCache(store, PLURAL)
         self.informer.enqueue_into(self.queue.add)
         self.framework_id: str | None = None
         self._subscribed = False
@@ -109,23 +113,21 @@ class JobController:
                 "cache": self.informer.has_synced()}
 
     def _enqueue_leftovers(self) -> None:
-        """Objects deleted while no controller ran still have status or records (and maybe
-        running tasks): the informer never sees them, so list them once."""
+        """Load every status and record into the cache; then enqueue the owners the informer
+        will never mention: objects deleted while no controller ran still have status or
+        records (and maybe running tasks)."""
+        while not self._stop.is_set():
+            try:
+                self.records.load_all()
+                break
+            except StoreError as exc:
+                log.warning("cannot load status and records; retrying", error=str(exc))
+                self._stop.wait(1.0)
         if not self.informer.wait_for_sync(3600) or self._stop.is_set():
             return
-        try:
-            owners = set(self.store.list_statuses(PLURAL))
-            items, _ = self.store.list_raw(f"{self.store.keys.prefix}/executions/")
-        except StoreError as exc:
-            log.warning("cannot list leftover records", error=str(exc))
-            return
-        head = len(f"{self.store.keys.prefix}/executions/")
-        for key, *_ in items:
-            parts = key[head:].split("/")
-            if len(parts) == 3:
-                owners.add((parts[0], parts[1]))
-        for namespace, name in owners:
-            self.queue.add(ObjectKey(KIND, namespace, name))
+        for namespace, name in self.records.owners():
+            if self.informer.get(namespace, name) is None:
+                self.queue.add(ObjectKey(KIND, namespace, name))
 
     # --- reconcile ---------------------------------------------------------------------------
     def reconcile(self, key: Hashable) -> Result:
@@ -133,9 +135,8 @@ class JobController:
         _kind, namespace, name = key
         logger = object_logger(KIND, namespace, name)
         cached = self.informer.get(namespace, name)
-        stored_status = self.store.get_status(PLURAL, namespace, name)
-        records = self.store.list_executions(namespace, name)
-        status = stored_status.status if stored_status is not None else None
+        known = self.records.get(namespace, name)
+        status = known.status
         if status is not None and not isinstance(status, JobStatus):
             raise StoreError(f"status of job {namespace}/{name} is not a JobStatus")
         job: Any = None
@@ -149,15 +150,23 @@ class JobController:
                 job = None
         now = self.now()
         plan = plan_job(JobInput(namespace, name, job, spec_revision, uid, status,
-                                 [e.record for e in records], now))
-        snap = Snapshot(PLURAL, namespace, name,
-                        stored_status.mod_revision if stored_status is not None else 0,
-                        {e.record.task_id: (e.record, e.mod_revision) for e in records})
+                                 [rec for rec, _ in known.executions.values()], now))
+        snap = Snapshot(PLURAL, namespace, name, known.status_revision, known.executions)
         try:
-            self.executor.apply(plan, snap, now, logger=logger)
+            applied = self.executor.apply(plan, snap, now, logger=logger)
         except StalePlan as exc:
+            self.records.invalidate(namespace, name)
             logger.debug("plan was stale; planning again", reason=str(exc))
             return Result(requeue=True)
+        except Exception:
+            self.records.invalidate(namespace, name)
+            raise
+        for revision, rec in applied.records:
+            self.records.wrote(namespace, name, revision, [rec])
+        if applied.status is not None:
+            self.records.wrote(namespace, name, applied.status[0], status=applied.status[1])
+        if applied.owner_data_deleted:
+            self.records.deleted(namespace, name)
         if plan.status is not None:
             logger.info("status written", phase=str(getattr(plan.status, "phase", "")))
         return Result(requeue_after=plan.requeue_after)
@@ -189,15 +198,35 @@ class JobController:
                 event = self.backend.events.get(timeout=0.2)
             except queue.Empty:
                 continue
-            try:
-                self._on_event(event)
-            except Exception:
-                # Not acknowledged: Mesos sends the update again.
-                log.exception("handling a mesos event failed", event=repr(event)[:300])
+            # Take what else is waiting: updates are recorded in batches (one etcd transaction
+            # for many), in arrival order, and other events are handled between batches.
+            updates: list[TaskUpdate] = []
+            while True:
+                if isinstance(event, TaskUpdate):
+                    updates.append(event)
+                else:
+                    self._flush(updates)
+                    updates = []
+                    self._guarded(self._on_event, event)
+                if len(updates) >= UPDATE_BATCH:
+                    break
+                try:
+                    event = self.backend.events.get_nowait()
+                except queue.Empty:
+                    break
+            self._flush(updates)
+
+    @staticmethod
+    def _guarded(fn: Callable[[Any], None], arg: Any) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            # An update not acknowledged is sent again by Mesos.
+            log.exception("handling a mesos event failed", event=repr(arg)[:300])
 
     def _on_event(self, event: MesosEvent) -> None:
         if isinstance(event, TaskUpdate):
-            self._on_update(event)
+            self._flush([event])
         elif isinstance(event, TaskLaunched):
             with self._lock:
                 self._pending.discard(event.task_id)
@@ -207,44 +236,84 @@ class JobController:
         elif isinstance(event, Disconnected):
             log.warning("mesos disconnected", reason=event.reason)
 
-    def _on_update(self, update: TaskUpdate) -> None:
-        parts = parse_task_id(update.task_id)
-        if parts is None or parts.owner.kind != KIND:
-            log.info("ignoring update of a task that is not Docket's", task_id=update.task_id,
-                     state=update.state)
-            self.backend.acknowledge(update)
+    def _flush(self, updates: list[TaskUpdate]) -> None:
+        """Record a batch of updates: one compare-and-swap transaction for all the records
+        they change, then acknowledge them, then wake their owners. A conflict (a worker wrote
+        one of the records meanwhile) sends the batch through one by one, read afresh."""
+        if not updates:
             return
-        with self._lock:
-            self._pending.discard(update.task_id)
-        owner = parts.owner
-        logger = object_logger(KIND, owner.namespace, owner.name, task_id=update.task_id)
-        key = self.store.keys.execution(owner.namespace, owner.name, update.task_id)
-        for _ in range(10):
-            found = self.store.get_raw(key)
-            if found is None:
-                self._orphan(update, logger)
-                return
-            record = ExecutionRecord.model_validate_json(found[0])
-            new = record_update(record, update, self.framework_id, self.now())
-            if new is record:
-                break
-            try:
-                self.store.put_execution(owner.namespace, owner.name, new,
-                                         expected_mod_revision=found[1])
-            except Conflict:
-                continue  # a worker wrote the record meanwhile (a kill reason): merge again
-            logger.info("task update recorded", state=update.state, reason=update.reason)
-            if is_final(new.state):
-                metrics.TASKS_FINISHED.labels(end_reason(new)).inc()
-                if new.state != "TASK_FINISHED":
-                    metrics.TASKS_FAILED.labels(end_reason(new)).inc()
-            break
-        else:
-            raise StoreError(f"could not record {update.state} of {update.task_id}")
-        self.backend.acknowledge(update)
-        if update.terminal:
-            self.backend.cancel(update.task_id)  # an answer GONE to a launch still held
-        self.queue.add(ObjectKey(KIND, owner.namespace, owner.name))
+        try:
+            self._record(updates)
+        except Conflict:
+            for update in updates:
+                self._guarded(lambda u: self._record([u], fresh=True), update)
+        except Exception:
+            log.exception("recording a batch of mesos updates failed", count=len(updates))
+
+    def _record(self, updates: list[TaskUpdate], fresh: bool = False) -> None:
+        keys = self.store.keys
+        now = self.now()
+        changed: dict[str, tuple[ExecutionRecord, int, ObjectKey]] = {}
+        done: list[tuple[TaskUpdate, ObjectKey | None]] = []
+        for update in updates:
+            parts = parse_task_id(update.task_id)
+            if parts is None or parts.owner.kind != KIND:
+                log.info("ignoring update of a task that is not Docket's",
+                         task_id=update.task_id, state=update.state)
+                done.append((update, None))
+                continue
+            with self._lock:
+                self._pending.discard(update.task_id)
+            owner = ObjectKey(KIND, parts.owner.namespace, parts.owner.name)
+            key = keys.execution(owner.namespace, owner.name, update.task_id)
+            if key in changed:
+                record, revision, _ = changed[key]
+            else:
+                if fresh:
+                    self.records.invalidate(owner.namespace, owner.name)
+                found = self.records.execution(owner.namespace, owner.name, update.task_id)
+                if found is None:
+                    self._orphan(update, object_logger(KIND, owner.namespace, owner.name,
+                                                       task_id=update.task_id))
+                    continue
+                record, revision = found
+            new = record_update(record, update, self.framework_id, now)
+            if new is not record:
+                changed[key] = (new, revision, owner)
+            done.append((update, owner))
+        if changed:
+            items = list(changed.items())
+            for i in range(0, len(items), MAX_TXN_OPS):
+                chunk = items[i:i + MAX_TXN_OPS]
+                try:
+                    revision = self.store.commit(
+                        [Put(k, encode_model(rec)) for k, (rec, _, _) in chunk],
+                        [Expect(k, rev) for k, (_, rev, _) in chunk])
+                except Exception:
+                    for _, (_, _, owner) in chunk:
+                        self.records.invalidate(owner.namespace, owner.name)
+                    raise
+                for _, (rec, _, owner) in chunk:
+                    self.records.wrote(owner.namespace, owner.name, revision, [rec])
+                    self._count(rec, owner)
+        owners: set[ObjectKey] = set()
+        for update, woken in done:
+            self.backend.acknowledge(update)
+            if woken is not None:
+                if update.terminal:
+                    self.backend.cancel(update.task_id)  # an answer GONE to a launch held
+                owners.add(woken)
+        for owner in owners:
+            self.queue.add(owner)
+
+    @staticmethod
+    def _count(rec: ExecutionRecord, owner: ObjectKey) -> None:
+        log.debug("task update recorded", kind=KIND, namespace=owner.namespace,
+                  name=owner.name, task_id=rec.task_id, state=rec.state, reason=rec.reason)
+        if is_final(rec.state):
+            metrics.TASKS_FINISHED.labels(end_reason(rec)).inc()
+            if rec.state != "TASK_FINISHED":
+                metrics.TASKS_FAILED.labels(end_reason(rec)).inc()
 
     def _orphan(self, update: TaskUpdate, logger: Any) -> None:
         if not update.terminal:

@@ -94,6 +94,8 @@ def test_sigkill_mid_job_and_restart_completes_every_index_once(
     proc = controller_process(lm)
     proc.start()
     user.put_job("big", {"completions": 50, "parallelism": 10, "systemRetryLimit": 100,
+                         # Intents cut off by the kill come back GONE/UNKNOWN: retried soon.
+                         "backoff": {"initialSeconds": 0.1, "maxSeconds": 0.5},
                          "completionMode": "Indexed", "template": sim(duration=0.3)})
 
     def finished() -> int:
