@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("docket.jobs")
 
 UPDATE_BATCH = 500
+GAUGE_SECONDS = 2.0
 
 PLURAL = "jobs"
 KIND = "Job"
@@ -193,7 +195,11 @@ class JobController:
         return out
 
     def _pump(self) -> None:
+        next_gauges = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_gauges:
+                self._update_gauges()
+                next_gauges = time.monotonic() + GAUGE_SECONDS
             try:
                 event = self.backend.events.get(timeout=0.2)
             except queue.Empty:
@@ -215,6 +221,17 @@ class JobController:
                 except queue.Empty:
                     break
             self._flush(updates)
+
+    def _update_gauges(self) -> None:
+        counts = dict.fromkeys(metrics.TASK_STATES, 0)
+        for rec in self.records.all_executions():
+            state = rec.state.removeprefix("TASK_").lower()
+            if state in counts:
+                counts[state] += 1
+            elif rec.state == "LAUNCHING":
+                counts["staging"] += 1
+        for state, count in counts.items():
+            metrics.TASKS_ACTIVE.labels(state).set(count)
 
     @staticmethod
     def _guarded(fn: Callable[[Any], None], arg: Any) -> None:

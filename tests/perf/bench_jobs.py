@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ def etcd_put_rate(store: Store, count: int = 2000) -> float:
     return count / (time.perf_counter() - start)
 
 
+def controller_figures(port: int) -> dict[str, float]:
+    """Means of the controller's own histograms, to see where time goes."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    out: dict[str, float] = {}
+    for metric, label in (("docket_reconcile_duration_seconds", 'kind="Job"'),
+                          ("docket_workqueue_queue_duration_seconds", 'name="Job"'),
+                          ("docket_etcd_request_duration_seconds", 'operation="txn"')):
+        count = values.get(f"{metric}_count{{{label}}}", 0.0)
+        total = values.get(f"{metric}_sum{{{label}}}", 0.0)
+        short = metric.removeprefix("docket_").removesuffix("_seconds")
+        out[f"{short}_count"] = count
+        out[f"{short}_mean_ms"] = round(1000 * total / count, 2) if count else 0.0
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -67,7 +90,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--duration", type=float, default=0.05)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=16, help="controller workers")
     parser.add_argument("--writers", type=int, default=4, help="threads putting specs")
     parser.add_argument("--ceiling-tasks", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=1800)
@@ -76,11 +99,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="docket-bench-"))
     etcd = EtcdServer(data_dir=tmp / "etcd")
     etcd.start()
-    store = Store(etcd.endpoint, prefix="/docket")
     out: dict[str, Any] = {"benchmark": "jobs", "jobs": args.jobs, "agents": args.agents}
     controller: subprocess.Popen[bytes] | None = None
     lm = None
+    store: Store | None = None
     try:
+        store = Store(etcd.endpoint, prefix="/docket")
         # Ceilings, measured on this machine in this run.
         etcd_rate = etcd_put_rate(store)
         ceiling_mesos = RemoteMesos(args.agents)
@@ -96,9 +120,10 @@ def main() -> None:
                               round(raw["tasks"] / (raw["launch_seconds"] or 1e-9), 1)}
 
         lm = RemoteMesos(args.agents)
+        metrics_port = free_port()
         env = {**os.environ, "DOCKET_ETCD_ENDPOINTS": etcd.endpoint,
                "DOCKET_MESOS_MASTER": lm.master_url,
-               "DOCKET_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+               "DOCKET_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
                "DOCKET_WORKERS": str(args.workers), "DOCKET_LOG_LEVEL": "warning",
                "DOCKET_LOG_FORMAT": "json", "DOCKET_DECLINE_REFUSE_SECONDS": "1"}
         log = (tmp / "controller.log").open("wb")
@@ -177,6 +202,7 @@ def main() -> None:
             "latency_running_p99": round(percentile(latencies, 0.99), 4),
             "etcd_txns_per_task": round(controller_txns / args.jobs, 2),
             "ratio_to_ceiling": round(rate / min(etcd_rate, mesos_rate), 3),
+            "controller": controller_figures(metrics_port),
         })
     finally:
         if controller is not None:
@@ -187,7 +213,8 @@ def main() -> None:
                 controller.kill()
         if lm is not None:
             lm.stop()
-        store.close()
+        if store is not None:
+            store.close()
         etcd.stop()
     print(json.dumps(out, indent=2))
 
