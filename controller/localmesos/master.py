@@ -65,6 +65,77 @@ def validate_id(value: str) -> str | None:
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def framework_roles(info: dict[str, Any]) -> list[str]:
+    """protobuf::framework::getRoles: `roles` for MULTI_ROLE frameworks (none: no offers),
+    else `role` ("*" by default)."""
+    caps = {c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)}
+    if "MULTI_ROLE" in caps:
+        return [str(r) for r in info.get("roles") or []]
+    return [str(info.get("role", "*"))]
+
+
+def _stringify_set(items: set[str]) -> str:
+    return "{ " + ", ".join(sorted(items)) + " }"
+
+
+def validate_role(role: str) -> str | None:
+    """Mesos' roles::validate: the error message, or None when valid."""
+    if role == "*":
+        return None
+    if role.startswith("/"):
+        return f"Role '{role}' cannot start with a slash"
+    if role.endswith("/"):
+        return f"Role '{role}' cannot end with a slash"
+    if "//" in role:
+        return f"Role '{role}' cannot contain two adjacent slashes"
+    components = [c for c in role.split("/") if c]
+    if not components:
+        return "Role names cannot be the empty string"
+    for component in components:
+        if component in (".", "..", "*"):
+            return f"Role '{role}' cannot include '{component}' as a component"
+        if component.startswith("-"):
+            return f"Role component '{component}' is invalid because it starts with a dash"
+        if any(c in "\t\n\v\f\r \b" for c in component):
+            return (f"Role component '{component}' is invalid because it contains backspace "
+                    "or whitespace")
+    return None
+
+
+def validate_framework(info: dict[str, Any]) -> str | None:
+    """validation.cpp framework::validate of a SUBSCRIBE's FrameworkInfo: the refusal's
+    ERROR message, or None."""
+    caps = {c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)}
+    multi_role = "MULTI_ROLE" in caps
+    roles = [str(r) for r in info.get("roles") or []]
+    if multi_role and "role" in info:
+        return "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable"
+    if not multi_role and roles:
+        return ("'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE "
+                "capable")
+    if multi_role:
+        duplicates = {r for r in roles if roles.count(r) > 1}
+        if duplicates:
+            return f"'FrameworkInfo.roles' contains duplicate items: {_stringify_set(duplicates)}"
+        for role in roles:
+            error = validate_role(role)
+            if error:
+                return f"'FrameworkInfo.roles' contains invalid role: {error}"
+    else:
+        error = validate_role(str(info.get("role", "*")))
+        if error:
+            return f"'FrameworkInfo.role' is not a valid role: {error}"
+    fid = (info.get("id") or {}).get("value")
+    if fid:
+        error = validate_id(str(fid))
+        if error:
+            return error
+    timeout = info.get("failover_timeout", 0.0)
+    if isinstance(timeout, int | float) and not abs(timeout) * 1e9 < 2**63:
+        return f"The framework failover_timeout ({timeout:g}) is invalid"
+    return None
+
+
 def recordio(event: dict[str, Any]) -> bytes:
     data = _encode(event).encode()
     return str(len(data)).encode() + b"\n" + data
@@ -167,9 +238,7 @@ class Framework:
 
     @property
     def roles(self) -> list[str]:
-        if "MULTI_ROLE" in self.capabilities:
-            return list(self.info.get("roles") or ["*"])
-        return [str(self.info.get("role", "*"))]
+        return framework_roles(self.info)
 
     @property
     def failover_timeout(self) -> float:
@@ -356,8 +425,18 @@ class Master:
         with self.lock:
             fid = (info.get("id") or {}).get("value")
             stream = Stream(framework_id=fid or "")
-            if fid and fid in self.removed_frameworks:
-                stream.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+            # Refused subscriptions get a 200 stream holding one ERROR, as in Mesos.
+            # Mesos' order: FrameworkInfo, a removed framework, then the suppressed roles.
+            refusal = validate_framework(info)
+            if refusal is None and fid and fid in self.removed_frameworks:
+                refusal = "Framework has been removed"
+            unknown = set(call["subscribe"].get("suppressed_roles") or []) - set(
+                framework_roles(info))
+            if refusal is None and unknown:
+                refusal = (f"Suppressed roles {_stringify_set(unknown)} are not contained in "
+                           "the set of roles")
+            if refusal is not None:
+                stream.send({"type": "ERROR", "error": {"message": refusal}})
                 stream.close()
                 return stream
             if fid and fid in self.frameworks:

@@ -29,6 +29,7 @@ class RawScheduler:
         if roles is not None:
             info["roles"] = roles
         self.info = info
+        self.suppressed_roles: list[str] = []  # sent with SUBSCRIBE when set
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.all_events: list[dict[str, Any]] = []
         self.framework_id: str | None = framework_id
@@ -40,6 +41,8 @@ class RawScheduler:
 
     def subscribe(self, timeout: float = 10) -> dict[str, Any]:
         call: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self.info}}
+        if self.suppressed_roles:
+            call["subscribe"]["suppressed_roles"] = list(self.suppressed_roles)
         if self.framework_id:
             call["framework_id"] = {"value": self.framework_id}
         self._sub = http.client.HTTPConnection(self.host, self.port, timeout=30)

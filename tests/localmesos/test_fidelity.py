@@ -156,3 +156,37 @@ def test_removed_agent_message(local_mesos: Start, schedulers: list[RawScheduler
     lm.remove_agent(offer["agent_id"]["value"])
     st = s.wait_update("doomed", timeout=5)
     assert st["message"] == "Agent has been marked gone" and "executor_id" not in st
+
+
+@pytest.mark.parametrize(("caps", "extra", "message"), [
+    ((), {"suppressed_roles": ["web"]},
+     "Suppressed roles { web } are not contained in the set of roles"),
+    (("MULTI_ROLE",), {"role": "a"},
+     "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable"),
+    ((), {"roles": ["a"]},
+     "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable"),
+    ((), {"role": "-x"}, "'FrameworkInfo.role' is not a valid role: Role component '-x' is "
+                         "invalid because it starts with a dash"),
+])
+def test_subscribe_refused_like_mesos(local_mesos: Start, schedulers: list[RawScheduler],
+                                      caps: tuple[str, ...], extra: dict[str, Any],
+                                      message: str) -> None:
+    lm = local_mesos(simulate=True)
+    s = RawScheduler(lm.master_url, capabilities=caps)
+    schedulers.append(s)
+    s.suppressed_roles = extra.pop("suppressed_roles", [])
+    s.info.update(extra)
+    assert s.subscribe() == {"type": "ERROR", "error": {"message": message}}
+
+
+def test_subscribe_with_suppressed_roles_gets_no_offers_until_revive(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = RawScheduler(lm.master_url)
+    schedulers.append(s)
+    s.suppressed_roles = ["*"]
+    assert s.subscribe()["type"] == "SUBSCRIBED"
+    with pytest.raises(AssertionError):
+        s.wait_offers(timeout=0.5)
+    s.call({"type": "REVIVE", "revive": {"roles": ["*"]}})
+    assert s.wait_offers(timeout=3)
