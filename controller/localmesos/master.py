@@ -698,13 +698,30 @@ class Master:
             self._remove_offer(offer_id, rescind=False)
             self._add_filter(fw, offer.agent_id, offer.resources, decline.get("filters"))
 
+    @staticmethod
+    def _roles_dropped(fw: Framework, roles: list[str], what: str) -> bool:
+        """Mesos drops a whole REVIVE or SUPPRESS (still answered 202) if one of its roles
+        is invalid or not one the framework subscribed with."""
+        for role in roles:
+            error = validate_role(role)
+            if error is None and role in fw.roles:
+                continue
+            log.warning(f"dropping {what} call", framework_id=fw.framework_id, role=role,
+                        error=error or "not one of the framework's subscribed roles")
+            return True
+        return False
+
     def revive(self, fw: Framework, roles: list[str]) -> None:
+        if self._roles_dropped(fw, roles, "REVIVE"):
+            return
         targets = set(roles) if roles else set(fw.roles)
         fw.suppressed -= targets
         fw.filters.clear()
         self.timers.call_soon(self.allocate)
 
     def suppress(self, fw: Framework, roles: list[str]) -> None:
+        if self._roles_dropped(fw, roles, "SUPPRESS"):
+            return
         fw.suppressed |= set(roles) if roles else set(fw.roles)
 
     def _validate_offers(self, fw: Framework, offer_ids: list[str]) -> str | None:

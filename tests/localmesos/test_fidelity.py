@@ -190,3 +190,15 @@ def test_subscribe_with_suppressed_roles_gets_no_offers_until_revive(
         s.wait_offers(timeout=0.5)
     s.call({"type": "REVIVE", "revive": {"roles": ["*"]}})
     assert s.wait_offers(timeout=3)
+
+
+def test_suppress_with_a_role_not_subscribed_is_dropped(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = connect(lm, schedulers)
+    first = s.wait_offers()[0]
+    # "web" is not the framework's role: the whole call is dropped, "*" stays unsuppressed.
+    assert s.call({"type": "SUPPRESS", "suppress": {"roles": ["*", "web"]}})[0] == 202
+    s.call({"type": "DECLINE", "decline": {"offer_ids": [first["id"]],
+                                           "filters": {"refuse_seconds": 0}}})
+    assert s.wait_offers(timeout=3)
