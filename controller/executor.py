@@ -86,10 +86,15 @@ class Executor:
     (the controller tracks what it handed over, to leave it out of reconciliation)."""
 
     def __init__(self, store: Store, backend: MesosBackend, *,
-                 on_launch: Callable[[Sequence[str]], None] | None = None) -> None:
+                 on_launch: Callable[[Sequence[str]], None] | None = None,
+                 on_written: Callable[[Snapshot, int, Sequence[ExecutionRecord],
+                                       StatusBase | None], None] | None = None) -> None:
         self.store = store
         self.backend = backend
         self._on_launch = on_launch
+        # Told of every committed write before anything reaches Mesos, so a cache of the
+        # records already holds an intent when the first update of its task comes back.
+        self._on_written = on_written
 
     def apply(self, plan: Plan, snap: Snapshot, now: datetime, *,
               logger: Any = log) -> Applied:
@@ -126,7 +131,7 @@ class Executor:
         if status_op is not None:
             ops.append(status_op)  # last: it describes the intents written before it
         out = Applied()
-        self._commit(ops, out)
+        self._commit(ops, out, snap)
         revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
 
         for kill in kills:
@@ -170,7 +175,7 @@ class Executor:
         key = self.store.keys.status(snap.plural, snap.namespace, snap.name)
         return Put(key, encode_model(status)), Expect(key, snap.status_revision), status
 
-    def _commit(self, ops: Sequence[_Op], out: Applied) -> None:
+    def _commit(self, ops: Sequence[_Op], out: Applied, snap: Snapshot) -> None:
         for i in range(0, len(ops), MAX_TXN_OPS):
             chunk = ops[i:i + MAX_TXN_OPS]
             try:
@@ -181,11 +186,17 @@ class Executor:
                 raise StalePlan(str(exc)) from None
             out.revision = revision
             out.written += len(chunk)
+            records = []
+            status = None
             for _, _, model in chunk:
                 if isinstance(model, ExecutionRecord):
+                    records.append(model)
                     out.records.append((revision, model))
                 else:
+                    status = model
                     out.status = (revision, model)
+            if self._on_written is not None:
+                self._on_written(snap, revision, records, status)
 
     def _kill(self, kill: Kill, snap: Snapshot,
               revisions: Mapping[str, tuple[ExecutionRecord, int]], out: Applied,
@@ -205,6 +216,8 @@ class Executor:
             except Conflict:
                 raise StalePlan(f"record {kill.task_id} changed") from None
             out.records.append((revision, killed))
+            if self._on_written is not None:
+                self._on_written(snap, revision, [killed], None)
             metrics.TASKS_KILLED.labels(label).inc()
             out.cancelled += (kill.task_id,)
             logger.info("pending launch cancelled", task_id=kill.task_id, reason=kill.reason)

@@ -78,8 +78,11 @@ class JobController:
         self.informer = Informer(store, PLURAL, KIND, resync_seconds=resync_seconds)
         self.queue = WorkQueue(KIND)
         self.loop = Controller(KIND, self.queue, self.reconcile, workers=workers)
-        self.executor = Executor(store, self.backend, on_launch=self._handed_over)
         self.records = RecordCache(store, PLURAL)
+        self.executor = Executor(
+            store, self.backend, on_launch=self._handed_over,
+            on_written=lambda snap, rev, recs, status: self.records.wrote(
+                snap.namespace, snap.name, rev, recs, status))
         self.informer.enqueue_into(self.queue.add)
         self.framework_id: str | None = None
         self._subscribed = False
@@ -163,10 +166,6 @@ class JobController:
         except Exception:
             self.records.invalidate(namespace, name)
             raise
-        for revision, rec in applied.records:
-            self.records.wrote(namespace, name, revision, [rec])
-        if applied.status is not None:
-            self.records.wrote(namespace, name, applied.status[0], status=applied.status[1])
         if applied.owner_data_deleted:
             self.records.deleted(namespace, name)
         if plan.status is not None:
@@ -289,6 +288,11 @@ class JobController:
                 if fresh:
                     self.records.invalidate(owner.namespace, owner.name)
                 found = self.records.execution(owner.namespace, owner.name, update.task_id)
+                if found is None:
+                    # Killing is drastic: make sure with etcd itself, not just the cache.
+                    self.records.invalidate(owner.namespace, owner.name)
+                    found = self.records.execution(owner.namespace, owner.name,
+                                                   update.task_id)
                 if found is None:
                     self._orphan(update, object_logger(KIND, owner.namespace, owner.name,
                                                        task_id=update.task_id))
