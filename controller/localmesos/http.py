@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlparse
 import structlog
 
 from controller.localmesos.master import MESOS_VERSION, ApiError, Master, Stream, Task
+from controller.localmesos.resources import Resources
 
 if TYPE_CHECKING:
     from controller.localmesos.cluster import LocalMesos
@@ -143,10 +144,59 @@ def _missing_required(call: dict[str, Any]) -> list[str]:
     return missing
 
 
+# The message-typed fields of a Call, as far as the master reads them: {field: sub-schema}
+# for a message, [sub-schema] for a repeated message, str for a string, [str] for repeated
+# strings. Mesos' JSON-to-protobuf conversion refuses a value of the wrong JSON type (400).
+_ID: dict[str, Any] = {"value": str}
+_CALL_SCHEMA: dict[str, Any] = {
+    "framework_id": _ID,
+    "subscribe": {"framework_info": {"id": _ID, "user": str, "name": str, "role": str,
+                                     "roles": [str], "principal": str, "hostname": str,
+                                     "capabilities": [{}]},
+                  "suppressed_roles": [str]},
+    "accept": {"offer_ids": [_ID], "operations": [{"launch": {"task_infos": [
+        {"name": str, "task_id": _ID, "agent_id": _ID, "resources": [{"name": str}],
+         "command": {"value": str}}]}}], "filters": {}},
+    "decline": {"offer_ids": [_ID], "filters": {}},
+    "revive": {"roles": [str]},
+    "suppress": {"roles": [str]},
+    "kill": {"task_id": _ID, "agent_id": _ID, "kill_policy": {"grace_period": {}}},
+    "shutdown": {"executor_id": _ID, "agent_id": _ID},
+    "acknowledge": {"agent_id": _ID, "task_id": _ID, "uuid": str},
+    "reconcile": {"tasks": [{"task_id": _ID, "agent_id": _ID}]},
+    "message": {"agent_id": _ID, "executor_id": _ID, "data": str},
+    "request": {},
+}
+
+
+def _shape_error(value: Any, schema: Any, path: str) -> str | None:
+    if schema is str:
+        return None if isinstance(value, str) else f"Expecting a string for '{path}'"
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"Expecting a JSON array for '{path}'"
+        for i, item in enumerate(value):
+            error = _shape_error(item, schema[0], f"{path}[{i}]")
+            if error:
+                return error
+        return None
+    if not isinstance(value, dict):
+        return f"Expecting a JSON object for '{path}'"
+    for name, sub in schema.items():
+        if name in value:
+            error = _shape_error(value[name], sub, f"{path}.{name}" if path else name)
+            if error:
+                return error
+    return None
+
+
 def validate_call(call: Any) -> dict[str, Any]:
     """Parse-level and semantic validation as Mesos does it; raises ApiError(400/501)."""
     if not isinstance(call, dict):
         raise ApiError(400, "Failed to convert JSON into Call protobuf: Expecting a JSON object")
+    shape = _shape_error(call, _CALL_SCHEMA, "")
+    if shape:
+        raise ApiError(400, f"Failed to convert JSON into Call protobuf: {shape}")
     kind = call.get("type")
     if kind is not None and kind not in CALL_TYPES:
         raise ApiError(400, "Failed to convert JSON into Call protobuf: Failed to find enum "
@@ -215,6 +265,11 @@ def task_json(task: Task) -> dict[str, Any]:
     if task.unreachable_time is not None:
         out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
     return out
+
+
+AGENT_CAPABILITIES = ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT",
+                      "RESOURCE_PROVIDER", "RESIZE_VOLUME", "AGENT_OPERATION_FEEDBACK",
+                      "AGENT_DRAINING", "TASK_RESOURCE_LIMITS"]
 
 
 class _Server(ThreadingHTTPServer):
@@ -499,6 +554,14 @@ class MasterHTTP:
         with m.lock:
             def framework(fw: Any) -> dict[str, Any]:
                 info = fw.info
+                used = Resources()
+                for t in fw.tasks.values():
+                    if not t.resources_released:
+                        used = used + t.resources
+                offered = Resources()
+                for o in fw.offers:
+                    if o in m.offers:
+                        offered = offered + m.offers[o].resources
                 return {
                     "id": fw.framework_id,
                     "name": info.get("name", ""),
@@ -512,6 +575,10 @@ class MasterHTTP:
                     "recovered": False,
                     "checkpoint": bool(info.get("checkpoint", False)),
                     "failover_timeout": fw.failover_timeout,
+                    "webui_url": info.get("webui_url", ""),
+                    "resources": self._resources_json(used),
+                    "used_resources": self._resources_json(used),
+                    "offered_resources": self._resources_json(offered),
                     "capabilities": sorted(fw.capabilities),
                     "registered_time": fw.registered_time,
                     "unregistered_time": fw.unregistered_time or 0,
@@ -536,6 +603,9 @@ class MasterHTTP:
                     "used_resources": self._resources_json(a.used),
                     "offered_resources": self._resources_json(a.offered),
                     "unreserved_resources": self._resources_json(a.total),
+                    "reserved_resources": {},
+                    "deactivated": False,
+                    "capabilities": AGENT_CAPABILITIES,
                     "attributes": {x["name"]: self._attr_value(x) for x in a.attributes},
                     "active": a.state == "active",
                     "version": MESOS_VERSION,
@@ -558,6 +628,7 @@ class MasterHTTP:
                 "frameworks": [framework(fw) for fw in m.frameworks.values()],
                 "completed_frameworks": [framework(fw) for fw in m.removed_frameworks.values()],
                 "orphan_tasks": [],
+                "capabilities": ["AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"],
                 "unregistered_frameworks": [],
                 "flags": {"allocation_interval": f"{m.config.allocation_interval}secs",
                           "offer_timeout": str(m.config.offer_timeout)},

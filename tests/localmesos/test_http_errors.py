@@ -243,16 +243,19 @@ def test_state_and_tasks_shape(master: LocalMesos, schedulers: list[RawScheduler
     assert {"version", "id", "pid", "hostname", "start_time", "activated_slaves",
             "deactivated_slaves", "unreachable_slaves", "leader", "leader_info", "flags",
             "slaves", "frameworks", "completed_frameworks", "unregistered_frameworks",
-            } <= set(state), sorted(state)
+            "capabilities"} <= set(state), sorted(state)
     slave = state["slaves"][0]
     assert {"id", "pid", "hostname", "port", "registered_time", "resources", "used_resources",
             "offered_resources", "unreserved_resources", "attributes", "active",
-            "version"} <= set(slave), sorted(slave)
+            "version", "reserved_resources", "deactivated", "capabilities"} <= set(slave), \
+        sorted(slave)
     fw = state["frameworks"][0]
     assert {"id", "name", "user", "failover_timeout", "checkpoint", "registered_time",
             "unregistered_time", "active", "connected", "recovered", "capabilities",
             "hostname", "role", "roles", "tasks", "unreachable_tasks", "completed_tasks",
-            "offers", "executors"} <= set(fw), sorted(fw)
+            "offers", "executors", "used_resources", "offered_resources", "webui_url",
+            "resources"} <= set(fw), sorted(fw)
+    assert fw["used_resources"]["cpus"] == 0.1
     assert fw["id"] == s.framework_id and fw["active"] and fw["connected"]
     assert [t["id"] for t in fw["tasks"]] == ["t1"]
 
@@ -264,3 +267,18 @@ def test_state_and_tasks_shape(master: LocalMesos, schedulers: list[RawScheduler
     assert task["framework_id"] == s.framework_id and task["state"] == "TASK_RUNNING"
     assert task["slave_id"] == offer["agent_id"]["value"]
     assert {"state", "timestamp"} <= set(task["statuses"][-1])
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({"type": "SUBSCRIBE", "subscribe": {"framework_info": 7}}, "subscribe.framework_info"),
+    ({"type": "KILL", "framework_id": {"value": "f"}, "kill": 5}, "kill"),
+    ({"type": "ACCEPT", "framework_id": "f", "accept": {}}, "framework_id"),
+    ({"type": "REVIVE", "framework_id": {"value": "f"}, "revive": {"roles": "a"}},
+     "revive.roles"),
+])
+def test_json_that_is_not_a_call_is_400(master: LocalMesos, body: dict[str, Any],
+                                        where: str) -> None:
+    status, text, _ = post(master, body, {"Content-Type": JSON, "Accept": JSON})
+    assert status == 400
+    assert text.startswith("Failed to convert JSON into Call protobuf: ")
+    assert where in text
