@@ -35,7 +35,8 @@ from controller.reconcile import (
     UpdateExecution,
     WriteStatus,
 )
-from controller.store import Conflict, Expect, Put, Store
+from controller.runtime import Fence
+from controller.store import Conflict, Delete, Expect, Put, Store
 
 log = structlog.get_logger("docket.executor")
 
@@ -51,6 +52,32 @@ _Op = tuple[Put, Expect, ExecutionRecord | StatusBase]
 
 class StalePlan(Exception):
     """A compare-and-swap write lost: the plan was made from state that changed since."""
+
+
+class NotLeader(Exception):
+    """This process does not (or no longer) hold the controller lease: it must not write."""
+
+
+def fenced_commit(store: Store, fence: Callable[[], Fence | None] | None,
+                  ops: Sequence[Put | Delete], expect: Sequence[Expect] = ()) -> int:
+    """`store.commit`, plus, when `fence` is given, the condition that the leader key is
+    still the one this process created (so a deposed leader's write fails in etcd itself).
+    Raises StalePlan on a conflict, NotLeader when not leading."""
+    conditions = list(expect)
+    token = None
+    if fence is not None:
+        token = fence()
+        if token is None:
+            raise NotLeader("not the leader")
+        conditions.append(Expect(token.key, token.revision))
+    try:
+        return store.commit(ops, conditions)
+    except Conflict as exc:
+        if token is not None:
+            found = store.get_raw(token.key)
+            if found is None or found[1] != token.revision:
+                raise NotLeader("lost the controller lease") from None
+        raise StalePlan(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -88,13 +115,15 @@ class Executor:
     def __init__(self, store: Store, backend: MesosBackend, *,
                  on_launch: Callable[[Sequence[str]], None] | None = None,
                  on_written: Callable[[Snapshot, int, Sequence[ExecutionRecord],
-                                       StatusBase | None], None] | None = None) -> None:
+                                       StatusBase | None], None] | None = None,
+                 fence: Callable[[], Fence | None] | None = None) -> None:
         self.store = store
         self.backend = backend
         self._on_launch = on_launch
         # Told of every committed write before anything reaches Mesos, so a cache of the
         # records already holds an intent when the first update of its task comes back.
         self._on_written = on_written
+        self._fence = fence
 
     def apply(self, plan: Plan, snap: Snapshot, now: datetime, *,
               logger: Any = log) -> Applied:
@@ -147,16 +176,17 @@ class Executor:
                 logger.info("task launch requested", task_id=tid)
 
         if delete_object is not None:
-            try:
-                self.store.delete_object(delete_object.plural, delete_object.namespace,
-                                         delete_object.name,
-                                         delete_object.expected_mod_revision)
-                logger.info("object expired and deleted")
-            except Conflict:
-                raise StalePlan("the object changed since it was read") from None
+            key = keys.object(delete_object.plural, delete_object.namespace,
+                              delete_object.name)
+            self._guarded_commit([Delete(key)],
+                                 [Expect(key, delete_object.expected_mod_revision)])
+            logger.info("object expired and deleted")
         if delete_data is not None:
-            self.store.delete_owner_data(delete_data.plural, delete_data.namespace,
-                                         delete_data.name)
+            self._guarded_commit([
+                Delete(keys.status(delete_data.plural, delete_data.namespace,
+                                   delete_data.name)),
+                Delete(keys.executions_prefix(delete_data.namespace, delete_data.name),
+                       prefix=True)])
             out.owner_data_deleted = True
             logger.info("status and execution records deleted")
         return out
@@ -171,6 +201,11 @@ class Executor:
         rec = updated.get(task_id, found[0])
         return rec, found[1]
 
+    def _guarded_commit(self, ops: Sequence[Put | Delete], expect: Sequence[Expect] = ()
+                        ) -> int:
+        """Commit, fenced: the transaction also requires that this process still leads."""
+        return fenced_commit(self.store, self._fence, ops, expect)
+
     def _status_put(self, status: StatusBase, snap: Snapshot) -> _Op:
         key = self.store.keys.status(snap.plural, snap.namespace, snap.name)
         return Put(key, encode_model(status)), Expect(key, snap.status_revision), status
@@ -178,12 +213,10 @@ class Executor:
     def _commit(self, ops: Sequence[_Op], out: Applied, snap: Snapshot) -> None:
         for i in range(0, len(ops), MAX_TXN_OPS):
             chunk = ops[i:i + MAX_TXN_OPS]
-            try:
-                revision = self.store.commit([p for p, _, _ in chunk], [e for _, e, _ in chunk])
-            except Conflict as exc:
-                # Earlier chunks stand (each is a complete, valid step: intents without their
-                # launches are reconciled as GONE at worst); the rest is planned again.
-                raise StalePlan(str(exc)) from None
+            # Earlier chunks stand (each is a complete, valid step: intents without their
+            # launches are reconciled as GONE at worst); the rest is planned again.
+            revision = self._guarded_commit([p for p, _, _ in chunk],
+                                            [e for _, e, _ in chunk])
             out.revision = revision
             out.written += len(chunk)
             records = []
@@ -210,11 +243,8 @@ class Executor:
                 "finished_at": now,
             })
             key = self.store.keys.execution(snap.namespace, snap.name, kill.task_id)
-            try:
-                revision = self.store.commit([Put(key, encode_model(killed))],
-                                             [Expect(key, rev)])
-            except Conflict:
-                raise StalePlan(f"record {kill.task_id} changed") from None
+            revision = self._guarded_commit([Put(key, encode_model(killed))],
+                                            [Expect(key, rev)])
             out.records.append((revision, killed))
             if self._on_written is not None:
                 self._on_written(snap, revision, [killed], None)

@@ -31,7 +31,7 @@ import structlog
 
 from controller import metrics
 from controller.api import ExecutionRecord, Job, JobStatus, encode_model
-from controller.executor import MAX_TXN_OPS, Executor, Snapshot, StalePlan
+from controller.executor import MAX_TXN_OPS, Executor, Snapshot, StalePlan, fenced_commit
 from controller.logs import object_logger
 from controller.mesos.backend import (
     Disconnected,
@@ -43,8 +43,8 @@ from controller.mesos.backend import (
 )
 from controller.reconcile import JobInput, parse_task_id, plan_job
 from controller.records import RecordCache
-from controller.runtime import Controller, Informer, ObjectKey, Result, WorkQueue
-from controller.store import Conflict, Expect, Put, Store, StoreError
+from controller.runtime import Controller, Fence, Informer, ObjectKey, Result, WorkQueue
+from controller.store import Expect, Put, Store, StoreError
 from controller.updates import end_reason, is_final, record_update
 
 if TYPE_CHECKING:
@@ -71,8 +71,10 @@ class JobController:
 
     def __init__(self, store: Store, make_backend: Callable[[KnownTasks], MesosBackend], *,
                  workers: int = 4, resync_seconds: float = 300.0,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 fence: Callable[[], Fence | None] | None = None) -> None:
         self.store = store
+        self._fence = fence
         self.now = clock
         self.backend = make_backend(self.known_tasks)
         self.informer = Informer(store, PLURAL, KIND, resync_seconds=resync_seconds)
@@ -82,7 +84,7 @@ class JobController:
         self.executor = Executor(
             store, self.backend, on_launch=self._handed_over,
             on_written=lambda snap, rev, recs, status: self.records.wrote(
-                snap.namespace, snap.name, rev, recs, status))
+                snap.namespace, snap.name, rev, recs, status), fence=fence)
         self.informer.enqueue_into(self.queue.add)
         self.framework_id: str | None = None
         self._subscribed = False
@@ -260,7 +262,7 @@ class JobController:
             return
         try:
             self._record(updates)
-        except Conflict:
+        except StalePlan:
             for update in updates:
                 self._guarded(lambda u: self._record([u], fresh=True), update)
         except Exception:
@@ -307,7 +309,8 @@ class JobController:
             for i in range(0, len(items), MAX_TXN_OPS):
                 chunk = items[i:i + MAX_TXN_OPS]
                 try:
-                    revision = self.store.commit(
+                    revision = fenced_commit(
+                        self.store, self._fence,
                         [Put(k, encode_model(rec)) for k, (rec, _, _) in chunk],
                         [Expect(k, rev) for k, (_, rev, _) in chunk])
                 except Exception:
@@ -346,13 +349,24 @@ class JobController:
 
 # --- the process ----------------------------------------------------------------------------
 def run_controller(settings: Settings, stop: threading.Event, *,
-                   on_ready: Callable[[JobController, int], None] | None = None) -> int:
+                   on_ready: Callable[[JobController, int], None] | None = None,
+                   lease_ttl: int = 15) -> int:
     """Run the controller until `stop` is set; 0 after a clean shutdown. Call it from the main
     thread the first time (pymesos installs a signal handler on import). `on_ready(jobs,
-    metrics_port)` is called once everything is started (tests, `docket up`)."""
+    metrics_port)` is called once this process leads and everything is started (tests,
+    `docket up`).
+
+    Only the holder of the controller lease in etcd acts (a second instance waits as a
+    standby), and every write it makes is fenced on that lease: a process that lost it cannot
+    write, even if it does not know yet. Losing the lease stops the controller (the framework
+    stays registered) until it is won again."""
+    import os
+    import socket
+
     from controller.logs import configure
     from controller.mesos.adapter import MesosAdapter, MesosConfig
     from controller.metrics import MetricsServer
+    from controller.runtime import LeaderElector
 
     configure(settings.log_level, settings.log_format)
     store = Store(settings.etcd_endpoints, prefix=settings.key_prefix)
@@ -370,22 +384,48 @@ def run_controller(settings: Settings, stop: threading.Event, *,
         def set(self, framework_id: str) -> None:
             store.put_framework_id(framework_id)
 
-    jobs = JobController(store, lambda known: MesosAdapter(config, _FrameworkIds(), known),
-                         workers=settings.workers, resync_seconds=settings.resync_seconds)
+    elector = LeaderElector(store, store.keys.controller("leader"),
+                            f"{socket.gethostname()}:{os.getpid()}", ttl=lease_ttl)
+
+    def make() -> JobController:
+        return JobController(store, lambda known: MesosAdapter(config, _FrameworkIds(), known),
+                             workers=settings.workers, resync_seconds=settings.resync_seconds,
+                             fence=lambda: elector.fence)
+
+    current: list[JobController] = []
+
+    def check(part: str) -> bool:
+        jobs = current[0] if current else None
+        return jobs is not None and jobs.ready()[part]
+
     server = MetricsServer(settings.metrics_address)
     server.readiness.register("etcd", lambda: _etcd_ok(store))
-    server.readiness.register("mesos", lambda: jobs.ready()["mesos"])
-    server.readiness.register("caches", lambda: jobs.ready()["cache"])
+    server.readiness.register("leader", elector.is_leader)
+    server.readiness.register("mesos", lambda: check("mesos"))
+    server.readiness.register("caches", lambda: check("cache"))
     server.start()
     log.info("controller starting", etcd=settings.etcd_endpoints, mesos=settings.mesos_master)
-    jobs.start()
+    elector.start()
+    announced = False
     try:
-        if on_ready is not None:
-            on_ready(jobs, server.port)
-        stop.wait()
+        while not stop.wait(0.1):
+            leading = elector.is_leader()
+            if leading and not current:
+                log.info("leading: starting the job controller")
+                jobs = make()
+                jobs.start()
+                current.append(jobs)
+                if on_ready is not None and not announced:
+                    announced = True
+                    on_ready(jobs, server.port)
+            elif not leading and current:
+                log.warning("not leading any more: stopping the job controller")
+                current.pop().stop()
     finally:
         log.info("controller stopping")
-        jobs.stop()
+        if current:
+            current.pop().stop()
+        elector.stop()
         server.stop()
         store.close()
     return 0

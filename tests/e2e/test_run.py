@@ -46,7 +46,8 @@ def test_run_controller_serves_readiness_and_metrics_and_stops_cleanly(
     base = f"http://127.0.0.1:{port[0]}"
     code, body = wait_for(lambda: (r := _get(base + "/readyz"))[0] == 200 and r, 15,
                           lambda: str(_get(base + "/readyz")))
-    assert "[+]etcd ok" in body and "[+]mesos ok" in body and "[+]caches ok" in body
+    for check in ("etcd", "leader", "mesos", "caches"):
+        assert f"[+]{check} ok" in body, body
     Docket(store, lm).put_job("hello", {"template": sim(duration=0.1)})
     wait_for(lambda: (s := store.get_status("jobs", "default", "hello")) is not None
              and s.status.phase == "Succeeded", 15)
