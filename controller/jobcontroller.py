@@ -44,7 +44,7 @@ from controller.mesos.backend import (
 from controller.reconcile import JobInput, parse_task_id, plan_job
 from controller.records import RecordCache
 from controller.runtime import Controller, Fence, Informer, ObjectKey, Result, WorkQueue
-from controller.store import Expect, Put, Store, StoreError
+from controller.store import EtcdUnavailable, Expect, Put, Store, StoreError
 from controller.updates import end_reason, is_final, record_update
 
 if TYPE_CHECKING:
@@ -127,9 +127,15 @@ class JobController:
             try:
                 self.records.load_all()
                 break
-            except StoreError as exc:
+            except EtcdUnavailable as exc:
                 log.warning("cannot load status and records; retrying", error=str(exc))
                 self._stop.wait(1.0)
+            except StoreError as exc:
+                # E.g. more records than one etcd response may carry: carry on reading each
+                # object's records when it is reconciled.
+                log.error("cannot load all status and records at once; reading them per "
+                          "object", error=str(exc))
+                break
         if not self.informer.wait_for_sync(3600) or self._stop.is_set():
             return
         for namespace, name in self.records.owners():
@@ -182,18 +188,28 @@ class JobController:
     def known_tasks(self) -> list[tuple[str, str | None]]:
         """Every task our records say may exist (LAUNCHING intents included), except launches
         this process still holds: called by the backend on each subscription."""
-        items, _ = self.store.list_raw(f"{self.store.keys.prefix}/executions/")
+        records: list[ExecutionRecord] = []
+        try:
+            items, _ = self.store.list_raw(f"{self.store.keys.prefix}/executions/")
+            for _key, value, *_ in items:
+                try:
+                    records.append(ExecutionRecord.model_validate_json(value))
+                except ValueError:
+                    continue
+        except EtcdUnavailable:
+            raise
+        except StoreError as exc:
+            log.warning("cannot list every record at once; reading them per object",
+                        error=str(exc))
+            owners = {(o.namespace, o.name) for o in self.informer.list()}
+            owners.update(self.records.owners())
+            for namespace, name in owners:
+                known = self.records.get(namespace, name)
+                records.extend(rec for rec, _ in known.executions.values())
         with self._lock:
             pending = set(self._pending)
-        out = []
-        for _key, value, *_ in items:
-            try:
-                rec = ExecutionRecord.model_validate_json(value)
-            except ValueError:
-                continue
-            if not is_final(rec.state) and rec.task_id not in pending:
-                out.append((rec.task_id, rec.agent_id))
-        return out
+        return [(rec.task_id, rec.agent_id) for rec in records
+                if not is_final(rec.state) and rec.task_id not in pending]
 
     def _pump(self) -> None:
         next_gauges = 0.0

@@ -137,6 +137,7 @@ def main() -> None:
             time.sleep(0.1)
 
         succeeded: dict[str, float] = {}
+        final_phase: dict[str, str] = {}
         done = threading.Event()
         events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         status_prefix = store.keys.status_prefix("jobs") + "bench/"
@@ -150,9 +151,11 @@ def main() -> None:
                 seen = time.monotonic()
                 for ev in resp.events:
                     value = bytes(ev.value)
-                    if b'"phase":"Succeeded"' in value or b'"phase":"Failed"' in value:
-                        name = ev.key.decode().rsplit("/", 1)[1]
-                        succeeded.setdefault(name, seen)
+                    for phase in ("Succeeded", "Failed"):
+                        if f'"phase":"{phase}"'.encode() in value:
+                            name = ev.key.decode().rsplit("/", 1)[1]
+                            succeeded.setdefault(name, seen)
+                            final_phase.setdefault(name, phase)
             done.set()
 
         threading.Thread(target=collect, daemon=True).start()
@@ -184,8 +187,8 @@ def main() -> None:
 
         latencies = []
         phases: dict[str, int] = {}
-        for st in store.list_statuses("jobs").values():
-            phases[str(st.status.phase)] = phases.get(str(st.status.phase), 0) + 1
+        for phase in final_phase.values():
+            phases[phase] = phases.get(phase, 0) + 1
         for name in names:
             for e in store.list_executions("bench", name):
                 if e.record.started_at is not None:
