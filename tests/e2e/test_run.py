@@ -59,3 +59,40 @@ def test_run_controller_serves_readiness_and_metrics_and_stops_cleanly(
     thread.join(15)
     assert result == [0]
     assert lm.frameworks() == [store.get_framework_id()], "framework must survive a stop"
+
+
+def test_a_second_controller_stands_by_until_the_leader_stops(
+        local_mesos: Callable[..., LocalMesos], etcd_server: EtcdServer, etcd_prefix: str,
+        store: Store) -> None:
+    lm = local_mesos(simulate=True)
+    settings = load_settings({"etcd_endpoints": etcd_server.endpoint,
+                              "key_prefix": etcd_prefix, "mesos_master": lm.master_url,
+                              "metrics_address": "127.0.0.1:0", "resync_seconds": "1",
+                              "log_format": "json"}, env={})
+    stops = [threading.Event(), threading.Event()]
+    ready: list[int] = []
+    threads = [threading.Thread(target=run_controller, args=(settings, stop), daemon=True,
+                                kwargs={"on_ready": lambda _j, _p, i=i: ready.append(i),
+                                        "lease_ttl": 3})
+               for i, stop in enumerate(stops)]
+    try:
+        threads[0].start()
+        wait_for(lambda: ready == [0], 15)
+        threads[1].start()
+        user = Docket(store, lm)
+        user.put_job("one", {"template": sim(duration=0.1)})
+        assert user.wait_phase("one", "Succeeded").succeeded == 1
+        assert ready == [0], "the standby must not act while the leader holds the lease"
+        stops[0].set()
+        threads[0].join(15)
+        wait_for(lambda: ready == [0, 1], 15, lambda: f"ready: {ready}")
+        user.put_job("two", {"template": sim(duration=0.1)})
+        assert user.wait_phase("two", "Succeeded").succeeded == 1
+        # One framework throughout: the successor re-subscribed with the persisted id.
+        assert lm.frameworks() == [store.get_framework_id()]
+    finally:
+        for stop in stops:
+            stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join(15)
