@@ -96,3 +96,11 @@ def test_a_second_controller_stands_by_until_the_leader_stops(
         for t in threads:
             if t.is_alive():
                 t.join(15)
+
+
+def test_docket_run_rejects_a_bad_setting_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli.main import main
+
+    assert main(["run", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "workers" in err and "--workers" in err
