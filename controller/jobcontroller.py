@@ -54,6 +54,7 @@ log = structlog.get_logger("docket.jobs")
 
 UPDATE_BATCH = 500
 GAUGE_SECONDS = 2.0
+_STARTING = frozenset({"LAUNCHING", "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"})
 
 PLURAL = "jobs"
 KIND = "Job"
@@ -319,7 +320,12 @@ class JobController:
             new = record_update(record, update, self.framework_id, now)
             if new is not record:
                 changed[key] = (new, revision, owner)
-            done.append((update, owner))
+            # A task going on as planned changes no plan (its timeout wake-up is already
+            # queued, and the periodic resync covers the rest): only wake the owner for
+            # endings, kills under way and anything unusual.
+            routine = (record.state in _STARTING and new.state in _STARTING
+                       and new.kill_reason is None)
+            done.append((update, None if routine else owner))
         if changed:
             items = list(changed.items())
             for i in range(0, len(items), MAX_TXN_OPS):
