@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 import pyetcd
 import pyetcd.exceptions
+from pyetcd.client import Endpoint, MultiEndpointEtcd3Client
 from tenacity import (
     RetryError,
     Retrying,
@@ -58,6 +59,7 @@ _TRANSIENT = (
     pyetcd.exceptions.ConnectionFailedError,
     pyetcd.exceptions.ConnectionTimeoutError,
     pyetcd.exceptions.InternalServerError,
+    pyetcd.exceptions.NoServerAvailableError,
 )
 _TRANSIENT_CODES = {
     grpc.StatusCode.UNAVAILABLE,
@@ -98,15 +100,30 @@ class EtcdClient:
         if not eps:
             raise ValueError("no etcd endpoint given")
         self.endpoints = eps
-        host, port = parse_endpoint(eps[0])
-        self.raw: Any = pyetcd.client(host=host, port=port, timeout=timeout)
-        for ep in self.raw.endpoints.values():
-            ep.time_retry = 0.0
+        parsed = [parse_endpoint(e) for e in eps]
+        # pyetcd refuses an endpoint for `time_retry` seconds after one failure (default 300).
+        # With one endpoint there is nowhere else to go: retry it at once. With several, a
+        # short pause lets it fail over to another member instead of hammering a dead one.
+        time_retry = 0.0 if len(parsed) == 1 else 2.0
+        self.raw: Any = MultiEndpointEtcd3Client(
+            endpoints=[Endpoint(h, p, secure=False, time_retry=time_retry)
+                       for h, p in parsed],
+            timeout=timeout, failover=len(parsed) > 1,
+        )
         self.timeout = timeout
         self.retry_seconds = retry_seconds
 
     def close(self) -> None:
         self.raw.close()
+
+    def fail_over(self) -> None:
+        """With several endpoints: leave the current one for the next attempt."""
+        # The store calls pyetcd's stubs directly, past the wrapper that would mark the
+        # endpoint failed; do what it does, so the next attempt goes to another member.
+        endpoint = self.raw.endpoint_in_use
+        if endpoint is not None:
+            endpoint.fail()
+        self.raw._clear_old_stubs()
 
     def call(self, operation: str, what: str, fn: Callable[[], T], *,
              retry_seconds: float | None = None) -> T:
@@ -116,8 +133,10 @@ class EtcdClient:
             start = time.perf_counter()
             try:
                 return fn()
-            except Exception:
+            except Exception as exc:
                 ETCD_REQUEST_ERRORS.labels(operation).inc()
+                if len(self.endpoints) > 1 and is_transient(exc):
+                    self.fail_over()
                 raise
             finally:
                 ETCD_REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - start)

@@ -166,6 +166,9 @@ class Store:
     def commit(self, ops: Sequence[Op], expect: Sequence[Expect] = ()) -> int:
         """Apply every op atomically if every expectation holds; the new revision.
         Raises Conflict naming the keys when an expectation fails."""
+        return int(self._txn(ops, expect).header.revision)
+
+    def _txn(self, ops: Sequence[Op], expect: Sequence[Expect]) -> Any:
         raw = self.client.raw
         compares = []
         for e in expect:
@@ -203,7 +206,7 @@ class Store:
                                          if e.mod_revision else f"{e.key} already exists"
                                          for e in expect)
             )
-        return int(resp.header.revision)
+        return resp
 
     def put_raw(self, key: str, value: bytes, expected_mod_revision: int | None = None,
                 lease: int | None = None) -> int:
@@ -212,12 +215,9 @@ class Store:
 
     def delete_raw(self, key: str, expected_mod_revision: int | None = None) -> bool:
         """True if the key existed and was deleted."""
-        if expected_mod_revision is None:
-            existed = self.get_raw(key) is not None
-            self.commit([Delete(key)])
-            return existed
-        self.commit([Delete(key)], [Expect(key, expected_mod_revision)])
-        return True
+        expect = [] if expected_mod_revision is None else [Expect(key, expected_mod_revision)]
+        resp = self._txn([Delete(key)], expect)
+        return bool(resp.responses[0].response_delete_range.deleted)
 
     # --- desired objects -------------------------------------------------------------------
     def _stored(self, plural: str, key: str, value: bytes, mod: int, create: int,

@@ -11,10 +11,12 @@ so the caller gets the latest version of each changed key (in mod_revision order
 DELETE for each key that is gone, all carrying the re-list's revision. Revisions delivered
 never decrease, and no (key, revision) is delivered twice.
 
-`known` is what the caller holds at `start_revision - 1` (normally from `Store.list`). A
-caller that passes none gets it read from etcd at that revision before the watch starts, so a
-later compaction still finds deletions; if that revision is already compacted, the stream
-starts from a re-list (a PUT for every object; nothing can be said about deletions before).
+`known` is what the caller holds at `start_revision - 1` (normally from `Store.list`). For a
+caller that passes none, the constructor reads it from etcd at that revision (blocking, with
+the store's retries), so a later compaction still finds deletions. If that revision is already
+compacted, or etcd stays unreachable (the stream then reads it once it can), a compaction
+before the read leads to a re-list that sends a PUT for every object and can say nothing of
+objects deleted in between.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class WatchStream:
         self._stop = threading.Event()
         self._max_backoff = max_backoff
         self.restarts = 0
+        if self._known is None:
+            with contextlib.suppress(Exception):  # the thread tries again, and says why
+                self._read_known()
         self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
         self._thread.start()
 
@@ -121,6 +126,8 @@ class WatchStream:
                 ETCD_REQUEST_ERRORS.labels("watch").inc()
                 if not (isinstance(exc, _Disconnected) or is_transient(exc)):
                     log.error("watch failed", kind=self.plural, error=repr(exc))
+                elif len(self._store.client.endpoints) > 1 and not isinstance(exc, _Disconnected):
+                    self._store.client.fail_over()
                 self.restarts += 1
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)

@@ -236,3 +236,37 @@ def test_unreachable_etcd_is_a_clear_error() -> None:
             s.get("jobs", "default", "x")
     finally:
         s.close()
+
+
+def test_delete_says_whether_the_key_existed(store: Store) -> None:
+    key = store.keys.object("jobs", "default", "gone")
+    assert store.delete_raw(key) is False
+    rev = store.put_raw(key, job_doc("gone"))
+    with pytest.raises(Conflict):
+        store.delete_raw(key, expected_mod_revision=rev + 100)
+    assert store.delete_raw(key, expected_mod_revision=rev) is True
+    assert store.get_raw(key) is None
+
+
+def test_several_endpoints_fail_over_to_a_live_one(etcd_server: EtcdServer,
+                                                   etcd_prefix: str) -> None:
+    from controller.store.etcd_server import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    s = Store(f"{dead},{etcd_server.endpoint}", prefix=etcd_prefix, retry_seconds=10,
+              timeout=1)
+    try:
+        for i in range(3):  # whichever endpoint it starts on, every call gets through
+            s.put_raw(s.keys.object("jobs", "default", f"j{i}"), job_doc(f"j{i}"))
+        assert len(s.list("jobs")[0]) == 3
+    finally:
+        s.close()
+
+
+def test_errors_name_the_key(store: Store) -> None:
+    from controller.store import StoreError
+
+    huge = b"x" * (2 * 1024 * 1024)  # over etcd's default request size limit
+    key = store.keys.object("jobs", "default", "huge")
+    with pytest.raises(StoreError, match=f"txn {key}"):
+        store.put_raw(key, huge)
