@@ -149,7 +149,7 @@ def _job_row(entry: Entry, wide: bool) -> list[str]:
     if wide:
         row += [
             _count(obj.spec.parallelism if isinstance(obj, Job) else None),
-            _count(status.system_failures if status else None),
+            _count(status.system_failures if status else None if entry.invalid else 0),
             human_duration(between(status.start_time, status.completion_time)
                            if status else None),
             _what(entry), _reason(entry),
