@@ -221,7 +221,9 @@ class Framework:
     removal_timer: Timer | None = None
     heartbeat_timer: Timer | None = None
     suppressed: set[str] = field(default_factory=set)
-    filters: dict[str, list[tuple[Resources, float]]] = field(default_factory=dict)
+    # Offer filters per (role, agent id), as Mesos' allocator keeps them: a REVIVE of one role
+    # clears that role's filters only.
+    filters: dict[tuple[str, str], list[tuple[Resources, float]]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     unreachable_tasks: dict[str, Task] = field(default_factory=dict)
     completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=10000))
@@ -609,8 +611,10 @@ class Master:
                 available = agent.available
                 for i in range(len(frameworks)):
                     fw = frameworks[(rotation + i) % len(frameworks)]
-                    role = next((r for r in fw.roles if r not in fw.suppressed), None)
-                    if role is None or self._filtered(fw, agent.agent_id, available, now):
+                    role = next((r for r in fw.roles if r not in fw.suppressed
+                                 and not self._filtered(fw, r, agent.agent_id, available, now)),
+                                None)
+                    if role is None:
                         continue
                     offer = self._make_offer(fw, agent, role, available)
                     batches.setdefault(fw.framework_id, []).append(offer)
@@ -618,12 +622,13 @@ class Master:
             for fid, offers in batches.items():
                 self._send(self.frameworks[fid], {"type": "OFFERS", "offers": {"offers": offers}})
 
-    def _filtered(self, fw: Framework, agent_id: str, available: Resources, now: float) -> bool:
-        entries = [(r, t) for r, t in fw.filters.get(agent_id, []) if t > now]
+    def _filtered(self, fw: Framework, role: str, agent_id: str, available: Resources,
+                  now: float) -> bool:
+        entries = [(r, t) for r, t in fw.filters.get((role, agent_id), []) if t > now]
         if entries:
-            fw.filters[agent_id] = entries
+            fw.filters[(role, agent_id)] = entries
         else:
-            fw.filters.pop(agent_id, None)
+            fw.filters.pop((role, agent_id), None)
         # Mesos refuses offers of resources that the declined ones contain (a superset is
         # offered again).
         return any(declined.contains(available) for declined, _ in entries)
@@ -681,13 +686,14 @@ class Master:
         with self.lock:
             return self._remove_offer(offer_id, rescind=True) is not None
 
-    def _add_filter(self, fw: Framework, agent_id: str, resources: Resources,
+    def _add_filter(self, fw: Framework, role: str, agent_id: str, resources: Resources,
                     filters: dict[str, Any] | None) -> None:
         refuse = self.config.default_refuse_seconds
         if filters and "refuse_seconds" in filters:
             refuse = float(filters["refuse_seconds"])
         if refuse > 0 and not resources.empty:
-            fw.filters.setdefault(agent_id, []).append((resources, time.monotonic() + refuse))
+            fw.filters.setdefault((role, agent_id), []).append(
+                (resources, time.monotonic() + refuse))
 
     def decline(self, fw: Framework, decline: dict[str, Any]) -> None:
         for oid in decline.get("offer_ids") or []:
@@ -696,7 +702,8 @@ class Master:
             if offer is None or offer.framework_id != fw.framework_id:
                 continue
             self._remove_offer(offer_id, rescind=False)
-            self._add_filter(fw, offer.agent_id, offer.resources, decline.get("filters"))
+            self._add_filter(fw, offer.role, offer.agent_id, offer.resources,
+                             decline.get("filters"))
 
     @staticmethod
     def _roles_dropped(fw: Framework, roles: list[str], what: str) -> bool:
@@ -716,7 +723,8 @@ class Master:
             return
         targets = set(roles) if roles else set(fw.roles)
         fw.suppressed -= targets
-        fw.filters.clear()
+        for key in [k for k in fw.filters if k[0] in targets]:
+            del fw.filters[key]
         self.timers.call_soon(self.allocate)
 
     def suppress(self, fw: Framework, roles: list[str]) -> None:
@@ -779,7 +787,7 @@ class Master:
                 log.warning("refusing unsupported offer operation", type=kind,
                             framework_id=fw.framework_id)
         # What the framework did not use goes back, filtered for refuse_seconds.
-        self._add_filter(fw, agent.agent_id, remaining, accept.get("filters"))
+        self._add_filter(fw, role, agent.agent_id, remaining, accept.get("filters"))
 
     @staticmethod
     def _launch_infos(op: dict[str, Any]) -> list[dict[str, Any]]:

@@ -288,6 +288,29 @@ def test_decline_filters_revive_and_suppress(local_mesos: Start,
     assert s.wait_offers(timeout=2)
 
 
+def test_filters_are_per_role_and_revive_clears_only_its_roles(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True)
+    s = connect(lm, schedulers, "MULTI_ROLE", roles=["a", "b"])
+
+    def next_role() -> str:
+        offer = s.wait_offers(timeout=3)[0]
+        s.call({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]],
+                                               "filters": {"refuse_seconds": 60}}})
+        return str(offer["allocation_info"]["role"])
+
+    # Declined for one role, the agent is offered to the framework's other role.
+    first = next_role()
+    second = next_role()
+    assert {first, second} == {"a", "b"}
+    with pytest.raises(AssertionError):
+        s.wait_offers(timeout=0.5)  # both roles filtered
+    s.call({"type": "REVIVE", "revive": {"roles": [second]}})
+    assert next_role() == second  # only the revived role's filter was cleared
+    with pytest.raises(AssertionError):
+        s.wait_offers(timeout=0.5)
+
+
 def test_offer_timeout_and_rescind(local_mesos: Start, schedulers: list[RawScheduler]) -> None:
     lm = local_mesos(simulate=True, offer_timeout=0.3)
     s = connect(lm, schedulers)
