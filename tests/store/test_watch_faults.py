@@ -22,7 +22,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from controller.store import Compacted, EtcdServer, Store, WatchEvent, WatchStream
+from controller.store import Compacted, Delete, EtcdServer, Store, WatchEvent, WatchStream
 from tests.store.proxy import TcpProxy
 
 
@@ -132,6 +132,43 @@ def test_a_watch_without_known_still_reports_deletions_after_compaction(
         check_order([first, *events])
     finally:
         stream.cancel()
+
+
+def test_a_deletion_at_the_compaction_revision_is_not_lost(private_etcd: EtcdServer) -> None:
+    # etcd removes a tombstone at the compaction revision but accepts a watch from exactly
+    # that revision, which then never reports the deletion.
+    store = Store(private_etcd.endpoint, retry_seconds=20)
+    keys = store.keys
+    try:
+        key = keys.object("jobs", "default", "a")
+        created = store.put_raw(key, job_doc("a"))
+        deleted = store.commit([Delete(key)])
+        store.client.raw.compact(deleted)
+        stream = store.watch("jobs", deleted, {key: created})
+        try:
+            events = drain(stream, 1.5)
+            assert [(e.type, e.name) for e in events] == [("DELETE", "a")]
+        finally:
+            stream.cancel()
+    finally:
+        store.close()
+
+
+def test_the_revision_before_the_start_is_not_delivered_again(
+        private_etcd: EtcdServer) -> None:
+    store = Store(private_etcd.endpoint, retry_seconds=20)
+    keys = store.keys
+    try:
+        first = store.put_raw(keys.object("jobs", "default", "a"), job_doc("a"))
+        second = store.put_raw(keys.object("jobs", "default", "b"), job_doc("b"))
+        stream = store.watch("jobs", second, {keys.object("jobs", "default", "a"): first})
+        try:
+            events = drain(stream, 1.0)
+            assert [(e.type, e.name, e.revision) for e in events] == [("PUT", "b", second)]
+        finally:
+            stream.cancel()
+    finally:
+        store.close()
 
 
 def test_a_watch_from_an_already_compacted_revision_relists(private_etcd: EtcdServer) -> None:
