@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         "auto", description="auto: console on a terminal, JSON otherwise")
     decline_refuse_seconds: float = Field(
         3600.0, ge=0, description="how long Mesos holds back an offer Docket declined")
+    reconcile_seconds: float = Field(
+        600.0, gt=0, description="period of the reconciliation of every task with Mesos "
+                                 "(besides the one on each subscription)")
 
     @field_validator("etcd_endpoints", mode="before")
     @classmethod

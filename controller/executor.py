@@ -109,17 +109,22 @@ class Applied:
 
 
 class Executor:
-    """Applies plans. `on_launch(task_ids)` is called right before launches reach the backend
-    (the controller tracks what it handed over, to leave it out of reconciliation)."""
+    """Applies plans. `on_launch(task_ids)` is called before the intents of those launches are
+    written, and `on_launch_dropped(task_ids)` if they then do not reach the backend: the
+    controller leaves what it is about to hand over out of reconciliation (Mesos would answer
+    that it does not know such a task, and it would be written off while its launch goes out),
+    and puts back what it dropped."""
 
     def __init__(self, store: Store, backend: MesosBackend, *,
                  on_launch: Callable[[Sequence[str]], None] | None = None,
+                 on_launch_dropped: Callable[[Sequence[str]], None] | None = None,
                  on_written: Callable[[Snapshot, int, Sequence[ExecutionRecord],
                                        StatusBase | None], None] | None = None,
                  fence: Callable[[], Fence | None] | None = None) -> None:
         self.store = store
         self.backend = backend
         self._on_launch = on_launch
+        self._on_launch_dropped = on_launch_dropped
         # Told of every committed write before anything reaches Mesos, so a cache of the
         # records already holds an intent when the first update of its task comes back.
         self._on_written = on_written
@@ -160,20 +165,26 @@ class Executor:
         if status_op is not None:
             ops.append(status_op)  # last: it describes the intents written before it
         out = Applied()
-        self._commit(ops, out, snap)
-        revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
-
-        for kill in kills:
-            self._kill(kill, snap, revisions, out, now, logger)
-        if launches:
-            ids = [a.task_id for a in launches]
-            if self._on_launch is not None:
-                self._on_launch(ids)
-            self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
-                                              extra_env=a.env) for a in launches)
-            out.launched = tuple(ids)
-            for tid in ids:
-                logger.info("task launch requested", task_id=tid)
+        ids = [a.task_id for a in launches]
+        if ids and self._on_launch is not None:
+            self._on_launch(ids)
+        try:
+            self._commit(ops, out, snap)
+            revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
+            for kill in kills:
+                self._kill(kill, snap, revisions, out, now, logger)
+            if launches:
+                self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
+                                                  extra_env=a.env) for a in launches)
+        except BaseException:
+            # Intents already written without their launch stay LAUNCHING until the next
+            # reconciliation with Mesos reports them unknown (a system failure, retried).
+            if ids and self._on_launch_dropped is not None:
+                self._on_launch_dropped(ids)
+            raise
+        out.launched = tuple(ids)
+        for tid in ids:
+            logger.info("task launch requested", task_id=tid)
 
         if delete_object is not None:
             key = keys.object(delete_object.plural, delete_object.namespace,
@@ -214,7 +225,7 @@ class Executor:
         for i in range(0, len(ops), MAX_TXN_OPS):
             chunk = ops[i:i + MAX_TXN_OPS]
             # Earlier chunks stand (each is a complete, valid step: intents without their
-            # launches are reconciled as GONE at worst); the rest is planned again.
+            # launches are written off by the next reconciliation); the rest is planned again.
             revision = self._guarded_commit([p for p, _, _ in chunk],
                                             [e for _, e, _ in chunk])
             out.revision = revision
@@ -237,6 +248,8 @@ class Executor:
         label = KILL_REASON_LABELS.get(kill.reason, "killed")
         if kill.agent_id is None and self.backend.cancel(kill.task_id):
             # Never sent to Mesos: no update will ever come, so the record ends here.
+            if self._on_launch_dropped is not None:
+                self._on_launch_dropped([kill.task_id])
             rec, rev = revisions.get(kill.task_id) or snap.executions[kill.task_id]
             killed = rec.model_copy(update={
                 "state": "TASK_KILLED", "message": "killed before it was launched",

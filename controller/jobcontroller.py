@@ -84,6 +84,7 @@ class JobController:
         self.records = RecordCache(store, PLURAL)
         self.executor = Executor(
             store, self.backend, on_launch=self._handed_over,
+            on_launch_dropped=self._dropped,
             on_written=lambda snap, rev, recs, status: self.records.wrote(
                 snap.namespace, snap.name, rev, recs, status), fence=fence)
         self.informer.enqueue_into(self.queue.add)
@@ -184,6 +185,10 @@ class JobController:
     def _handed_over(self, task_ids: Iterable[str]) -> None:
         with self._lock:
             self._pending.update(task_ids)
+
+    def _dropped(self, task_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._pending.difference_update(task_ids)
 
     # --- Mesos events ------------------------------------------------------------------------
     def known_tasks(self) -> list[tuple[str, str | None]]:
@@ -397,7 +402,8 @@ def run_controller(settings: Settings, stop: threading.Event, *,
                          role=role, principal=settings.framework_principal,
                          user=settings.framework_user,
                          failover_timeout_seconds=settings.failover_timeout,
-                         refuse_seconds=settings.decline_refuse_seconds)
+                         refuse_seconds=settings.decline_refuse_seconds,
+                         reconcile_interval_seconds=settings.reconcile_seconds)
 
     class _FrameworkIds:
         def get(self) -> str | None:

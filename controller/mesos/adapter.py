@@ -131,6 +131,9 @@ class MesosConfig:
     subscribe_timeout_seconds: float = 30.0
     reconnect_delay_seconds: float = 1.0
     reconcile_batch: int = 1000
+    reconcile_interval_seconds: float = 600.0
+    """Besides each subscription, reconcile this often (Mesos' advice: updates the master
+    generates itself carry no uuid and are never resent if one is lost)."""
     agent_refresh_seconds: float = 30.0
     """At most this often, list the agents again when an update names an unknown one."""
     tick_seconds: float = 0.5
@@ -208,6 +211,7 @@ class MesosAdapter:
         self._want_revive = False
         self._last_event = 0.0
         self._heartbeat_seconds: float | None = None
+        self._next_reconcile = float("inf")  # set on subscription
         self._next_start = 0.0
         self._retry_delay = config.reconnect_delay_seconds
         self._stopping = threading.Event()
@@ -412,6 +416,8 @@ class MesosAdapter:
         driver = self._driver
         if driver is None:
             return
+        if self._connected and now >= self._next_reconcile:
+            self._reconcile_all()
         if self._connected:
             with self._lock:
                 pending = bool(self._pending)
@@ -513,6 +519,19 @@ class MesosAdapter:
             log.warning("could not persist the framework id; will retry", error=str(exc))
 
     # --- events ----------------------------------------------------------------------------
+    def _reconcile_all(self) -> None:
+        """Explicitly the tasks our records say may exist, then implicitly all of Mesos'."""
+        try:
+            known = list(self._known_tasks())
+        except Exception:
+            log.exception("could not list known tasks for reconciliation")
+            known = []
+        if known:
+            self._send_reconcile(known)
+        self._send_reconcile([])  # implicit: every task Mesos has for us, orphans included
+        self._next_reconcile = self._clock() + self.config.reconcile_interval_seconds
+        metrics.RECONCILIATIONS.inc()
+
     def _on_subscribed(self, info: Mapping[str, Any]) -> None:
         fid = str(info.get("framework_id", {}).get("value", ""))
         interval = info.get("heartbeat_interval_seconds")
@@ -528,14 +547,7 @@ class MesosAdapter:
         # Before reconciling: the answers name agents, and constraints need the hostname and
         # attributes of the agents our running tasks are on, offers or not.
         self._refresh_agents()
-        try:
-            known = list(self._known_tasks())
-        except Exception:
-            log.exception("could not list known tasks for reconciliation")
-            known = []
-        if known:
-            self._send_reconcile(known)
-        self._send_reconcile([])  # implicit: every task Mesos has for us, orphans included
+        self._reconcile_all()
         # Offers of the previous connection are gone; the suppression state is unknown.
         self._suppressed = False
         self._want_revive = True

@@ -24,6 +24,9 @@ CONNECTED = Gauge("docket_mesos_connected",
                   "1 while subscribed to the Mesos master, else 0.")
 SUBSCRIPTIONS = Counter("docket_mesos_subscriptions_total",
                         "Successful (re)subscriptions to the Mesos master.")
+RECONCILIATIONS = Counter("docket_mesos_reconciliations_total",
+                          "Reconciliations of every task with Mesos (on subscription and "
+                          "periodic).")
 RECONNECTS = Counter("docket_mesos_reconnects_total",
                      "Event streams dropped and reopened by Docket, by reason.", ["reason"])
 PENDING_LAUNCHES = Gauge("docket_mesos_pending_launches",

@@ -412,3 +412,28 @@ def test_constraints_count_tasks_adopted_after_restart(harness: Harness) -> None
     for i in ids[:2]:
         second.kill(i)
     second.cancel(ids[2])
+
+
+def test_reconciles_periodically_not_only_on_subscription(harness: Harness) -> None:
+    # A lost update the master generated itself (no uuid, never resent) is found again.
+    asked = threading.Event()
+    calls: list[float] = []
+
+    def known() -> list[tuple[str, str | None]]:
+        calls.append(time.monotonic())
+        if len(calls) >= 3:
+            asked.set()
+        return [("job.default.lost.9.0.0", None)]
+
+    adapter = harness.adapter(MemoryFrameworkIdStore(), known=known,
+                              reconcile_interval_seconds=0.5)
+    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    seen: list[MesosEvent] = []
+    # Unknown to Mesos: each reconciliation answers for it, with no uuid.
+    lost = update_of("job.default.lost.9.0.0", "TASK_GONE", "TASK_UNKNOWN", "TASK_LOST")
+    first = wait_for(adapter, lost, seen)
+    second = wait_for(adapter, lost, seen)
+    assert isinstance(first, TaskUpdate) and isinstance(second, TaskUpdate)
+    assert first.reason == second.reason == "REASON_RECONCILIATION"
+    assert asked.wait(TIMEOUT), f"known tasks asked {len(calls)} times"
+    assert calls[2] - calls[1] >= 0.4, calls
