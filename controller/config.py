@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         "auto", description="auto: console on a terminal, JSON otherwise")
     decline_refuse_seconds: float = Field(
         3600.0, ge=0, description="how long Mesos holds back an offer Docket declined")
+    gpu_resources: bool = Field(
+        False, description="declare the GPU_RESOURCES capability, so that Mesos offers agents "
+                           "with GPUs (needed by tasks that ask for gpus; other tasks may then "
+                           "land on GPU agents too)")
     reconcile_seconds: float = Field(
         600.0, gt=0, description="period of the reconciliation of every task with Mesos "
                                  "(besides the one on each subscription)")

@@ -403,7 +403,8 @@ def run_controller(settings: Settings, stop: threading.Event, *,
                          user=settings.framework_user,
                          failover_timeout_seconds=settings.failover_timeout,
                          refuse_seconds=settings.decline_refuse_seconds,
-                         reconcile_interval_seconds=settings.reconcile_seconds)
+                         reconcile_interval_seconds=settings.reconcile_seconds,
+                         gpu_resources=settings.gpu_resources)
 
     class _FrameworkIds:
         def get(self) -> str | None:

@@ -609,8 +609,13 @@ class Master:
                 if not agent.has_available:
                     continue
                 available = agent.available
+                has_gpus = agent.total.get("gpus") > 0
                 for i in range(len(frameworks)):
                     fw = frameworks[(rotation + i) % len(frameworks)]
+                    if has_gpus and "GPU_RESOURCES" not in fw.capabilities:
+                        # Mesos' default (--filter_gpu_resources): agents with GPUs are kept
+                        # for frameworks that declare they can use them.
+                        continue
                     role = next((r for r in fw.roles if r not in fw.suppressed
                                  and not self._filtered(fw, r, agent.agent_id, available, now)),
                                 None)

@@ -132,6 +132,9 @@ class MesosConfig:
     reconnect_delay_seconds: float = 1.0
     reconcile_batch: int = 1000
     reconcile_interval_seconds: float = 600.0
+    gpu_resources: bool = False
+    """Declare GPU_RESOURCES: Mesos then offers agents that have GPUs (by default it keeps
+    them from frameworks that do not declare it, so a task asking for gpus never starts)."""
     """Besides each subscription, reconcile this often (Mesos' advice: updates the master
     generates itself carry no uuid and are never resent if one is lost)."""
     agent_refresh_seconds: float = 30.0
@@ -155,6 +158,17 @@ class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
                          failover=True, timeout=config.call_timeout_seconds)
         self._adapter = adapter
         self._generation = generation
+        self._gpu_resources = config.gpu_resources
+
+    @property
+    def framework(self) -> dict[str, Any]:
+        # pymesos adds GPU_RESOURCES for any Mesos >= 1.0; Docket declares it only when the
+        # operator asks (Mesos keeps GPU agents for frameworks that can use them).
+        info: dict[str, Any] = super().framework
+        if not self._gpu_resources:
+            caps = [c for c in info.get("capabilities", []) if c.get("type") != "GPU_RESOURCES"]
+            info["capabilities"] = caps
+        return info
 
     def on_event(self, event: dict[str, Any]) -> None:
         try:
@@ -447,6 +461,8 @@ class MesosAdapter:
             info["role"] = c.role
         if c.principal:
             info["principal"] = c.principal
+        if c.gpu_resources:
+            caps.append({"type": "GPU_RESOURCES"})
         info["capabilities"] = caps
         if self._framework_id:
             info["id"] = {"value": self._framework_id}

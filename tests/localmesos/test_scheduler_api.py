@@ -311,6 +311,18 @@ def test_filters_are_per_role_and_revive_clears_only_its_roles(
         s.wait_offers(timeout=0.5)
 
 
+def test_agents_with_gpus_are_offered_only_to_gpu_frameworks(
+        local_mesos: Start, schedulers: list[RawScheduler]) -> None:
+    lm = local_mesos(simulate=True, gpus=2)
+    plain = connect(lm, schedulers)
+    with pytest.raises(AssertionError):
+        plain.wait_offers(timeout=1.5)
+    gpu = connect(lm, schedulers, "GPU_RESOURCES")
+    offer = gpu.wait_offers(timeout=3)[0]
+    gpus = [r for r in offer["resources"] if r["name"] == "gpus"]
+    assert gpus and gpus[0]["scalar"]["value"] == 2
+
+
 def test_offer_timeout_and_rescind(local_mesos: Start, schedulers: list[RawScheduler]) -> None:
     lm = local_mesos(simulate=True, offer_timeout=0.3)
     s = connect(lm, schedulers)

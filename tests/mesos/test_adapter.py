@@ -114,6 +114,7 @@ def test_subscribe_launch_finish_with_explicit_acks(harness: Harness) -> None:
     assert info["principal"] == "ops"
     caps = {c["type"] for c in info["capabilities"]}
     assert {"PARTITION_AWARE", "TASK_KILLING_STATE"} <= caps
+    assert "GPU_RESOURCES" not in caps  # only when configured: see the GPU test
     poll(lambda: bool(fw.suppressed))  # nothing pending: offers suppressed
 
     task_id = "job.default.hello.7.0.0"
@@ -437,3 +438,22 @@ def test_reconciles_periodically_not_only_on_subscription(harness: Harness) -> N
     assert first.reason == second.reason == "REASON_RECONCILIATION"
     assert asked.wait(TIMEOUT), f"known tasks asked {len(calls)} times"
     assert calls[2] - calls[1] >= 0.4, calls
+
+
+def test_gpu_tasks_run_when_the_framework_declares_gpu_resources(
+        local_mesos: Callable[..., LocalMesos]) -> None:
+    mesos = local_mesos(agents=1, gpus=1, heartbeat_interval=0.3)
+    harness = Harness(mesos)
+    try:
+        adapter = harness.adapter(MemoryFrameworkIdStore(), gpu_resources=True)
+        sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+        assert isinstance(sub, Subscribed)
+        info = mesos.master.frameworks[sub.framework_id].info
+        assert "GPU_RESOURCES" in {c["type"] for c in info["capabilities"]}
+        task_id = "job.default.gpu.3.0.0"
+        adapter.launch([LaunchRequest(task_id, template("true", resources={
+            "cpus": 0.1, "mem": 16, "gpus": 1}))])
+        wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
+    finally:
+        for a in harness.adapters:
+            a.stop()
