@@ -54,6 +54,7 @@ from controller.mesos.backend import (
 )
 from controller.mesos.offers import Offer, Placement, TaskRequest, match
 from controller.mesos.taskinfo import task_info, task_request
+from controller.reconcile.taskid import parse_task_id
 
 log = structlog.get_logger("docket.mesos")
 
@@ -80,6 +81,17 @@ _restore_sigint()
 pymesos.process.thread = _NoInterrupt
 
 WEEK_SECONDS = 7 * 24 * 3600.0
+
+
+def _task_log(task_id: str) -> Any:
+    """The logger for lines about one task: with its object's kind, namespace and name when
+    the id is one of Docket's, so every line about an object can be found by the object."""
+    parts = parse_task_id(task_id)
+    if parts is None:
+        return log.bind(task_id=task_id)
+    owner = parts.owner
+    return log.bind(kind=owner.kind, namespace=owner.namespace, name=owner.name,
+                    task_id=task_id)
 
 
 def _attribute_text(value: Any) -> str:
@@ -590,7 +602,7 @@ class MesosAdapter:
             if group is not None:
                 host, attrs = self._agents[agent_id]
                 self._placements[task_id] = (group, host, attrs)
-        log.debug("task update", task_id=task_id, state=update.state, reason=update.reason)
+        _task_log(task_id).debug("task update", state=update.state, reason=update.reason)
         self._events.put(update)
 
     def _on_offers(self, raw_offers: Sequence[Mapping[str, Any]]) -> None:
@@ -646,7 +658,7 @@ class MesosAdapter:
                     continue
                 group = a.request.group
                 self._placements[a.task_id] = (group, a.offer.hostname, a.offer.attributes)
-                log.info("task launched", task_id=a.task_id, agent_id=a.offer.agent_id,
+                _task_log(a.task_id).info("task launched", agent_id=a.offer.agent_id,
                          hostname=a.offer.hostname)
                 self._events.put(TaskLaunched(a.task_id, a.offer.agent_id, a.offer.hostname,
                                               offer_id, a.ports))
@@ -706,7 +718,7 @@ class MesosAdapter:
 
     def _launch_failed(self, task_id: str, message: str) -> None:
         metrics.LAUNCH_ERRORS.inc()
-        log.error("task cannot be launched", task_id=task_id, error=message)
+        _task_log(task_id).error("task cannot be launched", error=message)
         self._events.put(TaskUpdate(task_id=task_id, state="TASK_ERROR",
                                     reason="REASON_TASK_INVALID", message=message,
                                     source="SOURCE_FRAMEWORK", timestamp=time.time()))
@@ -731,7 +743,7 @@ class MesosAdapter:
             kill["agent_id"] = {"value": agent_id}
         if grace is not None:
             kill["kill_policy"] = {"grace_period": {"nanoseconds": round(grace * 1e9)}}
-        log.info("killing task", task_id=task_id, agent_id=agent_id)
+        _task_log(task_id).info("killing task", agent_id=agent_id)
         self._scheduler_call("KILL", {"kill": kill})
 
     def _send_reconcile(self, known: Sequence[tuple[str, str | None]]) -> None:
