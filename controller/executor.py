@@ -266,7 +266,11 @@ class Executor:
             logger.info("pending launch cancelled", task_id=kill.task_id, reason=kill.reason)
             return
         self.backend.kill(kill.task_id, kill.agent_id, kill.grace_seconds)
-        metrics.TASKS_KILLED.labels(label).inc()
+        before = snap.executions.get(kill.task_id)
+        if before is None or before[0].kill_reason is None:
+            # The planner repeats a kill on later passes until the task ends; count the
+            # first, when the reason is recorded.
+            metrics.TASKS_KILLED.labels(label).inc()
         out.killed += (kill.task_id,)
         logger.info("task kill requested", task_id=kill.task_id, reason=kill.reason)
 

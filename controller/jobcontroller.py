@@ -45,7 +45,7 @@ from controller.reconcile import JobInput, parse_task_id, plan_job
 from controller.records import RecordCache
 from controller.runtime import Controller, Fence, Informer, ObjectKey, Result, WorkQueue
 from controller.store import EtcdUnavailable, Expect, Put, Store, StoreError
-from controller.updates import end_reason, is_final, record_update
+from controller.updates import end_reason, is_failure, is_final, record_update
 
 if TYPE_CHECKING:
     from controller.config import Settings
@@ -363,7 +363,7 @@ class JobController:
                   name=owner.name, task_id=rec.task_id, state=rec.state, reason=rec.reason)
         if is_final(rec.state):
             metrics.TASKS_FINISHED.labels(end_reason(rec)).inc()
-            if rec.state != "TASK_FINISHED":
+            if is_failure(rec):
                 metrics.TASKS_FAILED.labels(end_reason(rec)).inc()
 
     def _orphan(self, update: TaskUpdate, logger: Any) -> None:

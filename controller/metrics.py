@@ -70,7 +70,8 @@ TASKS_FINISHED = Counter(
 TASKS_FAILED = Counter(
     "docket_tasks_failed_total", "Tasks that ended in failure, by reason.", ["reason"],
 )
-TASKS_KILLED = Counter("docket_tasks_killed_total", "Kills asked for, by reason.", ["reason"])
+TASKS_KILLED = Counter("docket_tasks_killed_total", "Tasks Docket decided to kill, by reason.",
+                       ["reason"])
 TASKS_ACTIVE = Gauge("docket_tasks_active", "Tasks Docket believes active, by state.", ["state"])
 
 LEADER = Gauge("docket_leader", "1 while this process holds the controller lease, else 0.")

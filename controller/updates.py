@@ -70,6 +70,16 @@ def record_update(record: ExecutionRecord, update: TaskUpdate, framework_id: str
     return record.model_copy(update=changes)
 
 
+# Kills Docket asks for when a task is no longer wanted: the task did not fail.
+_UNWANTED = frozenset({"Suspended", "Deleted", "Superseded", "NotNeeded", "JobFinished"})
+
+
+def is_failure(record: ExecutionRecord) -> bool:
+    """Whether a final record counts in docket_tasks_failed_total: it did not succeed and
+    was not killed because it was no longer wanted (suspend, delete, a newer spec...)."""
+    return record.state != "TASK_FINISHED" and record.kill_reason not in _UNWANTED
+
+
 def end_reason(record: ExecutionRecord) -> str:
     """The `reason` label of docket_tasks_finished_total for a final record (a fixed set:
     never a task or object name)."""

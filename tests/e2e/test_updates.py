@@ -62,3 +62,15 @@ def test_kill_reasons_name_the_end_reason() -> None:
     assert end_reason(rec(state="TASK_KILLED", kill_reason="TaskTimeout")) == "timeout"
     assert end_reason(rec(state="TASK_KILLED", kill_reason="DeadlineExceeded")) == "deadline"
     assert end_reason(rec(state="TASK_GONE_BY_OPERATOR")) == "gone"
+
+
+def test_unwanted_tasks_killed_are_not_failures() -> None:
+    from controller.updates import is_failure
+
+    assert not is_failure(rec(state="TASK_FINISHED"))
+    for reason in ("Suspended", "Deleted", "Superseded", "NotNeeded", "JobFinished"):
+        assert not is_failure(rec(state="TASK_KILLED", kill_reason=reason)), reason
+    for reason in ("TaskTimeout", "DeadlineExceeded", "Unreachable", None):
+        assert is_failure(rec(state="TASK_KILLED", kill_reason=reason)), reason
+    assert is_failure(rec(state="TASK_FAILED"))
+    assert is_failure(rec(state="TASK_LOST"))
