@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     @field_validator("mesos_master")
     @classmethod
     def _check_master(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
+        if value.startswith("https://"):
+            # pymesos speaks plain HTTP only: better refuse than send in clear what the
+            # operator meant to encrypt.
+            raise ValueError("TLS to the Mesos master is not supported (pymesos speaks plain "
+                             "HTTP); give an http:// URL, e.g. behind a TLS-terminating proxy")
+        if not value.startswith("http://"):
+            raise ValueError("must be an http:// URL, e.g. http://mesos-master:5050")
         return value.rstrip("/")
 
     @field_validator("metrics_address")

@@ -116,6 +116,9 @@ class JobController:
         if self._events_thread is not None:
             self._events_thread.join(timeout=10)
         self.informer.stop()
+        # A standby (or a deposed leader) reports no tasks: the leader's gauges count them.
+        for state in metrics.TASK_STATES:
+            metrics.TASKS_ACTIVE.labels(state).set(0)
 
     def ready(self) -> dict[str, bool]:
         return {"mesos": self._subscribed and self.backend.connected,

@@ -125,7 +125,7 @@ class MemoryFrameworkIdStore:
 @dataclass(frozen=True)
 class MesosConfig:
     master: str
-    """`host:port` or `http://host:port` of the master (or a `zk://` URL)."""
+    """`host:port` or `http://host:port` of the master (plain HTTP: pymesos has no TLS)."""
     name: str = "docket"
     role: str | None = None
     roles: tuple[str, ...] = ()
