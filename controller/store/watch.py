@@ -127,7 +127,7 @@ class WatchStream:
                 if not (isinstance(exc, _Disconnected) or is_transient(exc)):
                     log.error("watch failed", kind=self.plural, error=repr(exc))
                 elif len(self._store.client.endpoints) > 1 and not isinstance(exc, _Disconnected):
-                    self._store.client.fail_over()
+                    self._store.watch_client.fail_over()
                 self.restarts += 1
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -149,7 +149,7 @@ class WatchStream:
 
     def _watch_once(self) -> None:
         inbox: queue.Queue[Any] = queue.Queue()
-        raw = self._store.client.raw
+        raw = self._store.watch_client.raw
         # Watch from one revision early: etcd drops a tombstone at the compaction revision
         # itself yet accepts a watch from exactly there, silently missing that deletion. From
         # one earlier, such a compaction is reported (and answered with a re-list); the events
