@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import getpass
+import http.client
 import json
 import queue
 import signal
@@ -152,6 +153,16 @@ class MesosConfig:
     agent_refresh_seconds: float = 30.0
     """At most this often, list the agents again when an update names an unknown one."""
     tick_seconds: float = 0.5
+    ack_senders: int = 4
+    """Threads acknowledging updates, each on its own connection to the master (0: acks go
+    through the worker like every other call)."""
+    revive_interval_seconds: float = 1.0
+    """At most one REVIVE this often while offers are not suppressed: each one clears every
+    filter and brings an offer from every agent, so reviving on each new launch made offer
+    handling (parse, match, decline) most of the controller's work."""
+    suppress_after_seconds: float = 2.0
+    """SUPPRESS once nothing was pending this long (not at every moment the pending set
+    happens to be empty, which would need a REVIVE for the next launch)."""
 
 
 class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
@@ -225,6 +236,13 @@ class MesosAdapter:
         self._clock = clock
         self._events: queue.Queue[MesosEvent] = queue.Queue()
         self._inbox: queue.SimpleQueue[tuple[int, str, Any]] = queue.SimpleQueue()
+        # Acknowledgements are most of the calls (one per update, ~3 per task) and each is a
+        # blocking HTTP round trip: sent one at a time by the worker they bounded throughput
+        # and queued offers behind them. They go out on their own connections instead; the
+        # order of acks does not matter to Mesos, and each is still sent only once the
+        # controller asks for it (after the update is recorded).
+        self._acks: queue.SimpleQueue[TaskUpdate | None] = queue.SimpleQueue()
+        self._ackers: list[threading.Thread] = []
         self._lock = threading.Lock()
         # Pending launches with what they need from an offer, worked out once at launch().
         self._pending: dict[str, tuple[LaunchRequest, TaskRequest]] = {}
@@ -235,6 +253,8 @@ class MesosAdapter:
         self._connected = False
         self._suppressed = False
         self._want_revive = False
+        self._last_revive = -1e18
+        self._idle_since: float | None = None
         self._last_event = 0.0
         self._heartbeat_seconds: float | None = None
         self._next_reconcile = float("inf")  # set on subscription
@@ -271,6 +291,11 @@ class MesosAdapter:
         self._stopping.clear()
         self._worker = threading.Thread(target=self._run, name="docket-mesos", daemon=True)
         self._worker.start()
+        self._ackers = [threading.Thread(target=self._ack_loop, name=f"docket-mesos-ack-{i}",
+                                         daemon=True)
+                        for i in range(self.config.ack_senders)]
+        for t in self._ackers:
+            t.start()
 
     def stop(self) -> None:
         """Disconnect with failover: the framework and its tasks stay for the next instance."""
@@ -318,7 +343,10 @@ class MesosAdapter:
 
     def acknowledge(self, update: TaskUpdate) -> None:
         if update.uuid and update.agent_id:
-            self._inbox.put((0, "ack", update))
+            if self._ackers:
+                self._acks.put(update)
+            else:
+                self._inbox.put((0, "ack", update))
 
     # --- from pymesos' thread: never block, never raise -------------------------------------
     def _from_stream(self, generation: int, kind: str, event: dict[str, Any]) -> None:
@@ -364,6 +392,7 @@ class MesosAdapter:
                     log.exception("mesos adapter supervision failed")
         finally:
             self._flush_commands()
+            self._stop_ackers()
             self._stop_driver(join=True)
             self._set_connected(False, "stopped")
 
@@ -447,14 +476,26 @@ class MesosAdapter:
         if self._connected:
             with self._lock:
                 pending = bool(self._pending)
-            if pending and (self._want_revive or self._suppressed):
-                if self._scheduler_call("REVIVE", {}):
+            if pending:
+                self._idle_since = None
+                # Suppressed: no offer comes at all, revive at once. Otherwise offers keep
+                # coming (declined agents return after refuse_seconds): coalesce the wish.
+                due = now - self._last_revive >= self.config.revive_interval_seconds
+                if (self._suppressed or (self._want_revive and due)) and \
+                        self._scheduler_call("REVIVE", {}):
                     self._suppressed = False
+                    self._want_revive = False
+                    self._last_revive = now
                     metrics.SUPPRESSED.set(0)
-            elif not pending and not self._suppressed and self._scheduler_call("SUPPRESS", {}):
-                self._suppressed = True
-                metrics.SUPPRESSED.set(1)
-            self._want_revive = False
+            else:
+                self._want_revive = False
+                if self._idle_since is None:
+                    self._idle_since = now
+                if (not self._suppressed
+                        and now - self._idle_since >= self.config.suppress_after_seconds
+                        and self._scheduler_call("SUPPRESS", {})):
+                    self._suppressed = True
+                    metrics.SUPPRESSED.set(1)
 
     # --- driver lifecycle ------------------------------------------------------------------
     def _framework_info(self) -> dict[str, Any]:
@@ -579,6 +620,7 @@ class MesosAdapter:
         # Offers of the previous connection are gone; the suppression state is unknown.
         self._suppressed = False
         self._want_revive = True
+        self._last_revive = -1e18
 
     def _on_update(self, status: Mapping[str, Any]) -> None:
         if "task_id" not in status:
@@ -759,6 +801,59 @@ class MesosAdapter:
                     item["agent_id"] = {"value": agent_id}
                 tasks.append(item)
             self._scheduler_call("RECONCILE", {"reconcile": {"tasks": tasks}})
+
+    def _stop_ackers(self) -> None:
+        """At stop, before the driver goes: the acks already asked for are sent (bounded)."""
+        for _ in self._ackers:
+            self._acks.put(None)
+        for t in self._ackers:
+            t.join(timeout=self.config.call_timeout_seconds)
+        self._ackers = []
+
+    def _ack_loop(self) -> None:
+        """One ack sender: its own keep-alive connection to the current master, with the
+        current subscription's stream id. An ack that cannot be sent is dropped: Mesos sends
+        the update again and it is acknowledged then."""
+        conn: http.client.HTTPConnection | None = None
+        conn_master: str | None = None
+        while (update := self._acks.get()) is not None:
+            driver = self._driver
+            stream_id = driver.stream_id if driver is not None else None
+            master = driver.master if driver is not None else None
+            if (driver is None or not self._connected or not driver.framework_id
+                    or not stream_id or not master):
+                log.info("mesos call skipped while disconnected", call="ACKNOWLEDGE")
+                continue
+            body = json.dumps({
+                "type": "ACKNOWLEDGE", "framework_id": {"value": driver.framework_id},
+                "acknowledge": {"agent_id": {"value": update.agent_id},
+                                "task_id": {"value": update.task_id}, "uuid": update.uuid},
+            }).encode()
+            headers = {"Content-Type": "application/json", "Mesos-Stream-Id": stream_id}
+            credential = getattr(driver, "_basic_credential", None)
+            if credential:
+                headers["Authorization"] = credential
+            try:
+                if conn is None or conn_master != master:
+                    if conn is not None:
+                        conn.close()
+                    host, _, port = master.rpartition(":")
+                    conn = http.client.HTTPConnection(
+                        host, int(port), timeout=self.config.call_timeout_seconds)
+                    conn_master = master
+                conn.request("POST", "/api/v1/scheduler", body=body, headers=headers)
+                resp = conn.getresponse()
+                text = resp.read()
+                if not 200 <= resp.status < 300:
+                    log.warning("mesos call failed", call="ACKNOWLEDGE",
+                                error=f"{resp.status}: {text[:200]!r}")
+            except Exception as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                log.warning("mesos call failed", call="ACKNOWLEDGE", error=str(exc))
+        if conn is not None:
+            conn.close()
 
     def _send_ack(self, update: TaskUpdate) -> None:
         self._scheduler_call("ACKNOWLEDGE", {"acknowledge": {
