@@ -223,6 +223,12 @@ def test_invalid_spec_is_reported_and_fixing_it_proceeds(
     # Not JSON or YAML at all: Invalid too, the other jobs unaffected.
     d.put_job("garbage", "{{{ not yaml")
     assert d.wait_phase("garbage", "Invalid").condition("Invalid") is not None
+    # A misspelt field is an error, never silently ignored (YAML, as etcdctl users write it).
+    d.put_job("misspelt", "apiVersion: docket.dev/v1\nkind: Job\nspec:\n  completions: 1\n"
+                          "  paralelism: 2\n  template:\n    command: 'true'\n")
+    cond = d.wait_phase("misspelt", "Invalid").condition("Invalid")
+    assert cond is not None and "spec.paralelism" in cond.message, cond
+    assert not d.executions("misspelt")
     d.put_job("typo", {"template": sim(duration=0.1)})
     status = d.wait_phase("typo", "Succeeded", timeout=20)
     cond = status.condition("Invalid")
