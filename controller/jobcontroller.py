@@ -414,7 +414,10 @@ def run_controller(settings: Settings, stop: threading.Event, *,
             return store.get_framework_id()
 
         def set(self, framework_id: str) -> None:
-            store.put_framework_id(framework_id)
+            # Fenced like every other write: a deposed leader must not replace the id the
+            # current leader registered with.
+            fenced_commit(store, lambda: elector.fence,
+                          [Put(store.keys.controller("framework-id"), framework_id.encode())])
 
     elector = LeaderElector(store, store.keys.controller("leader"),
                             f"{socket.gethostname()}:{os.getpid()}", ttl=lease_ttl)
