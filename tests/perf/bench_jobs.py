@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4, help="threads putting specs")
     parser.add_argument("--ceiling-tasks", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary dir (etcd data, controller log) afterwards")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="docket-bench-"))
@@ -219,6 +222,10 @@ def main() -> None:
         if store is not None:
             store.close()
         etcd.stop()
+        if args.keep or sys.exc_info()[0] is not None:  # a failed run keeps its logs
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(out, indent=2))
 
 
