@@ -170,9 +170,8 @@ class Executor:
             self._on_launch(ids)
         try:
             self._commit(ops, out, snap)
-            revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
-            for kill in kills:
-                self._kill(kill, snap, revisions, out, now, logger)
+            # Launches before kills: a kill whose write fails must not strand intents that
+            # are already in etcd (they would wait for the next reconciliation with Mesos).
             if launches:
                 self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
                                                   extra_env=a.env) for a in launches)
@@ -185,6 +184,9 @@ class Executor:
         out.launched = tuple(ids)
         for tid in ids:
             logger.info("task launch requested", task_id=tid)
+        revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
+        for kill in kills:
+            self._kill(kill, snap, revisions, out, now, logger)
 
         if delete_object is not None:
             key = keys.object(delete_object.plural, delete_object.namespace,
