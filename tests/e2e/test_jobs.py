@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from controller.localmesos import TERMINAL_STATES as TERMINAL
 from controller.localmesos import LocalMesos
@@ -121,6 +122,12 @@ def test_active_deadline_fails_the_job_and_kills_its_tasks(
         docket_factory: Callable[[LocalMesos], Docket]) -> None:
     lm = local_mesos()
     d = docket_factory(lm)
+
+    def counted(metric: str, reason: str) -> float:
+        return REGISTRY.get_sample_value(metric, {"reason": reason}) or 0.0
+
+    killed_before = counted("docket_tasks_killed_total", "deadline")
+    failed_before = counted("docket_tasks_failed_total", "deadline")
     d.put_job("late", {"completions": 2, "parallelism": 2, "activeDeadlineSeconds": 1.5,
                        "template": template("sleep 60", killGracePeriodSeconds=0.5)})
     status = d.wait_phase("late", "Failed", "Succeeded", timeout=20)
@@ -132,6 +139,11 @@ def test_active_deadline_fails_the_job_and_kills_its_tasks(
                        if all(r.state == "TASK_KILLED" for r in d.executions("late")) else None,
                        10, lambda: str(d.executions("late")))
     assert {r.kill_reason for r in records} == {"DeadlineExceeded"}
+    # Each task counted once, however many passes repeated its kill.
+    assert counted("docket_tasks_killed_total", "deadline") - killed_before == 2
+    # Counted right after the record is committed: allow the pump its moment.
+    wait_for(lambda: counted("docket_tasks_failed_total", "deadline") - failed_before == 2, 5,
+             lambda: str(counted("docket_tasks_failed_total", "deadline") - failed_before))
 
 
 def test_agent_removed_gives_a_system_retry_on_another_agent(
