@@ -112,23 +112,24 @@ class RecordCache:
         return None
 
     # --- reads -------------------------------------------------------------------------------
-    def get(self, namespace: str, name: str) -> OwnerRecords:
-        """A copy of the owner's status and records (loaded from etcd when not cached)."""
+    def _loaded(self, namespace: str, name: str) -> OwnerRecords:
+        """The cached owner, loaded from etcd first when not cached."""
         owner = self._owner(namespace, name)
         if owner is None:
             self._load_owner(namespace, name)
             owner = self._owner(namespace, name)
             assert owner is not None
+        return owner
+
+    def get(self, namespace: str, name: str) -> OwnerRecords:
+        """A copy of the owner's status and records (loaded from etcd when not cached)."""
+        owner = self._loaded(namespace, name)
         with self._lock:
             return OwnerRecords(owner.status, owner.status_revision, dict(owner.executions))
 
     def execution(self, namespace: str, name: str, task_id: str
                   ) -> tuple[ExecutionRecord, int] | None:
-        owner = self._owner(namespace, name)
-        if owner is None:
-            self._load_owner(namespace, name)
-            owner = self._owner(namespace, name)
-            assert owner is not None
+        owner = self._loaded(namespace, name)
         with self._lock:
             return owner.executions.get(task_id)
 

@@ -139,17 +139,18 @@ def _job_row(entry: Entry, wide: bool) -> list[str]:
     status = entry.status if isinstance(entry.status, JobStatus) else None
     completions = obj.spec.completions if isinstance(obj, Job) else None
     succeeded = status.succeeded if status else (0 if completions else None)
+    zero = None if entry.invalid else 0
     row = [
         entry.stored.name, entry.phase,
         f"{_count(succeeded)}/{_count(completions)}",
-        _count(status.active if status else None if entry.invalid else 0),
-        _count(status.failed if status else None if entry.invalid else 0),
+        _count(status.active if status else zero),
+        _count(status.failed if status else zero),
         age(status.start_time if status else None),
     ]
     if wide:
         row += [
             _count(obj.spec.parallelism if isinstance(obj, Job) else None),
-            _count(status.system_failures if status else None if entry.invalid else 0),
+            _count(status.system_failures if status else zero),
             human_duration(between(status.start_time, status.completion_time)
                            if status else None),
             _what(entry), _reason(entry),

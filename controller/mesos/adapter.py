@@ -84,6 +84,11 @@ pymesos.process.thread = _NoInterrupt
 WEEK_SECONDS = 7 * 24 * 3600.0
 
 
+def _ack_body(update: TaskUpdate) -> dict[str, Any]:
+    return {"acknowledge": {"agent_id": {"value": update.agent_id},
+                            "task_id": {"value": update.task_id}, "uuid": update.uuid}}
+
+
 def _task_log(task_id: str) -> Any:
     """The logger for lines about one task: with its object's kind, namespace and name when
     the id is one of Docket's, so every line about an object can be found by the object."""
@@ -824,11 +829,9 @@ class MesosAdapter:
                     or not stream_id or not master):
                 log.info("mesos call skipped while disconnected", call="ACKNOWLEDGE")
                 continue
-            body = json.dumps({
-                "type": "ACKNOWLEDGE", "framework_id": {"value": driver.framework_id},
-                "acknowledge": {"agent_id": {"value": update.agent_id},
-                                "task_id": {"value": update.task_id}, "uuid": update.uuid},
-            }).encode()
+            body = json.dumps({"type": "ACKNOWLEDGE",
+                               "framework_id": {"value": driver.framework_id},
+                               **_ack_body(update)}).encode()
             headers = {"Content-Type": "application/json", "Mesos-Stream-Id": stream_id}
             credential = getattr(driver, "_basic_credential", None)
             if credential:
@@ -856,8 +859,4 @@ class MesosAdapter:
             conn.close()
 
     def _send_ack(self, update: TaskUpdate) -> None:
-        self._scheduler_call("ACKNOWLEDGE", {"acknowledge": {
-            "agent_id": {"value": update.agent_id},
-            "task_id": {"value": update.task_id},
-            "uuid": update.uuid,
-        }})
+        self._scheduler_call("ACKNOWLEDGE", _ack_body(update))
