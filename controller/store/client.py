@@ -126,7 +126,7 @@ class EtcdClient:
             endpoint.fail()
         self.raw._clear_old_stubs()
 
-    def call(self, operation: str, what: str, fn: Callable[[], T], *,
+    def call(self, operation: str, what: object, fn: Callable[[], T], *,
              retry_seconds: float | None = None) -> T:
         budget = self.retry_seconds if retry_seconds is None else retry_seconds
 

@@ -15,6 +15,11 @@ ETCD_REQUEST_ERRORS = Counter(
     "etcd requests that failed, by operation (retried transient failures included).",
     ["operation"],
 )
+ETCD_COMMIT_BATCH = Histogram(
+    "docket_etcd_commit_batch_size",
+    "Transactions carried by one etcd request (group commit of concurrent writers).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 ETCD_WATCH_RESTARTS = Counter(
     "docket_etcd_watch_restarts_total",
     "Watches re-established after a broken stream, or re-listed after a compaction.",

@@ -31,6 +31,7 @@ from controller.api import (
     kind_by_plural,
     kind_for_model,
 )
+from controller.store.batcher import GroupCommitter
 from controller.store.client import Conflict, EtcdClient, StoreError
 from controller.store.keys import Keys
 
@@ -118,6 +119,22 @@ def invalid_key(plural: str, key: str, value: bytes, keys: Keys) -> InvalidObjec
     )
 
 
+class _TxnKeys:
+    """The keys a transaction writes, for error messages: formatted only when one is made."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+    def __str__(self) -> str:
+        ops = self.request.success
+        nested = len(ops) > 1 and all(op.HasField("request_txn") for op in ops)
+        first = ops[0].request_txn.success if nested else ops
+        keys = sorted({bytes(op.request_put.key or op.request_delete_range.key).decode()
+                       for op in first})
+        text = ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+        return text + (f" (and {len(ops) - 1} more transactions)" if nested else "")
+
+
 class Store:
     def __init__(self, client: EtcdClient | str | Sequence[str] = "127.0.0.1:2379", *,
                  prefix: str = "/docket", timeout: float = 5.0,
@@ -129,6 +146,7 @@ class Store:
         self.keys = Keys(prefix)
         self._watch_client: EtcdClient | None = None
         self._watch_lock = threading.Lock()
+        self._committer = GroupCommitter(self._send_txn)
 
     @property
     def watch_client(self) -> EtcdClient:
@@ -186,11 +204,21 @@ class Store:
 
     def commit(self, ops: Sequence[Op], expect: Sequence[Expect] = ()) -> int:
         """Apply every op atomically if every expectation holds; the new revision.
-        Raises Conflict naming the keys when an expectation fails."""
-        return int(self._txn(ops, expect).header.revision)
+        Raises Conflict naming the keys when an expectation fails. Transactions that
+        threads commit at the same time travel to etcd together (`batcher`)."""
+        return self._txn(ops, expect)[1]
 
-    def _txn(self, ops: Sequence[Op], expect: Sequence[Expect]) -> Any:
+    def _send_txn(self, request: Any) -> Any:
         raw = self.client.raw
+
+        def do() -> Any:
+            return raw.kvstub.Txn(request, self.client.timeout,
+                                  credentials=raw.call_credentials, metadata=raw.metadata)
+
+        return self.client.call("txn", _TxnKeys(request), do)
+
+    def _txn(self, ops: Sequence[Op], expect: Sequence[Expect]) -> tuple[Any, int]:
+        """(etcd's response to this transaction, the revision it was applied at)."""
         compares = []
         for e in expect:
             c = etcdrpc.Compare(key=to_bytes(e.key), result=etcdrpc.Compare.EQUAL)
@@ -214,20 +242,14 @@ class Store:
                     rng.range_end = prefix_range_end(to_bytes(op.key))
                 success.append(etcdrpc.RequestOp(request_delete_range=rng))
         request = etcdrpc.TxnRequest(compare=compares, success=success)
-        what = ", ".join(sorted({o.key for o in ops})[:3]) + (" ..." if len(ops) > 3 else "")
-
-        def do() -> Any:
-            return raw.kvstub.Txn(request, self.client.timeout,
-                                  credentials=raw.call_credentials, metadata=raw.metadata)
-
-        resp = self.client.call("txn", what, do)
+        resp, revision = self._committer.commit(request)
         if not resp.succeeded:
             raise Conflict(
                 "conflict: " + ", ".join(f"{e.key} is no longer at revision {e.mod_revision}"
                                          if e.mod_revision else f"{e.key} already exists"
                                          for e in expect)
             )
-        return resp
+        return resp, revision
 
     def put_raw(self, key: str, value: bytes, expected_mod_revision: int | None = None,
                 lease: int | None = None) -> int:
@@ -237,7 +259,7 @@ class Store:
     def delete_raw(self, key: str, expected_mod_revision: int | None = None) -> bool:
         """True if the key existed and was deleted."""
         expect = [] if expected_mod_revision is None else [Expect(key, expected_mod_revision)]
-        resp = self._txn([Delete(key)], expect)
+        resp, _ = self._txn([Delete(key)], expect)
         return bool(resp.responses[0].response_delete_range.deleted)
 
     # --- desired objects -------------------------------------------------------------------

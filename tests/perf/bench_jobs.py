@@ -14,6 +14,9 @@ threads) and watches their status keys. Printed as JSON:
   ceiling.mesos_tasks_per_second      tasks carried launch -> FINISHED by a raw scheduler
                                       (tests/perf/bench_localmesos.py's measurement)
   ratio_to_ceiling            tasks_per_second / min(both ceilings)
+  etcd_requests_per_task      gRPC requests etcd handled by method, per task (all clients)
+  cpu_ms_per_task             CPU time (user + system) each process spent over the Jobs run,
+                              per task: where the machine's two cores go
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ def job_doc(name: str, duration: float) -> bytes:
     }).encode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def etcd_put_rate(store: Store, count: int = 2000) -> float:
     value = b"x" * 400
     start = time.perf_counter()
@@ -58,8 +68,8 @@ def etcd_put_rate(store: Store, count: int = 2000) -> float:
     return count / (time.perf_counter() - start)
 
 
-def controller_figures(port: int) -> dict[str, float]:
-    """Means of the controller's own histograms, to see where time goes."""
+def scrape(port: int) -> dict[str, float]:
+    """The controller's /metrics as {series: value}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     values: dict[str, float] = {}
@@ -68,6 +78,32 @@ def controller_figures(port: int) -> dict[str, float]:
             continue
         name, value = line.rsplit(" ", 1)
         values[name] = float(value)
+    return values
+
+
+TIMELINE = {"queue": 'docket_workqueue_depth{name="Job"}',
+            "pending_launches": "docket_mesos_pending_launches",
+            "staging": 'docket_tasks_active{state="staging"}',
+            "starting": 'docket_tasks_active{state="starting"}',
+            "running": 'docket_tasks_active{state="running"}',
+            "finished": 'docket_tasks_finished_total{reason="TASK_FINISHED"}'}
+
+
+def sample_timeline(port: int, stop: threading.Event, rows: list[dict[str, float]]) -> None:
+    """Every half second, where the Jobs are (--timeline): which stage holds the backlog."""
+    start = time.monotonic()
+    while not stop.wait(0.5):
+        try:
+            values = scrape(port)
+        except OSError:
+            continue
+        rows.append({"t": round(time.monotonic() - start, 1),
+                     **{k: values.get(v, -1.0) for k, v in TIMELINE.items()}})
+
+
+def controller_figures(port: int) -> dict[str, float]:
+    """Means of the controller's own histograms, to see where time goes."""
+    values = scrape(port)
     out: dict[str, float] = {}
     for metric, label in (("docket_reconcile_duration_seconds", 'kind="Job"'),
                           ("docket_workqueue_queue_duration_seconds", 'name="Job"'),
@@ -77,6 +113,26 @@ def controller_figures(port: int) -> dict[str, float]:
         short = metric.removeprefix("docket_").removesuffix("_seconds")
         out[f"{short}_count"] = count
         out[f"{short}_mean_ms"] = round(1000 * total / count, 2) if count else 0.0
+    for operation in ("get", "list"):
+        out[f"etcd_{operation}_count"] = values.get(
+            f'docket_etcd_request_duration_seconds_count{{operation="{operation}"}}', 0.0)
+    batches = values.get("docket_etcd_commit_batch_size_count", 0.0)
+    out["etcd_commit_batch_mean"] = round(
+        values.get("docket_etcd_commit_batch_size_sum", 0.0) / batches, 2) if batches else 0.0
+    return out
+
+
+def etcd_requests(endpoint: str) -> dict[str, float]:
+    """etcd's own count of handled gRPC requests by method (its /metrics)."""
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("grpc_server_handled_total{"):
+            labels, value = line[len("grpc_server_handled_total{"):].rsplit("} ", 1)
+            fields = dict(part.split("=", 1) for part in labels.split(","))
+            method = fields["grpc_method"].strip('"')
+            out[method] = out.get(method, 0.0) + float(value)
     return out
 
 
@@ -95,6 +151,10 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4, help="threads putting specs")
     parser.add_argument("--ceiling-tasks", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--log-level", default="warning",
+                        help="the controller's (its log is in the temporary dir: --keep)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print the controller's queues every half second to stderr")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary dir (etcd data, controller log) afterwards")
     args = parser.parse_args()
@@ -127,7 +187,7 @@ def main() -> None:
         env = {**os.environ, "DOCKET_ETCD_ENDPOINTS": etcd.endpoint,
                "DOCKET_MESOS_MASTER": lm.master_url,
                "DOCKET_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
-               "DOCKET_WORKERS": str(args.workers), "DOCKET_LOG_LEVEL": "warning",
+               "DOCKET_WORKERS": str(args.workers), "DOCKET_LOG_LEVEL": args.log_level,
                "DOCKET_LOG_FORMAT": "json", "DOCKET_DECLINE_REFUSE_SECONDS": "1"}
         log = (tmp / "controller.log").open("wb")
         controller = subprocess.Popen([sys.executable, "-m", "controller.cli.main", "run"],
@@ -174,6 +234,15 @@ def main() -> None:
                 put_at[name] = time.monotonic()
                 store.put_raw(store.keys.object("jobs", "bench", name), doc)
 
+        pids = {"controller": controller.pid, "localmesos": lm.proc.pid,
+                "etcd": etcd.pid or 0, "benchmark": os.getpid()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        etcd_before = etcd_requests(etcd.endpoint)
+        timeline: list[dict[str, float]] = []
+        stop_timeline = threading.Event()
+        if args.timeline:
+            threading.Thread(target=sample_timeline, daemon=True,
+                             args=(metrics_port, stop_timeline, timeline)).start()
         first_put = time.monotonic()
         threads = [threading.Thread(target=writer, args=(names[i::args.writers],))
                    for i in range(args.writers)]
@@ -185,6 +254,11 @@ def main() -> None:
         if not done.wait(args.timeout):
             raise SystemExit(f"only {len(succeeded)}/{args.jobs} finished in time")
         last = max(succeeded.values())
+        stop_timeline.set()
+        for row in timeline:
+            print(json.dumps(row), file=sys.stderr)
+        cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        etcd_after = etcd_requests(etcd.endpoint)
         store.client.raw.cancel_watch(watch_id)
         rev_after = int(store.list_raw("/nothing/")[1])
 
@@ -208,6 +282,12 @@ def main() -> None:
             "latency_running_p99": round(percentile(latencies, 0.99), 4),
             "etcd_txns_per_task": round(controller_txns / args.jobs, 2),
             "ratio_to_ceiling": round(rate / min(etcd_rate, mesos_rate), 3),
+            "etcd_requests_per_task": {
+                method: round((count - etcd_before.get(method, 0.0)) / args.jobs, 2)
+                for method, count in sorted(etcd_after.items())
+                if count > etcd_before.get(method, 0.0)},
+            "cpu_ms_per_task": {name: round(1000 * used / args.jobs, 2)
+                                for name, used in cpu_used.items()},
             "controller": controller_figures(metrics_port),
         })
     finally:
