@@ -53,7 +53,7 @@ from controller.mesos.backend import (
     TaskUpdate,
     docket_group,
 )
-from controller.mesos.offers import Offer, Placement, TaskRequest, match
+from controller.mesos.offers import Offer, Placements, TaskRequest, match
 from controller.mesos.taskinfo import task_info, task_request
 from controller.reconcile.taskid import parse_task_id
 
@@ -267,8 +267,8 @@ class MesosAdapter:
         self._retry_delay = config.reconnect_delay_seconds
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
-        # Where tasks run, for constraints: task id -> (group, hostname, attributes).
-        self._placements: dict[str, tuple[str, str, Mapping[str, str]]] = {}
+        # Where tasks run, for constraints.
+        self._placements = Placements()
         self._agents: dict[str, tuple[str, Mapping[str, str]]] = {}
         self._agents_fetched = -1e18
 
@@ -633,7 +633,7 @@ class MesosAdapter:
         agent_id = (status.get("agent_id") or {}).get("value")
         task_id = str(status["task_id"]["value"])
         placement = self._placements.get(task_id)
-        hostname = placement[1] if placement else None
+        hostname = placement[1][0] if placement else None
         if hostname is None and agent_id in self._agents:
             hostname = self._agents[agent_id][0]
         if hostname is None and agent_id and agent_id not in self._agents:
@@ -643,12 +643,12 @@ class MesosAdapter:
         update = TaskUpdate.from_status(status, hostname)
         metrics.STATUS_UPDATES.labels(update.state).inc()
         if update.terminal or update.state == "TASK_UNKNOWN":
-            self._placements.pop(task_id, None)
+            self._placements.remove(task_id)
         elif placement is None and agent_id in self._agents:
             group = self._group_of(task_id)
             if group is not None:
                 host, attrs = self._agents[agent_id]
-                self._placements[task_id] = (group, host, attrs)
+                self._placements.add(task_id, group, host, attrs)
         _task_log(task_id).debug("task update", state=update.state, reason=update.reason)
         self._events.put(update)
 
@@ -667,8 +667,9 @@ class MesosAdapter:
             offers.append(offer)
             self._agents[offer.agent_id] = (offer.hostname, offer.attributes)
         with self._lock:
-            result = match(offers, [needs for _, needs in self._pending.values()],
-                           self._running_by_group())
+            requests = [needs for _, needs in self._pending.values()]
+            constrained = {needs.group for needs in requests if needs.constraints}
+            result = match(offers, requests, self._placements.of_groups(constrained))
             templates = {a.task_id: self._pending.pop(a.task_id)[0] for a in result.assignments}
             metrics.PENDING_LAUNCHES.set(len(self._pending))
         filters = {"refuse_seconds": self.config.accept_refuse_seconds}
@@ -704,7 +705,7 @@ class MesosAdapter:
                 if a.task_id not in launched:
                     continue
                 group = a.request.group
-                self._placements[a.task_id] = (group, a.offer.hostname, a.offer.attributes)
+                self._placements.add(a.task_id, group, a.offer.hostname, a.offer.attributes)
                 _task_log(a.task_id).info("task launched", agent_id=a.offer.agent_id,
                          hostname=a.offer.hostname)
                 self._events.put(TaskLaunched(a.task_id, a.offer.agent_id, a.offer.hostname,
@@ -756,12 +757,6 @@ class MesosAdapter:
         with urllib.request.urlopen(request, timeout=c.call_timeout_seconds) as resp:
             body = json.loads(resp.read().decode("utf-8"))
         return body if isinstance(body, dict) else {}
-
-    def _running_by_group(self) -> dict[str, list[Placement]]:
-        out: dict[str, list[Placement]] = {}
-        for group, host, attrs in self._placements.values():
-            out.setdefault(group, []).append((host, attrs))
-        return out
 
     def _launch_failed(self, task_id: str, message: str) -> None:
         metrics.LAUNCH_ERRORS.inc()

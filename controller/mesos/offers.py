@@ -15,7 +15,7 @@ persistent volume are left alone: they cannot be split.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,37 @@ SCALARS = ("cpus", "mem", "disk", "gpus")
 _META_SKIP = {"name", "type", "scalar", "ranges", "set"}
 
 Placement = tuple[str, Mapping[str, str]]
+
+
+class Placements:
+    """Where running tasks are (hostname, attributes), by task id and by group: constraints
+    only ever look at the tasks of their own group, so an offer round reads just the groups
+    of the pending requests that have constraints, not every running task."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[str, tuple[str, Placement]] = {}
+        self._by_group: dict[str, dict[str, Placement]] = {}
+
+    def get(self, task_id: str) -> tuple[str, Placement] | None:
+        """(group, (hostname, attributes)) of a task, or None."""
+        return self._by_task.get(task_id)
+
+    def add(self, task_id: str, group: str, hostname: str, attributes: Mapping[str, str]
+            ) -> None:
+        self.remove(task_id)
+        self._by_task[task_id] = (group, (hostname, attributes))
+        self._by_group.setdefault(group, {})[task_id] = (hostname, attributes)
+
+    def remove(self, task_id: str) -> None:
+        found = self._by_task.pop(task_id, None)
+        if found is not None:
+            tasks = self._by_group[found[0]]
+            del tasks[task_id]
+            if not tasks:
+                del self._by_group[found[0]]
+
+    def of_groups(self, groups: Iterable[str]) -> dict[str, list[Placement]]:
+        return {g: list(self._by_group[g].values()) for g in groups if g in self._by_group}
 """Where a task runs: the agent's hostname and attributes."""
 
 
@@ -276,7 +307,8 @@ def match(
     `running` gives, per group, where that group's tasks already run; tasks placed in this
     pass are added to it as they go (the caller's mapping is not modified).
     """
-    placed: dict[str, list[Placement]] = {g: list(p) for g, p in (running or {}).items()}
+    running = running or {}
+    placed: dict[str, list[Placement]] = {}
     remaining = [_Remaining(o) for o in offers]
     by_offer: dict[str, list[Assignment]] = {}
     unmatched: list[TaskRequest] = []
@@ -289,9 +321,11 @@ def match(
         if shape is not None and shape in hopeless:
             unmatched.append(req)
             continue
+        group_places = placed.get(req.group)
+        if group_places is None:  # copied on first use: the caller's stays as it is
+            group_places = placed[req.group] = list(running.get(req.group, ()))
         for rem in remaining:
             offer = rem.offer
-            group_places = placed.setdefault(req.group, [])
             if req.constraints and not all_satisfied(
                 req.constraints, offer.hostname, offer.attributes, group_places
             ):

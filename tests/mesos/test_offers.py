@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.api.template import Constraint
-from controller.mesos.offers import Offer, Placement, TaskRequest, match
+from controller.mesos.offers import Offer, Placement, Placements, TaskRequest, match
 from tests.mesos.offers_util import offer_json
 
 
@@ -91,6 +91,25 @@ def test_constraints_are_per_group() -> None:
     result = match([offer], [req("a", group="x", cpus=0.1, constraints=cons),
                              req("b", group="y", cpus=0.1, constraints=cons)])
     assert len(result.assignments) == 2
+
+
+def test_placements_are_kept_by_task_and_read_by_group() -> None:
+    p = Placements()
+    p.add("a1", "a", "h1", {"zone": "z1"})
+    p.add("a2", "a", "h2", {})
+    p.add("b1", "b", "h1", {})
+    assert p.get("a1") == ("a", ("h1", {"zone": "z1"}))
+    assert p.of_groups(["a", "missing"]) == {"a": [("h1", {"zone": "z1"}), ("h2", {})]}
+    p.add("a1", "a", "h3", {})  # moved (e.g. learnt again from an update): no duplicate
+    p.remove("a2")
+    p.remove("never-there")
+    assert p.of_groups(["a", "b"]) == {"a": [("h3", {})], "b": [("h1", {})]}
+    p.remove("a1")
+    assert p.of_groups(["a"]) == {} and p.get("a1") is None
+    # What an offer round reads is a copy: matching cannot change the record.
+    read = p.of_groups(["b"])
+    read["b"].append(("h9", {}))
+    assert p.of_groups(["b"]) == {"b": [("h1", {})]}
 
 
 def test_group_by_spreads_evenly() -> None:
