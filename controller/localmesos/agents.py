@@ -17,6 +17,7 @@ timer heap plays its life, so one machine carries thousands of agents and tasks.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -217,13 +218,22 @@ class RealRuntime:
 
 
 class SimulatedRuntime:
-    """A hollow agent: tasks take the time their env or labels say, and exit as told."""
+    """A hollow agent: tasks take the time their env or labels say, and exit as told.
+
+    Tasks launched together (one ACCEPT puts dozens on an agent) start together: one timer
+    reports all their TASK_STARTING and TASK_RUNNING updates under one hold of the master lock,
+    and those with the same duration finish on one timer too, so a burst of launches costs the
+    timer thread a couple of wake-ups and the stream one write per state instead of one each.
+    A task's run time is counted from the moment its TASK_RUNNING is reported."""
 
     def __init__(self, master: Master, default_duration: float = 0.1) -> None:
         self.master = master
         self.agent_id = ""
         self.default_duration = default_duration
         self._done: set[tuple[str, str]] = set()
+        # Launched, not yet started: (task, duration, exit code, max_completion_time hit).
+        # Guarded by the master lock, under which launches arrive.
+        self._launched: list[tuple[Task, float, int, bool]] = []
 
     def launch(self, task: Task) -> None:
         settings = {**task_labels(task.info), **task_env(task.info)}
@@ -232,30 +242,40 @@ class SimulatedRuntime:
             code = int(settings.get(SIM_EXIT_CODE, 0))
         except ValueError:
             duration, code = self.default_duration, 0
-        key = (task.framework_id, task.task_id)
         mct = ((task.info.get("max_completion_time") or {}).get("nanoseconds"))
         timed_out = mct is not None and mct / 1e9 < duration
         if timed_out:
             duration = mct / 1e9  # type: ignore[operator]
+        self._launched.append((task, duration, code, timed_out))
+        if len(self._launched) == 1:
+            self.master.timers.call_soon(self._start_launched)
 
-        def start() -> None:
-            self._update(task, "TASK_STARTING")
-            self._update(task, "TASK_RUNNING")
+    def _start_launched(self) -> None:
+        finishing: dict[float, list[tuple[Task, int, bool]]] = {}
+        with self.master.lock:
+            launched, self._launched = self._launched, []
+            for task, duration, code, timed_out in launched:
+                self._update(task, "TASK_STARTING")
+                self._update(task, "TASK_RUNNING")
+                finishing.setdefault(duration, []).append((task, code, timed_out))
+        for duration, tasks in finishing.items():
+            self.master.timers.call_later(duration, functools.partial(self._finish, tasks))
 
-        def finish() -> None:
-            if key in self._done:
-                return
-            self._done.add(key)
-            if timed_out:
-                self._update(task, "TASK_FAILED", reason="REASON_MAX_COMPLETION_TIME_REACHED",
-                             message=_exit_message(-signal.SIGKILL))
-            elif code == 0:
-                self._update(task, "TASK_FINISHED", message=_exit_message(0))
-            else:
-                self._update(task, "TASK_FAILED", message=_exit_message(code))
-
-        self.master.timers.call_soon(start)
-        self.master.timers.call_later(duration, finish)
+    def _finish(self, tasks: list[tuple[Task, int, bool]]) -> None:
+        with self.master.lock:
+            for task, code, timed_out in tasks:
+                key = (task.framework_id, task.task_id)
+                if key in self._done:
+                    continue
+                self._done.add(key)
+                if timed_out:
+                    self._update(task, "TASK_FAILED",
+                                 reason="REASON_MAX_COMPLETION_TIME_REACHED",
+                                 message=_exit_message(-signal.SIGKILL))
+                elif code == 0:
+                    self._update(task, "TASK_FINISHED", message=_exit_message(0))
+                else:
+                    self._update(task, "TASK_FAILED", message=_exit_message(code))
 
     def _update(self, task: Task, state: str, **kw: Any) -> None:
         self.master.agent_update(self.agent_id, task.framework_id, task.task_id, state, **kw)

@@ -27,7 +27,6 @@ import contextlib
 import email.utils
 import json
 import os
-import queue
 import select
 import socket
 import stat
@@ -510,32 +509,28 @@ class MasterHTTP:
         self._pump(h, stream)
 
     def _pump(self, h: _Handler, stream: Stream) -> None:
+        """Keep the stream's connection: the threads that make events write them (see
+        `Stream.flush`); this one finishes the writes a slow client could not take at once,
+        ends the response when the master closes the stream, and notices a client that
+        hung up."""
         sock = h.connection
         last_check = 0.0
+        stream.attach(sock)
         try:
             while True:
-                batch: list[bytes] = []
-                closing = False
-                try:
-                    record = stream.records.get(timeout=0.25)
-                    while record is not None:
-                        batch.append(record)
-                        if len(batch) >= 256:
-                            break
-                        record = stream.records.get_nowait()
-                    closing = record is None
-                except queue.Empty:
-                    pass
-                if batch:
-                    # Several RecordIO records may share one HTTP chunk.
-                    data = b"".join(batch)
-                    h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                    h.wfile.flush()
+                closing = stream.closed
+                # What was buffered before the socket was attached (SUBSCRIBED), or left
+                # over by a write that would have blocked.
+                stream.flush(block=True)
+                if stream.broken:
+                    return
                 if closing:  # the master closed the stream
                     with contextlib.suppress(OSError):
                         h.wfile.write(b"0\r\n\r\n")
                         h.wfile.flush()
                     return
+                stream.wakeup.wait(0.25)
+                stream.wakeup.clear()
                 now = time.monotonic()
                 if now - last_check > 0.25:
                     last_check = now
@@ -546,6 +541,7 @@ class MasterHTTP:
         except (OSError, ValueError):
             pass
         finally:
+            stream.attach(None)
             self.master.stream_closed(stream)
 
     # --- read endpoints --------------------------------------------------------------------

@@ -7,7 +7,8 @@ the same reconciliation answers. The HTTP layer (`http.py`) only parses and rout
 (`agents.py`) only run tasks and report their states here.
 
 All state is guarded by one lock; nothing here blocks on I/O while holding it. Events for a
-framework go into its stream's queue, which the HTTP thread of its SUBSCRIBE drains.
+framework are buffered in its stream and written to the SUBSCRIBE connection by the thread
+that made them once it lets go of the lock (`MasterLock`, `Stream.flush`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import heapq
 import itertools
 import json
 import os
-import queue
+import random
 import socket
 import struct
 import threading
@@ -141,33 +142,153 @@ def recordio(event: dict[str, Any]) -> bytes:
     return str(len(data)).encode() + b"\n" + data
 
 
+# Random UUIDs are made under the master lock for every status update and task. os.urandom
+# (and so uuid.uuid4) is a getrandom() syscall that lets go of the GIL, which under load hands
+# the GIL to a thread that then queues on the master lock. A PRNG seeded from os.urandom makes
+# the same version-4 UUIDs (unique, not secret: nothing here needs them unguessable) without one.
+_rng = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)  # a forked child must not repeat them
+_VERSION_4 = (0xF000 << 64 | 0xC000 << 48, 0x4000 << 64 | 0x8000 << 48)
+
+
+def _uuid4_int() -> int:
+    """128 random bits with the version 4 and RFC 4122 variant bits set, as uuid.UUID does."""
+    clear, set_bits = _VERSION_4
+    return (_rng.getrandbits(128) & ~clear) | set_bits
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID in its canonical text form, like str(uuid.uuid4())."""
+    return str(uuid.UUID(int=_uuid4_int()))
+
+
 def new_uuid_bytes() -> str:
     """A status update uuid (random, version 4, RFC 4122 variant) as the JSON encoding of a
     proto `bytes` field: base64."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return base64.b64encode(raw).decode()
+    return base64.b64encode(_uuid4_int().to_bytes(16, "big")).decode()
 
 
-@dataclass
+class MasterLock:
+    """The master's one reentrant lock. Events are not written to a stream's socket while it
+    is held: `Stream.send` only buffers them, and the thread that leaves the outermost hold
+    writes what it buffered, without blocking (see `Stream.flush`). So an event reaches its
+    client as soon as the call or timer that made it is done, with no thread woken per event
+    and no I/O under the lock."""
+
+    __slots__ = ("_depth", "_dirty", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0  # only the owner touches it
+        self._dirty: list[Stream] = []
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth or not self._dirty:
+            self._lock.release()
+            return
+        dirty, self._dirty = self._dirty, []
+        self._lock.release()
+        for stream in dict.fromkeys(dirty):
+            stream.flush()
+
+    def buffered(self, stream: Stream) -> None:
+        self._dirty.append(stream)
+
+
+@dataclass(eq=False)
 class Stream:
-    """The open SUBSCRIBE response of one framework."""
+    """The open SUBSCRIBE response of one framework: events as RecordIO records in HTTP
+    chunks. Records are buffered under the master lock and written by whichever thread gets
+    the socket first: the one that made them when it leaves the lock (never blocking), or
+    the stream's HTTP thread (`MasterHTTP._pump`), which is woken only to finish a write the
+    client was too slow for, to close the stream, or when the client is gone."""
 
     framework_id: str
     stream_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    records: queue.Queue[bytes | None] = field(default_factory=queue.Queue)
     closed: bool = False
     silent: bool = False  # half-open fault: the connection stays up, nothing arrives
+    lock: MasterLock | None = None  # whose release writes what `send` buffered
+    broken: bool = False  # a write failed: the client is gone
+    wakeup: threading.Event = field(default_factory=threading.Event)
+    _records: list[bytes] = field(default_factory=list)  # guarded by _buffer_lock
+    _buffer_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The socket, its bytes accepted but not yet written (a partial chunk) and whether
+    # `flush` may write without blocking; all guarded by _io_lock.
+    _sock: socket.socket | None = None
+    _backlog: bytes = b""
+    _nonblocking: bool = False
+    _io_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], record: bytes | None = None) -> None:
+        """Buffer `event`; `record` is its RecordIO encoding when the caller has it."""
         if not self.closed and not self.silent:
-            self.records.put(recordio(event))
+            if record is None:
+                record = recordio(event)
+            with self._buffer_lock:
+                self._records.append(record)
+            if self.lock is not None:
+                self.lock.buffered(self)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.records.put(None)
+            self.wakeup.set()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """The HTTP thread's socket, once the response headers are out (None: detached,
+        before the server closes it, so no late write can reach a reused descriptor)."""
+        with self._io_lock:
+            self._sock = sock
+            # Python waits for a socket with a timeout to be writable, MSG_DONTWAIT or not.
+            self._nonblocking = sock is not None and sock.gettimeout() is None
+
+    def flush(self, block: bool = False) -> None:
+        """Write the buffered records as one chunk, after any backlog. Without `block`, a
+        thread already writing is left to it (it looks again once done) and what the socket
+        does not take at once becomes backlog for the stream's HTTP thread."""
+        while True:
+            if not self._io_lock.acquire(block):
+                return
+            try:
+                sock = self._sock
+                if sock is None or self.broken:
+                    return
+                if not block and not self._nonblocking:
+                    self.wakeup.set()  # the stream's own thread writes
+                    return
+                with self._buffer_lock:
+                    records, self._records = self._records, []
+                data = self._backlog
+                if records:
+                    body = b"".join(records)
+                    data += b"%x\r\n%s\r\n" % (len(body), body)
+                self._backlog = b""
+                if data:
+                    if block:
+                        sock.sendall(data)
+                    else:
+                        try:
+                            sent = sock.send(data, socket.MSG_DONTWAIT)
+                        except BlockingIOError:
+                            sent = 0
+                        if sent < len(data):
+                            self._backlog = data[sent:]
+                            self.wakeup.set()
+                            return
+            except OSError:
+                self.broken = True
+                self.wakeup.set()
+                return
+            finally:
+                self._io_lock.release()
+            if not self._records:
+                return
 
 
 @dataclass
@@ -189,8 +310,11 @@ class Task:
     held: list[dict[str, Any]] = field(default_factory=list)  # updates made while partitioned
     # The command executor's container, as the agent's containerizer reports it in every
     # update the executor sends (Mesos' container ids are UUIDs).
-    container_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    container_id: str = field(default_factory=new_uuid)
     executor_pid: int | None = None
+    # The head of `pending` and its UPDATE event's RecordIO encoding: a resend (every retry
+    # interval until acknowledged) writes the same bytes without encoding them again.
+    head_record: tuple[dict[str, Any], bytes] | None = field(default=None, repr=False)
 
     @property
     def executor_id(self) -> str:
@@ -334,7 +458,7 @@ class Master:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         self.start_time = time.time()
-        self.lock = threading.RLock()
+        self.lock = MasterLock()
         self.timers = Timers()
         self.frameworks: dict[str, Framework] = {}
         self.removed_frameworks: dict[str, Framework] = {}
@@ -395,12 +519,12 @@ class Master:
         }
 
     # --- sending events --------------------------------------------------------------------
-    def _send(self, fw: Framework, event: dict[str, Any]) -> bool:
+    def _send(self, fw: Framework, event: dict[str, Any], record: bytes | None = None) -> bool:
         if fw.stream is None or fw.stream.closed or not fw.connected:
             return False
         for observer in self.event_observers:
             observer(fw.framework_id, event)
-        fw.stream.send(event)
+        fw.stream.send(event, record)
         return True
 
     def _heartbeat(self, fw: Framework) -> None:
@@ -426,7 +550,7 @@ class Master:
         info = dict(call["subscribe"]["framework_info"])
         with self.lock:
             fid = (info.get("id") or {}).get("value")
-            stream = Stream(framework_id=fid or "")
+            stream = Stream(framework_id=fid or "", lock=self.lock)
             # Refused subscriptions get a 200 stream holding one ERROR, as in Mesos.
             # Mesos' order: FrameworkInfo, a removed framework, then the suppressed roles.
             refusal = validate_framework(info)
@@ -992,10 +1116,15 @@ class Master:
         if self.update_delay > 0:
             delay = self.update_delay
             self.timers.call_later(delay, lambda: self._send_locked(fw, event))
-        else:
-            self._send(fw, event)
+            if self.duplicate_updates:
+                self._send(fw, event)
+            return
+        cached = task.head_record
+        if cached is None or cached[0] is not status:
+            cached = task.head_record = (status, recordio(event))
+        self._send(fw, event, cached[1])
         if self.duplicate_updates:
-            self._send(fw, event)
+            self._send(fw, event, cached[1])
 
     def _send_locked(self, fw: Framework, event: dict[str, Any]) -> None:
         with self.lock:
@@ -1022,6 +1151,7 @@ class Master:
         if task.pending[0].get("uuid") != ack.get("uuid"):
             return  # an old or duplicate acknowledgement
         task.pending.popleft()
+        task.head_record = None
         task.retry_interval = 0
         if task.pending:
             self._forward_head(task)
@@ -1149,6 +1279,7 @@ class Master:
                 # reregisters.
                 task.held[:0] = task.pending
                 task.pending.clear()
+                task.head_record = None
                 task.retry_interval = 0
                 # Whether or not the framework is partition-aware (it saw TASK_LOST then),
                 # the master keeps the task among its unreachable ones, as Mesos does.
