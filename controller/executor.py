@@ -50,6 +50,21 @@ KILL_REASON_LABELS = {"TaskTimeout": "timeout", "DeadlineExceeded": "deadline",
 _Op = tuple[Put, Expect, ExecutionRecord | StatusBase]
 
 
+@dataclass
+class _Prepared:
+    """A plan taken apart: the writes to commit first, then what to do with Mesos."""
+
+    ops: list[_Op] = field(default_factory=list)
+    launches: list[Launch] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+    delete_object: DeleteObject | None = None
+    delete_data: DeleteOwnerData | None = None
+
+    @property
+    def launch_ids(self) -> tuple[str, ...]:
+        return tuple(a.task_id for a in self.launches)
+
+
 class StalePlan(Exception):
     """A compare-and-swap write lost: the plan was made from state that changed since."""
 
@@ -132,79 +147,136 @@ class Executor:
 
     def apply(self, plan: Plan, snap: Snapshot, now: datetime, *,
               logger: Any = log) -> Applied:
-        keys = self.store.keys
-        ops: list[_Op] = []
-        status_op: _Op | None = None
-        launches: list[Launch] = []
-        kills: list[Kill] = []
-        updated: dict[str, ExecutionRecord] = {}
-        delete_object: DeleteObject | None = None
-        delete_data: DeleteOwnerData | None = None
-        for action in plan.actions:
-            if isinstance(action, UpdateExecution):
-                rec, rev = self._current(action.task_id, snap, updated)
-                new = rec.model_copy(update=action.changes)
-                updated[action.task_id] = new
-                key = keys.execution(snap.namespace, snap.name, action.task_id)
-                ops.append((Put(key, encode_model(new)), Expect(key, rev), new))
-            elif isinstance(action, Launch):
-                record = ExecutionRecord(task_id=action.task_id, index=action.index,
-                                         attempt=action.attempt, state=LAUNCHING,
-                                         submitted_at=now)
-                key = keys.execution(snap.namespace, snap.name, action.task_id)
-                ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
-                launches.append(action)
-            elif isinstance(action, WriteStatus):
-                status_op = self._status_put(action.status, snap)
-            elif isinstance(action, Kill):
-                kills.append(action)
-            elif isinstance(action, DeleteObject):
-                delete_object = action
-            elif isinstance(action, DeleteOwnerData):
-                delete_data = action
-        if status_op is not None:
-            ops.append(status_op)  # last: it describes the intents written before it
+        prep = self._prepare(plan, snap, now)
         out = Applied()
-        ids = [a.task_id for a in launches]
+        ids = prep.launch_ids
         if ids and self._on_launch is not None:
             self._on_launch(ids)
         try:
-            self._commit(ops, out, snap)
+            self._commit(prep.ops, out, snap)
             # Launches before kills: a kill whose write fails must not strand intents that
             # are already in etcd (they would wait for the next reconciliation with Mesos).
-            if launches:
-                self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
-                                                  extra_env=a.env) for a in launches)
+            self._launch(prep.launches)
         except BaseException:
             # Intents already written without their launch stay LAUNCHING until the next
             # reconciliation with Mesos reports them unknown (a system failure, retried).
             if ids and self._on_launch_dropped is not None:
                 self._on_launch_dropped(ids)
             raise
-        out.launched = tuple(ids)
-        for tid in ids:
-            logger.info("task launch requested", task_id=tid)
-        revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
-        for kill in kills:
-            self._kill(kill, snap, revisions, out, now, logger)
-
-        if delete_object is not None:
-            key = keys.object(delete_object.plural, delete_object.namespace,
-                              delete_object.name)
-            self._guarded_commit([Delete(key)],
-                                 [Expect(key, delete_object.expected_mod_revision)])
-            logger.info("object expired and deleted")
-        if delete_data is not None:
-            self._guarded_commit([
-                Delete(keys.status(delete_data.plural, delete_data.namespace,
-                                   delete_data.name)),
-                Delete(keys.executions_prefix(delete_data.namespace, delete_data.name),
-                       prefix=True)])
-            out.owner_data_deleted = True
-            logger.info("status and execution records deleted")
+        self._finish(prep, snap, out, now, logger)
         return out
 
+    def apply_many(self, items: Sequence[tuple[Plan, Snapshot, Any]], now: datetime
+                   ) -> list[Applied | BaseException]:
+        """`apply` for plans of different objects (each item: plan, snapshot, logger), with
+        their writes committed together and their launches handed over together. The order
+        of steps of each plan is that of `apply`; one plan's failure is its own (its outcome
+        is the exception `apply` would have raised)."""
+        preps = [self._prepare(plan, snap, now) for plan, snap, _ in items]
+        outcomes: list[Applied | BaseException] = [Applied() for _ in items]
+        together = [i for i, p in enumerate(preps) if len(p.ops) <= MAX_TXN_OPS]
+        for i in range(len(items)):
+            if len(preps[i].ops) > MAX_TXN_OPS:  # written in several steps: on its own
+                plan, snap, logger = items[i]
+                try:
+                    outcomes[i] = self.apply(plan, snap, now, logger=logger)
+                except Exception as exc:
+                    outcomes[i] = exc
+        ids = [tid for i in together for tid in preps[i].launch_ids]
+        if ids and self._on_launch is not None:
+            self._on_launch(ids)
+        launched: list[int] = []
+        try:
+            results = self._commit_many([preps[i].ops for i in together])
+            for i, result in zip(together, results, strict=True):
+                if isinstance(result, BaseException):
+                    outcomes[i] = result
+                    if preps[i].launch_ids and self._on_launch_dropped is not None:
+                        self._on_launch_dropped(preps[i].launch_ids)
+                    continue
+                out = outcomes[i]
+                assert isinstance(out, Applied)
+                self._written(preps[i].ops, result, out, items[i][1])
+                launched.append(i)
+            self._launch([a for i in launched for a in preps[i].launches])
+        except BaseException as exc:
+            dropped = [tid for i in launched for tid in preps[i].launch_ids]
+            if dropped and self._on_launch_dropped is not None:
+                self._on_launch_dropped(dropped)
+            if not isinstance(exc, Exception):
+                raise
+            for i in launched:
+                outcomes[i] = exc
+            return outcomes
+        for i in launched:
+            out = outcomes[i]
+            assert isinstance(out, Applied)
+            try:
+                self._finish(preps[i], items[i][1], out, now, items[i][2])
+            except Exception as exc:
+                outcomes[i] = exc
+        return outcomes
+
     # --- pieces ------------------------------------------------------------------------------
+    def _prepare(self, plan: Plan, snap: Snapshot, now: datetime) -> _Prepared:
+        keys = self.store.keys
+        prep = _Prepared()
+        status_op: _Op | None = None
+        updated: dict[str, ExecutionRecord] = {}
+        for action in plan.actions:
+            if isinstance(action, UpdateExecution):
+                rec, rev = self._current(action.task_id, snap, updated)
+                new = rec.model_copy(update=action.changes)
+                updated[action.task_id] = new
+                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                prep.ops.append((Put(key, encode_model(new)), Expect(key, rev), new))
+            elif isinstance(action, Launch):
+                record = ExecutionRecord(task_id=action.task_id, index=action.index,
+                                         attempt=action.attempt, state=LAUNCHING,
+                                         submitted_at=now)
+                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                prep.ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
+                prep.launches.append(action)
+            elif isinstance(action, WriteStatus):
+                status_op = self._status_put(action.status, snap)
+            elif isinstance(action, Kill):
+                prep.kills.append(action)
+            elif isinstance(action, DeleteObject):
+                prep.delete_object = action
+            elif isinstance(action, DeleteOwnerData):
+                prep.delete_data = action
+        if status_op is not None:
+            prep.ops.append(status_op)  # last: it describes the intents written before it
+        return prep
+
+    def _launch(self, launches: Sequence[Launch]) -> None:
+        if launches:
+            self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
+                                              extra_env=a.env) for a in launches)
+
+    def _finish(self, prep: _Prepared, snap: Snapshot, out: Applied, now: datetime,
+                logger: Any) -> None:
+        """What follows the launches: kills, then deletions."""
+        keys = self.store.keys
+        out.launched = prep.launch_ids
+        for tid in out.launched:
+            logger.info("task launch requested", task_id=tid)
+        revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
+        for kill in prep.kills:
+            self._kill(kill, snap, revisions, out, now, logger)
+        if prep.delete_object is not None:
+            d = prep.delete_object
+            key = keys.object(d.plural, d.namespace, d.name)
+            self._guarded_commit([Delete(key)], [Expect(key, d.expected_mod_revision)])
+            logger.info("object expired and deleted")
+        if prep.delete_data is not None:
+            d2 = prep.delete_data
+            self._guarded_commit([
+                Delete(keys.status(d2.plural, d2.namespace, d2.name)),
+                Delete(keys.executions_prefix(d2.namespace, d2.name), prefix=True)])
+            out.owner_data_deleted = True
+            logger.info("status and execution records deleted")
+
     @staticmethod
     def _current(task_id: str, snap: Snapshot, updated: Mapping[str, ExecutionRecord]
                  ) -> tuple[ExecutionRecord, int]:
@@ -230,19 +302,50 @@ class Executor:
             # launches are written off by the next reconciliation); the rest is planned again.
             revision = self._guarded_commit([p for p, _, _ in chunk],
                                             [e for _, e, _ in chunk])
-            out.revision = revision
-            out.written += len(chunk)
-            records = []
-            status = None
-            for _, _, model in chunk:
-                if isinstance(model, ExecutionRecord):
-                    records.append(model)
-                    out.records.append((revision, model))
-                else:
-                    status = model
-                    out.status = (revision, model)
-            if self._on_written is not None:
-                self._on_written(snap, revision, records, status)
+            self._written(chunk, revision, out, snap)
+
+    def _commit_many(self, txns: Sequence[Sequence[_Op]]) -> list[int | Exception]:
+        """Each list of ops as one fenced transaction, all sent together: for each, its
+        revision, or StalePlan / NotLeader / the etcd error it met."""
+        if not txns:
+            return []
+        token = None
+        fence: list[Expect] = []
+        if self._fence is not None:
+            token = self._fence()
+            if token is None:
+                return [NotLeader("not the leader") for _ in txns]
+            fence = [Expect(token.key, token.revision)]
+        results = self.store.commit_many([([p for p, _, _ in ops], [e for _, e, _ in ops] + fence)
+                                          for ops in txns])
+        out: list[int | Exception] = []
+        lost: bool | None = None
+        for result in results:
+            if isinstance(result, Conflict):
+                if token is not None and lost is None:
+                    found = self.store.get_raw(token.key)
+                    lost = found is None or found[1] != token.revision
+                out.append(NotLeader("lost the controller lease") if lost
+                           else StalePlan(str(result)))
+            else:
+                out.append(result)
+        return out
+
+    def _written(self, ops: Sequence[_Op], revision: int, out: Applied, snap: Snapshot
+                 ) -> None:
+        out.revision = revision
+        out.written += len(ops)
+        records = []
+        status = None
+        for _, _, model in ops:
+            if isinstance(model, ExecutionRecord):
+                records.append(model)
+                out.records.append((revision, model))
+            else:
+                status = model
+                out.status = (revision, model)
+        if self._on_written is not None:
+            self._on_written(snap, revision, records, status)
 
     def _kill(self, kill: Kill, snap: Snapshot,
               revisions: Mapping[str, tuple[ExecutionRecord, int]], out: Applied,

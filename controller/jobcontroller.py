@@ -23,7 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ from controller.mesos.backend import (
     TaskLaunched,
     TaskUpdate,
 )
-from controller.reconcile import JobInput, parse_task_id, plan_job
+from controller.reconcile import JobInput, Plan, parse_task_id, plan_job
 from controller.records import RecordCache
 from controller.runtime import Controller, Fence, Informer, ObjectKey, Result, WorkQueue
 from controller.store import EtcdUnavailable, Expect, Put, Store, StoreError
@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("docket.jobs")
 
 UPDATE_BATCH = 500
+# Keys a worker takes at once when several are waiting: planned one by one, their writes
+# committed in shared etcd requests and their launches handed over together. Every extra
+# thread waking for its own round trip waited for the interpreter lock in a busy process.
+RECONCILE_BATCH = 50
 GAUGE_SECONDS = 2.0
 _STARTING = frozenset({"LAUNCHING", "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"})
 
@@ -80,7 +84,8 @@ class JobController:
         self.backend = make_backend(self.known_tasks)
         self.informer = Informer(store, PLURAL, KIND, resync_seconds=resync_seconds)
         self.queue = WorkQueue(KIND)
-        self.loop = Controller(KIND, self.queue, self.reconcile, workers=workers)
+        self.loop = Controller(KIND, self.queue, self.reconcile, workers=workers,
+                               reconcile_many=self.reconcile_many, batch=RECONCILE_BATCH)
         self.records = RecordCache(store, PLURAL)
         self.executor = Executor(
             store, self.backend, on_launch=self._handed_over,
@@ -149,9 +154,51 @@ class JobController:
 
     # --- reconcile ---------------------------------------------------------------------------
     def reconcile(self, key: Hashable) -> Result:
-        assert isinstance(key, tuple)
-        _kind, namespace, name = key
-        logger = object_logger(KIND, namespace, name)
+        outcome = self.reconcile_many([key])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def reconcile_many(self, keys: Sequence[Hashable]) -> list[Result | Exception]:
+        """Reconcile several Jobs: each planned on its own, their writes committed together
+        (`Executor.apply_many`). An outcome per key, in order: its Result or its error."""
+        now = self.now()
+        outcomes: list[Result | Exception] = [Result() for _ in keys]
+        planned: list[tuple[Plan, Snapshot, Any]] = []
+        where: list[tuple[int, str, str]] = []
+        for i, key in enumerate(keys):
+            assert isinstance(key, tuple)
+            _kind, namespace, name = key
+            try:
+                plan, snap = self._plan(namespace, name, now)
+            except Exception as exc:
+                self.records.invalidate(namespace, name)
+                outcomes[i] = exc
+                continue
+            planned.append((plan, snap, object_logger(KIND, namespace, name)))
+            where.append((i, namespace, name))
+        applied = self.executor.apply_many(planned, now)
+        for (plan, _, logger), (i, namespace, name), outcome in zip(planned, where, applied,
+                                                                     strict=True):
+            if isinstance(outcome, StalePlan):
+                self.records.invalidate(namespace, name)
+                logger.debug("plan was stale; planning again", reason=str(outcome))
+                outcomes[i] = Result(requeue=True)
+            elif isinstance(outcome, Exception):
+                self.records.invalidate(namespace, name)
+                outcomes[i] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                if outcome.owner_data_deleted:
+                    self.records.deleted(namespace, name)
+                if plan.status is not None:
+                    logger.info("status written",
+                                phase=str(getattr(plan.status, "phase", "")))
+                outcomes[i] = Result(requeue_after=plan.requeue_after)
+        return outcomes
+
+    def _plan(self, namespace: str, name: str, now: datetime) -> tuple[Plan, Snapshot]:
         cached = self.informer.get(namespace, name)
         known = self.records.get(namespace, name)
         status = known.status
@@ -166,24 +213,9 @@ class JobController:
             spec_revision = cached.mod_revision
             if not isinstance(job, Job) and cached.valid:
                 job = None
-        now = self.now()
         plan = plan_job(JobInput(namespace, name, job, spec_revision, uid, status,
                                  [rec for rec, _ in known.executions.values()], now))
-        snap = Snapshot(PLURAL, namespace, name, known.status_revision, known.executions)
-        try:
-            applied = self.executor.apply(plan, snap, now, logger=logger)
-        except StalePlan as exc:
-            self.records.invalidate(namespace, name)
-            logger.debug("plan was stale; planning again", reason=str(exc))
-            return Result(requeue=True)
-        except Exception:
-            self.records.invalidate(namespace, name)
-            raise
-        if applied.owner_data_deleted:
-            self.records.deleted(namespace, name)
-        if plan.status is not None:
-            logger.info("status written", phase=str(getattr(plan.status, "phase", "")))
-        return Result(requeue_after=plan.requeue_after)
+        return plan, Snapshot(PLURAL, namespace, name, known.status_revision, known.executions)
 
     def _handed_over(self, task_ids: Iterable[str]) -> None:
         with self._lock:

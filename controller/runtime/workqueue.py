@@ -144,13 +144,7 @@ class WorkQueue:
                     return None
                 self._promote_due_locked()
                 if self._queue:
-                    key = self._queue.popleft()
-                    now = self._clock.now()
-                    self._latency.observe(max(0.0, now - self._queued_at.pop(key, now)))
-                    self._processing[key] = now
-                    self._dirty.discard(key)
-                    self._depth.set(len(self._queue))
-                    return key
+                    return self._take_locked()
                 wait: float | None = None
                 if deadline is not None:
                     wait = deadline - time.monotonic()
@@ -160,6 +154,28 @@ class WorkQueue:
                     until_due = max(0.0, self._delayed[0][0] - self._clock.now())
                     wait = until_due if wait is None else min(wait, until_due)
                 self._clock.wait(self._cond, wait)
+
+    def get_many(self, limit: int, timeout: float | None = None) -> list[Hashable]:
+        """Up to `limit` keys: the first as `get` waits for it, then whichever others are
+        ready at that moment. Empty on timeout or shutdown. The caller must call `done` for
+        each."""
+        first = self.get(timeout)
+        if first is None:
+            return []
+        keys = [first]
+        with self._cond:
+            while self._queue and len(keys) < limit and not self._shutting_down:
+                keys.append(self._take_locked())
+        return keys
+
+    def _take_locked(self) -> Hashable:
+        key = self._queue.popleft()
+        now = self._clock.now()
+        self._latency.observe(max(0.0, now - self._queued_at.pop(key, now)))
+        self._processing[key] = now
+        self._dirty.discard(key)
+        self._depth.set(len(self._queue))
+        return key
 
     def _promote_due_locked(self) -> None:
         now = self._clock.now()

@@ -14,16 +14,17 @@ touches a key already in the batch waits for the next one; one that deletes a ke
 alone. When only one transaction is waiting it is sent as it is.
 
 No thread of its own: a caller that finds fewer than SENDERS requests in flight becomes a
-sender, and sends batches of whatever is waiting (oldest first) until its own transaction has
-gone; then it hands the role to a waiting caller.
+sender, and sends batches of whatever is waiting (oldest first) until its own transactions have
+gone; then it hands the role to a waiting caller. A caller may hand in several independent
+transactions at once (`commit_all`): a worker reconciling many objects commits them together.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyetcd import etcdrpc
@@ -45,26 +46,35 @@ Send = Callable[[Any], Any]
 """Sends one TxnRequest to etcd (with the client's retry policy) and returns the response."""
 
 
+class _Caller:
+    """A thread waiting for its transactions."""
+
+    def __init__(self, count: int) -> None:
+        self.wake = threading.Event()
+        self.role = False
+        """This caller sends batches (for everyone) until all its transactions are taken."""
+        self.untaken = count
+        self.pending = count
+
+
 @dataclass(eq=False)
 class _Waiting:
+    """One transaction in line."""
+
+    caller: _Caller
     request: Any
     writes: frozenset[bytes]
     exclusive: bool
     size: int
     ops: int
-    wake: threading.Event = field(default_factory=threading.Event)
-    role: bool = False
-    """This caller sends batches (for everyone) until its own transaction is taken."""
-    taken: bool = False
-    done: bool = False
     response: Any = None
     revision: int = 0
     error: BaseException | None = None
 
-    def result(self) -> tuple[Any, int]:
-        if self.error is not None:
-            raise self.error
-        return self.response, self.revision
+
+Outcome = tuple[Any, int] | BaseException
+"""(etcd's response to the transaction, the revision of the request that carried it), or what
+sending that request raised."""
 
 
 class GroupCommitter:
@@ -79,12 +89,23 @@ class GroupCommitter:
         self._senders = 0
 
     def commit(self, request: Any) -> tuple[Any, int]:
-        """Send one TxnRequest, batched with others; its own response and the revision of
+        """Send one TxnRequest, batched with others'; its own response and the revision of
         the request that carried it. Raises what sending raised."""
-        me = _Waiting(request, _written_keys(request), _deletes_range(request),
-                      request.ByteSize(), 1 + max(len(request.compare), len(request.success)))
+        outcome = self.commit_all([request])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def commit_all(self, requests: Sequence[Any]) -> list[Outcome]:
+        """Send several independent TxnRequests (in as few requests as the limits allow,
+        batched with others'); an outcome for each, in order."""
+        me = _Caller(len(requests))
+        mine = [_Waiting(me, r, _written_keys(r), _deletes_range(r), r.ByteSize(),
+                         1 + max(len(r.compare), len(r.success))) for r in requests]
+        if not mine:
+            return []
         with self._lock:
-            self._waiting.append(me)
+            self._waiting.extend(mine)
             if self._senders < self._max_senders:
                 self._senders += 1
                 me.role = True
@@ -92,21 +113,21 @@ class GroupCommitter:
             if me.role:
                 self._send_until_taken(me)
             with self._lock:
-                if me.done:
+                if me.pending == 0:
                     break
                 if me.role:
                     continue
                 me.wake.clear()
-            me.wake.wait()  # done (another sender carried it), or handed the sending role
-        return me.result()
+            me.wake.wait()  # all done (other senders carried them), or handed the role
+        return [w.error if w.error is not None else (w.response, w.revision) for w in mine]
 
-    def _send_until_taken(self, me: _Waiting) -> None:
-        """Send batches until `me` is in one; then hand the role on."""
+    def _send_until_taken(self, me: _Caller) -> None:
+        """Send batches until every transaction of `me` is in one; then hand the role on."""
         while True:
             with self._lock:
-                if me.taken:
+                if me.untaken == 0:
                     me.role = False
-                    nxt = next((w for w in self._waiting if not w.role), None)
+                    nxt = next((w.caller for w in self._waiting if not w.caller.role), None)
                     if nxt is None:
                         self._senders -= 1
                     else:
@@ -133,7 +154,6 @@ class GroupCommitter:
                     rest.append(w)
                 else:
                     batch.append(w)  # alone
-                    w.taken = True
                 full = True
             elif keys & w.writes or (batch and (size + w.size > self._max_bytes
                                                 or ops + w.ops > self._max_ops)):
@@ -141,11 +161,12 @@ class GroupCommitter:
                 keys |= w.writes
             else:
                 batch.append(w)
-                w.taken = True
                 keys |= w.writes
                 size += w.size
                 ops += w.ops
         self._waiting = rest
+        for w in batch:
+            w.caller.untaken -= 1
         return batch
 
     def _send_batch(self, batch: list[_Waiting]) -> None:
@@ -167,8 +188,9 @@ class GroupCommitter:
                 w.error = exc
         with self._lock:
             for w in batch:
-                w.done = True
-                w.wake.set()
+                w.caller.pending -= 1
+                if w.caller.pending == 0:
+                    w.caller.wake.set()
 
 
 def _written_keys(request: Any) -> frozenset[bytes]:

@@ -119,6 +119,38 @@ def invalid_key(plural: str, key: str, value: bytes, keys: Keys) -> InvalidObjec
     )
 
 
+def _txn_request(ops: Sequence[Op], expect: Sequence[Expect]) -> Any:
+    compares = []
+    for e in expect:
+        c = etcdrpc.Compare(key=to_bytes(e.key), result=etcdrpc.Compare.EQUAL)
+        if e.mod_revision == 0:
+            c.target = etcdrpc.Compare.VERSION
+            c.version = 0
+        else:
+            c.target = etcdrpc.Compare.MOD
+            c.mod_revision = e.mod_revision
+        compares.append(c)
+    success = []
+    for op in ops:
+        if isinstance(op, Put):
+            put = etcdrpc.PutRequest(key=to_bytes(op.key), value=op.value)
+            if op.lease:
+                put.lease = op.lease
+            success.append(etcdrpc.RequestOp(request_put=put))
+        else:
+            rng = etcdrpc.DeleteRangeRequest(key=to_bytes(op.key))
+            if op.prefix:
+                rng.range_end = prefix_range_end(to_bytes(op.key))
+            success.append(etcdrpc.RequestOp(request_delete_range=rng))
+    return etcdrpc.TxnRequest(compare=compares, success=success)
+
+
+def _conflict(expect: Sequence[Expect]) -> Conflict:
+    return Conflict("conflict: " + ", ".join(
+        f"{e.key} is no longer at revision {e.mod_revision}" if e.mod_revision
+        else f"{e.key} already exists" for e in expect))
+
+
 class _TxnKeys:
     """The keys a transaction writes, for error messages: formatted only when one is made."""
 
@@ -217,38 +249,30 @@ class Store:
 
         return self.client.call("txn", _TxnKeys(request), do)
 
+    def commit_many(self, txns: Sequence[tuple[Sequence[Op], Sequence[Expect]]]
+                    ) -> builtins.list[int | StoreError]:
+        """Several independent `commit`s at once (they travel together): for each, the
+        revision it was applied at, or the error it met (a Conflict when an expectation
+        failed). Raises nothing for one transaction's failure."""
+        requests = [_txn_request(ops, expect) for ops, expect in txns]
+        out: list[int | StoreError] = []
+        for (_, expect), outcome in zip(txns, self._committer.commit_all(requests),
+                                        strict=True):
+            if isinstance(outcome, StoreError):
+                out.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome  # not an etcd failure: a bug, or an interrupt
+            elif not outcome[0].succeeded:
+                out.append(_conflict(expect))
+            else:
+                out.append(outcome[1])
+        return out
+
     def _txn(self, ops: Sequence[Op], expect: Sequence[Expect]) -> tuple[Any, int]:
         """(etcd's response to this transaction, the revision it was applied at)."""
-        compares = []
-        for e in expect:
-            c = etcdrpc.Compare(key=to_bytes(e.key), result=etcdrpc.Compare.EQUAL)
-            if e.mod_revision == 0:
-                c.target = etcdrpc.Compare.VERSION
-                c.version = 0
-            else:
-                c.target = etcdrpc.Compare.MOD
-                c.mod_revision = e.mod_revision
-            compares.append(c)
-        success = []
-        for op in ops:
-            if isinstance(op, Put):
-                put = etcdrpc.PutRequest(key=to_bytes(op.key), value=op.value)
-                if op.lease:
-                    put.lease = op.lease
-                success.append(etcdrpc.RequestOp(request_put=put))
-            else:
-                rng = etcdrpc.DeleteRangeRequest(key=to_bytes(op.key))
-                if op.prefix:
-                    rng.range_end = prefix_range_end(to_bytes(op.key))
-                success.append(etcdrpc.RequestOp(request_delete_range=rng))
-        request = etcdrpc.TxnRequest(compare=compares, success=success)
-        resp, revision = self._committer.commit(request)
+        resp, revision = self._committer.commit(_txn_request(ops, expect))
         if not resp.succeeded:
-            raise Conflict(
-                "conflict: " + ", ".join(f"{e.key} is no longer at revision {e.mod_revision}"
-                                         if e.mod_revision else f"{e.key} already exists"
-                                         for e in expect)
-            )
+            raise _conflict(expect)
         return resp, revision
 
     def put_raw(self, key: str, value: bytes, expected_mod_revision: int | None = None,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.api.template import TaskTemplate
-from controller.executor import Executor, Snapshot, StalePlan
+from controller.executor import Executor, Snapshot, StalePlan, log
 from controller.mesos.backend import LaunchRequest
 from controller.reconcile.actions import Launch, ObjectKey, Plan
 from controller.store import Conflict, Store
@@ -67,3 +67,50 @@ def test_launches_whose_intents_fail_are_dropped(store: Store) -> None:
         executor.apply(plan(tid), Snapshot("jobs", "default", "race", 0, {}), NOW)
     assert announced == dropped == [tid]
     assert backend.launched == []
+
+
+def test_apply_many_commits_plans_together_and_keeps_each_outcome_its_own(
+        store: Store) -> None:
+    """Three objects' plans in one call: the one whose intent someone else wrote meanwhile
+    is stale (nothing of it launched, its launch taken back); the others are written and
+    launched together, in one etcd request."""
+    backend = Backend()
+    announced: list[str] = []
+    dropped: list[str] = []
+    written: list[str] = []
+    executor = Executor(store, backend, on_launch=announced.extend,  # type: ignore[arg-type]
+                        on_launch_dropped=dropped.extend,
+                        on_written=lambda snap, rev, recs, status: written.extend(
+                            r.task_id for r in recs))
+    ids = {name: f"job.default.{name}.5.0.0" for name in ("a", "b", "c")}
+    store.put_raw(store.keys.execution("default", "b", ids["b"]), b"{}")  # someone was first
+    items = [(plan(ids[name]), Snapshot("jobs", "default", name, 0, {}), log)
+             for name in ("a", "b", "c")]
+    outcomes = executor.apply_many(items, NOW)
+    assert isinstance(outcomes[1], StalePlan)
+    a, c = outcomes[0], outcomes[2]
+    assert not isinstance(a, BaseException) and not isinstance(c, BaseException)
+    assert a.launched == (ids["a"],) and c.launched == (ids["c"],)
+    assert a.revision == c.revision, "written by one etcd request"
+    assert announced == [ids["a"], ids["b"], ids["c"]] and dropped == [ids["b"]]
+    assert backend.launched == [ids["a"], ids["c"]] and written == [ids["a"], ids["c"]]
+    for name in ("a", "c"):
+        assert store.get_raw(store.keys.execution("default", name, ids[name])) is not None
+
+
+def test_apply_many_for_a_deposed_leader_writes_and_launches_nothing(store: Store) -> None:
+    from controller.executor import NotLeader
+    from controller.runtime import Fence
+
+    backend = Backend()
+    fence_key = store.keys.controller("leader-test")
+    revision = store.put_raw(fence_key, b"me")
+    store.put_raw(fence_key, b"someone else")  # the lease changed hands
+    executor = Executor(store, backend,  # type: ignore[arg-type]
+                        fence=lambda: Fence(fence_key, revision, 0))
+    tid = "job.default.deposed.5.0.0"
+    outcomes = executor.apply_many(
+        [(plan(tid), Snapshot("jobs", "default", "deposed", 0, {}), log)], NOW)
+    assert isinstance(outcomes[0], NotLeader)
+    assert backend.launched == []
+    assert store.get_raw(store.keys.execution("default", "deposed", tid)) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import pytest
 from prometheus_client import REGISTRY
@@ -119,3 +119,52 @@ def test_workers_process_keys_and_stop() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Controller("Job", WorkQueue("Job"), lambda key: None, workers=0)
+
+
+def test_process_many_settles_each_key_by_its_own_outcome() -> None:
+    clock = FakeClock()
+    q = WorkQueue("Job", clock=clock, rate_limiter=RateLimiter(clock, base_delay=1, max_delay=60))
+    seen: list[list[Hashable]] = []
+
+    def many(keys: Sequence[Hashable]) -> list[Result | Exception | None]:
+        seen.append(list(keys))
+        return [None, Result(requeue_after=30), RuntimeError("etcd down"),
+                TerminalError("bad spec")]
+
+    c = Controller("Job", q, lambda key: None, workers=1, reconcile_many=many, batch=10)
+    for key in "abcd":
+        q.add(key)
+    keys = q.get_many(10, 0)
+    try:
+        assert c.process_many(keys) == ["success", "requeue_after", "error", "terminal_error"]
+    finally:
+        for taken in keys:
+            q.done(taken)
+    assert seen == [["a", "b", "c", "d"]]
+    assert q.num_requeues("c") == 1 and q.num_requeues("d") == 0
+    clock.advance(1)
+    assert q.get_many(10, 0) == ["c"]  # the error is retried after its backoff
+    clock.advance(29)
+    assert q.get_many(10, 0) == ["b"]  # and b comes back at its time
+
+
+def test_workers_take_ready_keys_in_batches() -> None:
+    q = WorkQueue("Job")
+    batches: list[int] = []
+    done = threading.Event()
+
+    def many(keys: Sequence[Hashable]) -> list[Result | Exception | None]:
+        batches.append(len(keys))
+        if sum(batches) == 20:
+            done.set()
+        return [None for _ in keys]
+
+    c = Controller("Job", q, lambda key: None, workers=1, reconcile_many=many, batch=8)
+    for i in range(20):
+        q.add(i)
+    c.start()
+    try:
+        assert done.wait(5)
+    finally:
+        c.stop()
+    assert batches == [8, 8, 4]

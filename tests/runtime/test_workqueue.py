@@ -221,3 +221,27 @@ def test_dedup_invariants(steps: list[tuple[str, int]]) -> None:
         assert got not in served
         served.add(got)
     assert served == wanted
+
+
+def test_get_many_takes_what_is_ready_up_to_the_limit() -> None:
+    q, clock = make()
+    for key in "abcd":
+        q.add(key)
+    q.add_after("later", 5)
+    assert q.get_many(3, 0) == ["a", "b", "c"]
+    q.add("a")  # being processed: not handed out again until done
+    assert q.get_many(10, 0) == ["d"]
+    assert q.get_many(10, 0) == []
+    clock.advance(5)
+    q.done("a")
+    assert q.get_many(10, 0) == ["a", "later"]  # a re-queued by done, later promoted when due
+
+
+def test_get_many_waits_for_the_first_key() -> None:
+    q, _ = make()
+    got: list[list[Hashable]] = []
+    t = threading.Thread(target=lambda: got.append(q.get_many(5, 5)))
+    t.start()
+    q.add("x")
+    t.join(5)
+    assert got == [["x"]]

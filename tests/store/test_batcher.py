@@ -231,3 +231,15 @@ def test_real_etcd_accepts_a_full_batch(store: Store) -> None:
         t.join(30)
     assert all(r is not None and r[0].succeeded for r in results)
     assert len({r[1] for r in results}) <= 4, "60 transactions of 3 puts in 2-3 requests"
+
+
+def test_commit_all_sends_a_callers_transactions_together_with_one_outcome_each() -> None:
+    etcd = ScriptedEtcd(block_first=False)
+    committer = GroupCommitter(etcd.send, senders=1)
+    outcomes = committer.commit_all([txn("a"), txn("fail-b"), txn("a", "c"), txn("d")])
+    # "a" twice: the second waits for a request of its own, after the first.
+    assert etcd.sent == [[["a"], ["fail-b"], ["d"]], [["a", "c"]]]
+    assert [o[0].succeeded for o in outcomes if isinstance(o, tuple)] == [True, False, True,
+                                                                          True]
+    assert [o[1] for o in outcomes if isinstance(o, tuple)] == [101, 101, 102, 101]
+    assert committer.commit_all([]) == []
