@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import base64
 import getpass
-import http.client
 import json
 import queue
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -82,6 +82,70 @@ _restore_sigint()
 pymesos.process.thread = _NoInterrupt
 
 WEEK_SECONDS = 7 * 24 * 3600.0
+
+
+# Acks one sender writes at once (HTTP/1.1 pipelining) when a backlog has built up.
+ACK_PIPELINE = 256
+
+
+class _AckConnection:
+    """A keep-alive HTTP/1.1 connection that sends several POSTs pipelined and reads their
+    answers in order. http.client cannot: each response object buffers its own reads, and
+    would swallow the start of the next answer."""
+
+    def __init__(self, master: str, timeout: float) -> None:
+        self.master = master
+        host, _, port = master.rpartition(":")
+        self._host = master
+        self._sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = self._sock.makefile("rb")
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+    def post_all(self, path: str, headers: Mapping[str, str], bodies: Sequence[bytes]
+                 ) -> list[tuple[int, bytes]]:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        prefix = f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\n{head}".encode()
+        self._sock.sendall(b"".join(
+            b"%sContent-Length: %d\r\n\r\n%s" % (prefix, len(body), body) for body in bodies))
+        return [self._response() for _ in bodies]
+
+    def _response(self) -> tuple[int, bytes]:
+        line = self._reader.readline(65537)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ConnectionError(f"bad response from {self.master}: {line[:100]!r}")
+        status = int(parts[1])
+        length: int | None = None
+        chunked = False
+        while True:
+            header = self._reader.readline(65537)
+            if header in (b"\r\n", b"\n"):
+                break
+            if not header:
+                raise ConnectionError(f"{self.master} closed the connection")
+            name, _, value = header.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value.strip())
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if chunked:
+            body = b""
+            while (size := int(self._reader.readline(65537).split(b";")[0], 16)) > 0:
+                body += self._reader.read(size)
+                self._reader.readline(65537)
+            while self._reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return status, body
+        if length is None:
+            if status in (202, 204, 304) or status < 200:
+                return status, b""
+            raise ConnectionError(f"{self.master} answered {status} without a length")
+        return status, self._reader.read(length)
 
 
 def _ack_body(update: TaskUpdate) -> dict[str, Any]:
@@ -158,7 +222,7 @@ class MesosConfig:
     agent_refresh_seconds: float = 30.0
     """At most this often, list the agents again when an update names an unknown one."""
     tick_seconds: float = 0.5
-    ack_senders: int = 4
+    ack_senders: int = 2
     """Threads acknowledging updates, each on its own connection to the master (0: acks go
     through the worker like every other call)."""
     revive_interval_seconds: float = 1.0
@@ -248,6 +312,9 @@ class MesosAdapter:
         # controller asks for it (after the update is recorded).
         self._acks: queue.SimpleQueue[TaskUpdate | None] = queue.SimpleQueue()
         self._ackers: list[threading.Thread] = []
+        # Read when scraped: nothing on the hot path.
+        metrics.UPDATES_PENDING.set_function(self._events.qsize)
+        metrics.ACKS_PENDING.set_function(self._acks.qsize)
         self._lock = threading.Lock()
         # Pending launches with what they need from an offer, worked out once at launch().
         self._pending: dict[str, tuple[LaunchRequest, TaskRequest]] = {}
@@ -812,44 +879,56 @@ class MesosAdapter:
 
     def _ack_loop(self) -> None:
         """One ack sender: its own keep-alive connection to the current master, with the
-        current subscription's stream id. An ack that cannot be sent is dropped: Mesos sends
-        the update again and it is acknowledged then."""
-        conn: http.client.HTTPConnection | None = None
-        conn_master: str | None = None
+        current subscription's stream id. Whatever acks are waiting go out together, HTTP/1.1
+        pipelined (written at once, answered in order: libprocess serves a connection's
+        requests in order), so a backlog costs a few writes and reads instead of a round trip
+        each. An ack that cannot be sent is dropped: Mesos sends the update again and it is
+        acknowledged then."""
+        conn: _AckConnection | None = None
         while (update := self._acks.get()) is not None:
+            batch = [update]
+            stopping = False
+            while len(batch) < ACK_PIPELINE:
+                try:
+                    more = self._acks.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
             driver = self._driver
             stream_id = driver.stream_id if driver is not None else None
             master = driver.master if driver is not None else None
             if (driver is None or not self._connected or not driver.framework_id
                     or not stream_id or not master):
-                log.info("mesos call skipped while disconnected", call="ACKNOWLEDGE")
-                continue
-            body = json.dumps({"type": "ACKNOWLEDGE",
-                               "framework_id": {"value": driver.framework_id},
-                               **_ack_body(update)}).encode()
-            headers = {"Content-Type": "application/json", "Mesos-Stream-Id": stream_id}
-            credential = getattr(driver, "_basic_credential", None)
-            if credential:
-                headers["Authorization"] = credential
-            try:
-                if conn is None or conn_master != master:
+                log.info("mesos call skipped while disconnected", call="ACKNOWLEDGE",
+                         count=len(batch))
+            else:
+                headers = {"Content-Type": "application/json", "Mesos-Stream-Id": stream_id}
+                credential = getattr(driver, "_basic_credential", None)
+                if credential:
+                    headers["Authorization"] = credential
+                bodies = [json.dumps({"type": "ACKNOWLEDGE",
+                                      "framework_id": {"value": driver.framework_id},
+                                      **_ack_body(u)}).encode() for u in batch]
+                try:
+                    if conn is None or conn.master != master:
+                        if conn is not None:
+                            conn.close()
+                        conn = _AckConnection(master, self.config.call_timeout_seconds)
+                    for status, text in conn.post_all("/api/v1/scheduler", headers, bodies):
+                        if not 200 <= status < 300:
+                            log.warning("mesos call failed", call="ACKNOWLEDGE",
+                                        error=f"{status}: {text[:200]!r}")
+                except Exception as exc:
                     if conn is not None:
                         conn.close()
-                    host, _, port = master.rpartition(":")
-                    conn = http.client.HTTPConnection(
-                        host, int(port), timeout=self.config.call_timeout_seconds)
-                    conn_master = master
-                conn.request("POST", "/api/v1/scheduler", body=body, headers=headers)
-                resp = conn.getresponse()
-                text = resp.read()
-                if not 200 <= resp.status < 300:
-                    log.warning("mesos call failed", call="ACKNOWLEDGE",
-                                error=f"{resp.status}: {text[:200]!r}")
-            except Exception as exc:
-                if conn is not None:
-                    conn.close()
-                conn = None
-                log.warning("mesos call failed", call="ACKNOWLEDGE", error=str(exc))
+                    conn = None
+                    log.warning("mesos call failed", call="ACKNOWLEDGE", count=len(batch),
+                                error=str(exc))
+            if stopping:
+                break
         if conn is not None:
             conn.close()
 

@@ -31,6 +31,10 @@ RECONNECTS = Counter("docket_mesos_reconnects_total",
                      "Event streams dropped and reopened by Docket, by reason.", ["reason"])
 PENDING_LAUNCHES = Gauge("docket_mesos_pending_launches",
                          "Launches waiting for a fitting offer.")
+UPDATES_PENDING = Gauge("docket_mesos_updates_pending",
+                        "Events from Mesos (mostly status updates) waiting to be recorded.")
+ACKS_PENDING = Gauge("docket_mesos_acknowledgements_pending",
+                     "Status updates recorded and waiting for their acknowledgement to be sent.")
 SUPPRESSED = Gauge("docket_mesos_offers_suppressed",
                    "1 while offers are suppressed because nothing is pending.")
 

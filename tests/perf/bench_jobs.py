@@ -8,13 +8,17 @@ production. The benchmark writes N Job specs into etcd as users do (one put each
 threads) and watches their status keys. Printed as JSON:
   tasks_per_second            N / (last Succeeded status seen - first spec put)
   latency_running_p50/p99     spec put -> TASK_RUNNING (the record's started_at, Mesos' time)
-  etcd_txns_per_task          etcd revisions the controller made, per task (each put or
-                              transaction is one revision)
+  stages_p50_p99              where that latency goes: spec put -> intent written (submitted_at)
+                              -> TASK_RUNNING -> TASK_FINISHED -> status completionTime ->
+                              Succeeded status seen by the benchmark's watch
+  etcd_writes_per_task        keys the controller wrote (etcd's own put count, less the specs),
+                              per task; several may travel in one request (group commit)
   ceiling.etcd_puts_per_second        raw sequential puts of ~400-byte values, same client
   ceiling.mesos_tasks_per_second      tasks carried launch -> FINISHED by a raw scheduler
                                       (tests/perf/bench_localmesos.py's measurement)
   ratio_to_ceiling            tasks_per_second / min(both ceilings)
-  etcd_requests_per_task      gRPC requests etcd handled by method, per task (all clients)
+  etcd_requests_per_task      gRPC requests etcd handled by method, per task (the specs are
+                              Put requests, as etcdctl makes them; the controller's are Txn)
   cpu_ms_per_task             CPU time (user + system) each process spent over the Jobs run,
                               per task: where the machine's two cores go
 """
@@ -22,7 +26,9 @@ threads) and watches their status keys. Printed as JSON:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
 import os
 import queue
 import shutil
@@ -60,11 +66,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def write_specs(conn: Any, endpoint: str, prefix: str, names: list[str], duration: float,
+                writers: int) -> None:
+    """In a process of its own: once told to go, put one Job spec per name (one Put request
+    each, as etcdctl makes it) from `writers` threads; send back when each was put, as
+    ({name: time.time()}, {name: time.monotonic()}) (the monotonic clock is system-wide)."""
+    from pyetcd.client import Endpoint, MultiEndpointEtcd3Client
+
+    host, port = endpoint.rsplit(":", 1)
+    client = MultiEndpointEtcd3Client(endpoints=[Endpoint(host, int(port), secure=False)],
+                                      timeout=10)
+    docs = {name: job_doc(name, duration) for name in names}
+    wall: dict[str, float] = {}
+    mono: dict[str, float] = {}
+
+    def writer(part: list[str]) -> None:
+        for name in part:
+            wall[name] = time.time()
+            mono[name] = time.monotonic()
+            client.put(prefix + name, docs[name])
+
+    conn.send("ready")
+    conn.recv()
+    threads = [threading.Thread(target=writer, args=(names[i::writers],))
+               for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    conn.send((wall, mono))
+    client.close()
+
+
 def etcd_put_rate(store: Store, count: int = 2000) -> float:
     value = b"x" * 400
     start = time.perf_counter()
     for i in range(count):
-        store.put_raw(f"/bench-raw/{i}", value)
+        store.client.raw.put(f"/bench-raw/{i}", value)
     return count / (time.perf_counter() - start)
 
 
@@ -83,6 +121,8 @@ def scrape(port: int) -> dict[str, float]:
 
 TIMELINE = {"queue": 'docket_workqueue_depth{name="Job"}',
             "pending_launches": "docket_mesos_pending_launches",
+            "updates_pending": "docket_mesos_updates_pending",
+            "acks_pending": "docket_mesos_acknowledgements_pending",
             "staging": 'docket_tasks_active{state="staging"}',
             "starting": 'docket_tasks_active{state="starting"}',
             "running": 'docket_tasks_active{state="running"}',
@@ -123,7 +163,8 @@ def controller_figures(port: int) -> dict[str, float]:
 
 
 def etcd_requests(endpoint: str) -> dict[str, float]:
-    """etcd's own count of handled gRPC requests by method (its /metrics)."""
+    """etcd's own count of handled gRPC requests by method, and of keys written
+    ("keys_written"), from its /metrics."""
     with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     out: dict[str, float] = {}
@@ -133,6 +174,8 @@ def etcd_requests(endpoint: str) -> dict[str, float]:
             fields = dict(part.split("=", 1) for part in labels.split(","))
             method = fields["grpc_method"].strip('"')
             out[method] = out.get(method, 0.0) + float(value)
+        elif line.startswith("etcd_mvcc_put_total "):
+            out["keys_written"] = float(line.split()[1])
     return out
 
 
@@ -222,20 +265,21 @@ def main() -> None:
             done.set()
 
         threading.Thread(target=collect, daemon=True).start()
-        rev_before = int(store.list_raw("/nothing/")[1])
-        put_at: dict[str, float] = {}
-        put_wall: dict[str, float] = {}
         names = [f"j{i}" for i in range(args.jobs)]
 
-        def writer(part: list[str]) -> None:
-            for name in part:
-                doc = job_doc(name, args.duration)
-                put_wall[name] = time.time()
-                put_at[name] = time.monotonic()
-                store.put_raw(store.keys.object("jobs", "bench", name), doc)
-
+        # The specs are written from a process of their own, as users' etcdctl would: in this
+        # one they would wait for the interpreter lock behind the status watch.
+        ctx = multiprocessing.get_context("spawn")
+        parent_end, child_end = ctx.Pipe()
+        spec_writer = ctx.Process(target=write_specs, daemon=True, args=(
+            child_end, etcd.endpoint, store.keys.kind_prefix("jobs") + "bench/", names,
+            args.duration, args.writers))
+        spec_writer.start()
+        if parent_end.recv() != "ready":
+            raise SystemExit("the spec writer did not start")
         pids = {"controller": controller.pid, "localmesos": lm.proc.pid,
-                "etcd": etcd.pid or 0, "benchmark": os.getpid()}
+                "etcd": etcd.pid or 0, "benchmark": os.getpid(),
+                "spec_writer": spec_writer.pid or 0}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         etcd_before = etcd_requests(etcd.endpoint)
         timeline: list[dict[str, float]] = []
@@ -244,13 +288,11 @@ def main() -> None:
             threading.Thread(target=sample_timeline, daemon=True,
                              args=(metrics_port, stop_timeline, timeline)).start()
         first_put = time.monotonic()
-        threads = [threading.Thread(target=writer, args=(names[i::args.writers],))
-                   for i in range(args.writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        parent_end.send("go")
+        put_wall, put_at = parent_end.recv()
         puts_done = time.monotonic()
+        cpu_writer = cpu_seconds(pids.pop("spec_writer")) - cpu_before.pop("spec_writer")
+        spec_writer.join(10)
         if not done.wait(args.timeout):
             raise SystemExit(f"only {len(succeeded)}/{args.jobs} finished in time")
         last = max(succeeded.values())
@@ -258,21 +300,39 @@ def main() -> None:
         for row in timeline:
             print(json.dumps(row), file=sys.stderr)
         cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu_used["spec_writer"] = cpu_writer
         etcd_after = etcd_requests(etcd.endpoint)
         store.client.raw.cancel_watch(watch_id)
-        rev_after = int(store.list_raw("/nothing/")[1])
 
         latencies = []
         phases: dict[str, int] = {}
         for phase in final_phase.values():
             phases[phase] = phases.get(phase, 0) + 1
+        stages: dict[str, list[float]] = {"put_to_intent": [], "intent_to_running": [],
+                                          "running_to_finished": [],
+                                          "finished_to_status_written": [],
+                                          "status_written_to_seen": []}
+        statuses = store.list_statuses("jobs")
         for name in names:
             for e in store.list_executions("bench", name):
-                if e.record.started_at is not None:
-                    latencies.append(e.record.started_at.timestamp() - put_wall[name])
+                rec = e.record
+                if rec.started_at is not None:
+                    latencies.append(rec.started_at.timestamp() - put_wall[name])
+                status = statuses.get(("bench", name))
+                completed = getattr(status.status, "completion_time", None) if status else None
+                if (rec.started_at is None or rec.finished_at is None or completed is None
+                        or name not in succeeded):
+                    continue
+                seen_wall = put_wall[name] + (succeeded[name] - put_at[name])
+                marks = [put_wall[name], rec.submitted_at.timestamp(),
+                         rec.started_at.timestamp(), rec.finished_at.timestamp(),
+                         completed.timestamp(), seen_wall]
+                for stage, (a, b) in zip(stages, itertools.pairwise(marks),
+                                         strict=True):
+                    stages[stage].append(b - a)
         elapsed = last - first_put
         rate = args.jobs / elapsed
-        controller_txns = (rev_after - rev_before) - args.jobs
+        written = etcd_after.pop("keys_written") - etcd_before.pop("keys_written") - args.jobs
         out.update({
             "phases": phases,
             "seconds": round(elapsed, 3),
@@ -280,7 +340,10 @@ def main() -> None:
             "tasks_per_second": round(rate, 1),
             "latency_running_p50": round(percentile(latencies, 0.5), 4),
             "latency_running_p99": round(percentile(latencies, 0.99), 4),
-            "etcd_txns_per_task": round(controller_txns / args.jobs, 2),
+            "stages_p50_p99": {stage: [round(percentile(v, 0.5), 3),
+                                       round(percentile(v, 0.99), 3)]
+                               for stage, v in stages.items()},
+            "etcd_writes_per_task": round(written / args.jobs, 2),
             "ratio_to_ceiling": round(rate / min(etcd_rate, mesos_rate), 3),
             "etcd_requests_per_task": {
                 method: round((count - etcd_before.get(method, 0.0)) / args.jobs, 2)
