@@ -457,3 +457,49 @@ def test_gpu_tasks_run_when_the_framework_declares_gpu_resources(
     finally:
         for a in harness.adapters:
             a.stop()
+
+
+def test_acks_are_pipelined_and_answered_in_order() -> None:
+    """_AckConnection writes several POSTs at once and reads each answer in turn, whether it
+    has a length, is chunked, or (202) has neither."""
+    from controller.mesos.adapter import _AckConnection
+
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(body)
+            n = len(received)
+            if n % 3 == 1:
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif n % 3 == 2:
+                self.send_response(400)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"4\r\nbad \r\n4\r\nack!\r\n0\r\n\r\n")
+            else:
+                self.send_response(202)  # neither length nor chunks: nothing follows
+                self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = _AckConnection(f"127.0.0.1:{server.server_address[1]}", 5)
+    try:
+        bodies = [b'{"n": %d}' % i for i in range(7)]
+        answers = conn.post_all("/api/v1/scheduler", {"Content-Type": "application/json"},
+                                bodies)
+        assert received == bodies
+        assert answers == [(202, b""), (400, b"bad ack!"), (202, b"")] * 2 + [(202, b"")]
+        assert conn.post_all("/api/v1/scheduler", {}, [b"{}"]) == [(400, b"bad ack!")]
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()
