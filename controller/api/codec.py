@@ -173,7 +173,9 @@ def load_json(text: str) -> Any:
     """JSON text -> value; a duplicate key, a syntax error or absurd nesting is an
     ObjectInvalid."""
     try:
-        return _check_size(json.loads(text, object_pairs_hook=_unique_pairs))
+        value = json.loads(text, object_pairs_hook=_unique_pairs)
+        # JSON has no aliases: a document has fewer values than characters.
+        return value if len(text) <= MAX_VALUES else _check_size(value)
     except json.JSONDecodeError as exc:
         raise ObjectInvalid([Problem("", f"invalid JSON: {exc.msg} at line {exc.lineno} "
                                          f"column {exc.colno}")]) from None
