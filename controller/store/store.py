@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from pyetcd import etcdrpc
 from pyetcd.utils import prefix_range_end, to_bytes
 
@@ -119,6 +120,16 @@ def invalid_key(plural: str, key: str, value: bytes, keys: Keys) -> InvalidObjec
     )
 
 
+# Keys per list response; halved while etcd's answer is too large for gRPC.
+LIST_PAGE = 1000
+
+
+def _too_large(exc: StoreError) -> bool:
+    cause = exc.__cause__
+    return (isinstance(cause, grpc.RpcError) and hasattr(cause, "code")
+            and cause.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
 def _txn_request(ops: Sequence[Op], expect: Sequence[Expect]) -> Any:
     compares = []
     for e in expect:
@@ -202,13 +213,15 @@ class Store:
         self.client.close()
 
     # --- low level -------------------------------------------------------------------------
-    def _range(self, key: str, *, prefix: bool, operation: str = "get",
-               revision: int | None = None) -> Any:
-        request = etcdrpc.RangeRequest(key=to_bytes(key))
+    def _range(self, key: str, *, end: bytes | None = None, operation: str = "get",
+               revision: int | None = None, limit: int = 0, start: bytes | None = None
+               ) -> Any:
+        request = etcdrpc.RangeRequest(key=start if start is not None else to_bytes(key),
+                                       limit=limit)
         if revision is not None:
             request.revision = revision
-        if prefix:
-            request.range_end = prefix_range_end(to_bytes(key))
+        if end is not None:
+            request.range_end = end
         raw = self.client.raw
 
         def do() -> Any:
@@ -219,7 +232,7 @@ class Store:
 
     def get_raw(self, key: str) -> tuple[bytes, int, int] | None:
         """(value, mod_revision, create_revision) of one key, or None."""
-        resp = self._range(key, prefix=False)
+        resp = self._range(key)
         if not resp.kvs:
             return None
         kv = resp.kvs[0]
@@ -228,11 +241,32 @@ class Store:
     def list_raw(self, prefix: str, revision: int | None = None
                  ) -> tuple[list[tuple[str, bytes, int, int, int]], int]:
         """([(key, value, mod_revision, create_revision, version)], header revision): now, or
-        as it was at `revision` (raises Compacted if etcd no longer has it)."""
-        resp = self._range(prefix, prefix=True, operation="list", revision=revision)
-        items = [(kv.key.decode(), bytes(kv.value), int(kv.mod_revision),
-                  int(kv.create_revision), int(kv.version)) for kv in resp.kvs]
-        return items, int(resp.header.revision)
+        as it was at `revision` (raises Compacted if etcd no longer has it). Read in pages,
+        all at one revision: one response may not exceed what gRPC accepts (4 MiB), and ten
+        thousand Jobs' records do."""
+        end = prefix_range_end(to_bytes(prefix))
+        start = to_bytes(prefix)
+        items: list[tuple[str, bytes, int, int, int]] = []
+        header: int | None = None
+        limit = LIST_PAGE
+        while True:
+            try:
+                resp = self._range(prefix, end=end, operation="list", revision=revision,
+                                   limit=limit, start=start)
+            except StoreError as exc:
+                if limit > 1 and _too_large(exc):  # large values: smaller pages
+                    limit //= 2
+                    continue
+                raise
+            if header is None:
+                header = int(resp.header.revision)
+                if revision is None:
+                    revision = header  # the next pages read the same snapshot
+            items.extend((kv.key.decode(), bytes(kv.value), int(kv.mod_revision),
+                          int(kv.create_revision), int(kv.version)) for kv in resp.kvs)
+            if not resp.more or not resp.kvs:
+                return items, header
+            start = bytes(resp.kvs[-1].key) + b"\0"
 
     def commit(self, ops: Sequence[Op], expect: Sequence[Expect] = ()) -> int:
         """Apply every op atomically if every expectation holds; the new revision.
@@ -299,7 +333,7 @@ class Store:
 
     def get(self, plural: str, namespace: str, name: str) -> StoredObject | None:
         key = self.keys.object(plural, namespace, name)
-        resp = self._range(key, prefix=False)
+        resp = self._range(key)
         if not resp.kvs:
             return None
         kv = resp.kvs[0]

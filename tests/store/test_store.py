@@ -15,6 +15,7 @@ from controller.store import (
     Conflict,
     EtcdServer,
     EtcdUnavailable,
+    Put,
     Store,
     WatchEvent,
     WatchStream,
@@ -270,3 +271,49 @@ def test_errors_name_the_key(store: Store) -> None:
     key = store.keys.object("jobs", "default", "huge")
     with pytest.raises(StoreError, match=f"txn {key}"):
         store.put_raw(key, huge)
+
+
+def test_list_reads_more_than_one_grpc_response_can_carry(store: Store) -> None:
+    """5 MiB of values under one prefix: more than gRPC accepts in one response (4 MiB)."""
+    prefix = f"{store.keys.prefix}/big/"
+    value = b"v" * 2048
+    for start in range(0, 2600, 100):
+        store.commit([Put(f"{prefix}{i:05d}", value) for i in range(start, start + 100)])
+    items, _ = store.list_raw(prefix)
+    assert [k for k, *_ in items] == [f"{prefix}{i:05d}" for i in range(2600)]
+    assert all(v == value for _, v, *_ in items)
+
+
+def test_list_pages_read_one_snapshot(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.store.store as store_module
+
+    prefix = f"{store.keys.prefix}/paged/"
+    for i in range(10):
+        store.put_raw(f"{prefix}{i:02d}", b"old")
+    monkeypatch.setattr(store_module, "LIST_PAGE", 3)
+    real_range = store._range
+    pages = []
+
+    def range_then_write(*args: Any, **kwargs: Any) -> Any:
+        resp = real_range(*args, **kwargs)
+        pages.append(len(resp.kvs))
+        store.put_raw(f"{prefix}{len(pages):02d}", b"new")  # a write between pages
+        store.put_raw(f"{prefix}99", b"new")
+        return resp
+
+    monkeypatch.setattr(store, "_range", range_then_write)
+    items, revision = store.list_raw(prefix)
+    assert pages == [3, 3, 3, 1]
+    assert [k for k, *_ in items] == [f"{prefix}{i:02d}" for i in range(10)]
+    assert {v for _, v, *_ in items} == {b"old"}, "every page as of the first one's revision"
+    assert all(mod <= revision for _, _, mod, *_ in items)
+
+
+def test_list_of_large_values_takes_smaller_pages(store: Store) -> None:
+    prefix = f"{store.keys.prefix}/large/"
+    value = b"L" * (150 * 1024)
+    for i in range(40):  # 6 MiB: a page of them all is refused, so pages shrink
+        store.put_raw(f"{prefix}{i:02d}", value)
+    items, _ = store.list_raw(prefix)
+    assert [k for k, *_ in items] == [f"{prefix}{i:02d}" for i in range(40)]
+    assert all(v == value for _, v, *_ in items)
