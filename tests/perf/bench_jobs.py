@@ -313,13 +313,14 @@ def main() -> None:
                                           "running_to_finished": [],
                                           "finished_to_status_written": [],
                                           "status_written_to_seen": []}
+        statuses = store.list_statuses("jobs")  # one paged read, not a get per Job
 
         for name in names:
             for e in store.list_executions("bench", name):
                 rec = e.record
                 if rec.started_at is not None:
                     latencies.append(rec.started_at.timestamp() - put_wall[name])
-                status = store.get_status("jobs", "bench", name)  # 10k: more than one response
+                status = statuses.get(("bench", name))
                 completed = getattr(status.status, "completion_time", None) if status else None
                 if (rec.started_at is None or rec.finished_at is None or completed is None
                         or name not in succeeded):
