@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1:2379"],
         description="etcd endpoints, host:port, comma-separated")
     key_prefix: str = Field("/docket", description="prefix of every key Docket reads or writes")
-    mesos_master: str = Field("http://127.0.0.1:5050", description="Mesos master URL")
+    mesos_master: str = Field("http://127.0.0.1:5050",
+                              description="Mesos master, host:port or http://host:port")
     framework_name: str = Field("docket", min_length=1, description="Mesos framework name")
     framework_role: str = Field("*", min_length=1, description="Mesos role offers come from")
     framework_principal: str | None = Field(None, description="Mesos principal")
@@ -106,9 +107,14 @@ class Settings(BaseSettings):
             # operator meant to encrypt.
             raise ValueError("TLS to the Mesos master is not supported (pymesos speaks plain "
                              "HTTP); give an http:// URL, e.g. behind a TLS-terminating proxy")
-        if not value.startswith("http://"):
-            raise ValueError("must be an http:// URL, e.g. http://mesos-master:5050")
-        return value.rstrip("/")
+        # pymesos and Mesos' own tools take a bare host:port and mean plain HTTP by it.
+        address = value.removeprefix("http://").rstrip("/")
+        host, sep, port = address.rpartition(":")
+        if (not sep or not host or "/" in address or not port.isdigit()
+                or not 0 < int(port) < 65536):
+            raise ValueError("must be host:port or an http:// URL, e.g. mesos-master:5050 or "
+                             "http://mesos-master:5050")
+        return f"http://{address}"
 
     @field_validator("metrics_address")
     @classmethod
@@ -147,7 +153,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", type=Path, default=None,
                         help="YAML file of settings (keys as the flags, '-' or '_')")
     for name, field in Settings.model_fields.items():
-        help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()})"
+        # The flag's own default stays None (see above), so the setting's is spelt out here.
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(default)
+        shown = "" if default is None else f"; default: {default}"
+        help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}{shown})"
         parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
                             help=help_text)
 

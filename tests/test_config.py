@@ -65,6 +65,17 @@ def test_flags_parse_lists_and_numbers() -> None:
     assert s.mesos_master == "http://m:5050"
 
 
+@pytest.mark.parametrize(("given", "expected"), [
+    ("127.0.0.1:5050", "http://127.0.0.1:5050"),
+    ("mesos-master:5050/", "http://mesos-master:5050"),
+    ("http://mesos-master:5050", "http://mesos-master:5050"),
+])
+def test_master_as_host_port_means_http(given: str, expected: str) -> None:
+    # pymesos and Mesos' own tools accept a bare host:port; so does Docket.
+    s = settings_from_args(parse(["--mesos-master", given]), env={})
+    assert s.mesos_master == expected
+
+
 def test_real_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKET_FRAMEWORK_NAME", "docket-test")
     assert load_settings().framework_name == "docket-test"
@@ -77,7 +88,10 @@ def test_real_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     ([], {"DOCKET_RESYNC_SECONDS": "-1"}, "invalid setting resync_seconds (env "
                                           "DOCKET_RESYNC_SECONDS)"),
     ([], {"DOCKET_KEY_PREFIX": "docket/"}, "key_prefix (env DOCKET_KEY_PREFIX): must start"),
-    (["--mesos-master", "m:5050"], {}, "mesos_master (flag --mesos-master): must be an http"),
+    (["--mesos-master", "m"], {}, "mesos_master (flag --mesos-master): must be host:port"),
+    (["--mesos-master", "ftp://m:5050"], {}, "must be host:port or an http:// URL"),
+    (["--mesos-master", "m:99999"], {}, "must be host:port or an http:// URL"),
+    (["--mesos-master", "http://m:5050/api"], {}, "must be host:port or an http:// URL"),
     (["--mesos-master", "https://m:5050"], {}, "TLS to the Mesos master is not supported"),
     ([], {"DOCKET_GPU_RESOURCES": "maybe"}, "gpu_resources (env DOCKET_GPU_RESOURCES)"),
     (["--reconcile-seconds", "0"], {}, "reconcile_seconds (flag --reconcile-seconds)"),

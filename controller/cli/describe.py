@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="NS/NAME", help="The object: NS/NAME, or NAME with -n.")
     add_namespace_argument(parser)
     parser.add_argument("--executions", type=int, default=20, metavar="N",
-                        help="Show the N most recent executions (20); 0 for all.")
+                        help="Show the N most recent executions; 0 for all.")
     add_store_arguments(parser)
 
 

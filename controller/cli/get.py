@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-A", "--all-namespaces", action="store_true",
                         help="List objects of every namespace.")
     parser.add_argument("-o", "--output", choices=("wide", "json", "yaml"), default=None,
-                        help="wide: more columns; json, yaml: the objects with their status.")
+                        help="wide: more columns; json, yaml: the objects with their status "
+                             "(default: a table).")
     add_store_arguments(parser)
 
 

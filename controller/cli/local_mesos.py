@@ -21,14 +21,14 @@ def _attribute(text: str) -> tuple[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=5050, help="Master port (5050).")
+    parser.add_argument("--port", type=int, default=5050, help="Master port.")
     parser.add_argument("--agent-port", type=int, default=5051,
-                        help="First real agent's port (5051); the next agents count up.")
-    parser.add_argument("--agents", type=int, default=1, help="Number of agents (1).")
-    parser.add_argument("--cpus", type=float, default=4.0, help="CPUs per agent (4).")
+                        help="First real agent's port; the next agents count up.")
+    parser.add_argument("--agents", type=int, default=1, help="Number of agents.")
+    parser.add_argument("--cpus", type=float, default=4.0, help="CPUs per agent.")
     parser.add_argument("--mem", type=float, default=4096.0, help="Memory per agent, MiB.")
     parser.add_argument("--disk", type=float, default=10240.0, help="Disk per agent, MiB.")
-    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per agent (0).")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per agent.")
     parser.add_argument("--attribute", action="append", type=_attribute, default=[],
                         metavar="NAME=VALUE", help="Agent attribute; repeatable.")
     parser.add_argument("--simulate", action="store_true",
@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="Where task sandboxes live (default: a temporary directory).")
     parser.add_argument("--heartbeat-interval", type=float, default=15.0,
-                        help="Seconds between HEARTBEAT events (15).")
+                        help="Seconds between HEARTBEAT events.")
     parser.add_argument("--allocation-interval", type=float, default=1.0,
-                        help="Seconds between offer rounds (1).")
+                        help="Seconds between offer rounds.")
     parser.add_argument("--offer-timeout", type=float, default=None,
                         help="Rescind offers unused for this many seconds (default: never).")
 

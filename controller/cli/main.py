@@ -30,15 +30,31 @@ def _subcommands() -> list[ModuleType]:
     return sorted(modules, key=lambda m: str(m.NAME))
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default in `--help`, unless its text already says it or there is
+    nothing to show (a switch, an unset value, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is None
+                or default is False or default == argparse.SUPPRESS or default == []):
+            return text
+        text = text.rstrip()
+        stop = "." if text.endswith(".") else ""
+        return f"{text.removesuffix('.')} (default: %(default)s){stop}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="docket",
+        prog="docket", formatter_class=_HelpFormatter,
         description="Docket: Jobs, CronJobs, Queues and Services on Mesos, declared in etcd.",
     )
     parser.add_argument("--version", action="version", version=f"docket {controller.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _subcommands():
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP,
+                           formatter_class=_HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

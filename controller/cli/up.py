@@ -57,16 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, default=None,
         help="Where etcd data, task sandboxes and logs live (default: ./.docket-data if the "
              "current directory is writable, else ~/.local/share/docket).")
-    parser.add_argument("--etcd-port", type=int, default=2379, help="etcd client port (2379).")
+    parser.add_argument("--etcd-port", type=int, default=2379, help="etcd client port.")
     parser.add_argument("--etcd-peer-port", type=int, default=2380,
-                        help="etcd peer port (2380).")
+                        help="etcd peer port.")
     parser.add_argument("--mesos-port", type=int, default=5050,
-                        help="Embedded Mesos master port (5050).")
+                        help="Embedded Mesos master port.")
     parser.add_argument("--agent-port", type=int, default=5051,
-                        help="First embedded Mesos agent's port (5051); the next count up.")
+                        help="First embedded Mesos agent's port; the next count up.")
     parser.add_argument("--metrics-port", type=int, default=9102,
-                        help="Controller metrics and health port (9102).")
-    parser.add_argument("--agents", type=int, default=1, help="Number of Mesos agents (1).")
+                        help="Controller metrics and health port.")
+    parser.add_argument("--agents", type=int, default=1, help="Number of Mesos agents.")
     parser.add_argument("--simulate", action="store_true",
                         help="Simulated agents: tasks run no process (for scale tests).")
 
