@@ -1,4 +1,4 @@
-"""The etcd key layout (DESIGN.md §2), in one place.
+"""The etcd key layout (docs/architecture.md §3), in one place.
 
     <prefix>/<plural>/<namespace>/<name>              desired objects (users, GitOps)
     <prefix>/status/<plural>/<namespace>/<name>       status (controller only)
