@@ -1,13 +1,13 @@
 """The Job controller: Job specs in etcd become tasks on Mesos, and what Mesos reports comes
 back as execution records and status.
 
-Wiring (DESIGN.md §3): an informer caches the Job specs and enqueues their keys; worker threads
-take a key, read its status and execution records from etcd, ask the pure planner
-(`controller.reconcile.plan_job`) what to do and hand the plan to the `Executor`, the one
-place that writes and launches. A single event thread takes what the Mesos backend reports:
-a status update is written into its execution record, THEN acknowledged (so Mesos resends it
-if we die before it is recorded), THEN the owner's key is enqueued. Level-triggered: the
-update only wakes the owner; what happens next depends on the records, never on the event.
+Wiring (docs/architecture.md §1, §6): an informer caches the Job specs and enqueues their keys;
+worker threads take a key, read its status and execution records from etcd, ask the pure
+planner (`controller.reconcile.plan_job`) what to do and hand the plan to the `Executor`, the
+one place that writes and launches. A single event thread takes what the Mesos backend reports:
+a status update is written into its execution record, THEN acknowledged (so Mesos resends it if
+we die before it is recorded), THEN the owner's key is enqueued. Level-triggered: the update
+only wakes the owner; what happens next depends on the records, never on the event.
 
 Tasks are matched to objects by their id alone (`controller.reconcile.taskid`). An update
 for a Docket task that has no execution record is an orphan — its object or incarnation is
