@@ -159,7 +159,8 @@ class Executor:
             self._launch(prep.launches)
         except BaseException:
             # Intents already written without their launch stay LAUNCHING until the next
-            # reconciliation with Mesos reports them unknown (a system failure, retried).
+            # reconciliation with Mesos reports them unknown (written off as NeverLaunched and
+            # launched again; no failure).
             if ids and self._on_launch_dropped is not None:
                 self._on_launch_dropped(ids)
             raise

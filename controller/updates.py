@@ -7,15 +7,23 @@ says nothing new yields the record unchanged, and the caller skips the write. A 
 reached a final state keeps it: a late or duplicate update cannot turn a finished attempt
 back into a running one. TASK_UNREACHABLE and TASK_UNKNOWN are the exceptions — an agent can
 come back — and the planner decides what a returning task counts as.
+
+A launch intent (LAUNCHING) answered TASK_UNKNOWN is a task Mesos never saw: the controller
+wrote the intent and died, or never got to send the launch. The record is marked
+`kill_reason=NeverLaunched` in the same write, so the planner relaunches its slot without
+counting a failure or backing off (see controller.reconcile.job), and kills the task should it
+turn up after all. Only the record's own previous state tells this apart from a task that once
+ran and was then lost, which is why it is decided here and not in the planner.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from controller.api import ExecutionRecord
+from controller.api import LAUNCHING, ExecutionRecord
 from controller.mesos.backend import TaskUpdate
 from controller.reconcile import TERMINAL_STATES
+from controller.reconcile.job import NEVER_LAUNCHED
 
 # Final states a later update may still change: the agent may re-register.
 _REVERSIBLE = frozenset({"TASK_UNREACHABLE", "TASK_UNKNOWN"})
@@ -45,6 +53,9 @@ def record_update(record: ExecutionRecord, update: TaskUpdate, framework_id: str
     at = (datetime.fromtimestamp(update.timestamp, UTC) if update.timestamp is not None
           else now)
     changes: dict[str, object] = {"state": update.state}
+    if record.state == LAUNCHING and update.state == "TASK_UNKNOWN" \
+            and record.kill_reason is None:
+        changes["kill_reason"] = NEVER_LAUNCHED
     if update.reason is not None:
         changes["reason"] = update.reason
     if update.message is not None:
@@ -70,13 +81,16 @@ def record_update(record: ExecutionRecord, update: TaskUpdate, framework_id: str
     return record.model_copy(update=changes)
 
 
-# Kills Docket asks for when a task is no longer wanted: the task did not fail.
-_UNWANTED = frozenset({"Suspended", "Deleted", "Superseded", "NotNeeded", "JobFinished"})
+# Kills Docket asks for when a task is no longer wanted: the task did not fail. A
+# never-launched intent that turns up after all is killed too, and was no failure either.
+_UNWANTED = frozenset({"Suspended", "Deleted", "Superseded", "NotNeeded", "JobFinished",
+                       NEVER_LAUNCHED})
 
 
 def is_failure(record: ExecutionRecord) -> bool:
     """Whether a final record counts in docket_tasks_failed_total: it did not succeed and
-    was not killed because it was no longer wanted (suspend, delete, a newer spec...)."""
+    was not killed because it was no longer wanted (suspend, delete, a newer spec...) nor
+    written off as a launch Mesos never saw."""
     return record.state != "TASK_FINISHED" and record.kill_reason not in _UNWANTED
 
 

@@ -1,5 +1,5 @@
 """The Job planner: `plan_job(JobInput) -> Plan`, pure (Kubernetes Job semantics where
-DESIGN.md is silent).
+docs/architecture.md is silent).
 
 Model. A Job has `completions` slots, indexes 0..completions-1, in both completion modes (only
 Indexed tells the task its index). A slot succeeds once and is never run again; each run of a
@@ -18,7 +18,26 @@ How each recorded execution counts (`_outcome`):
   Mesos reason says the infrastructure or the launch failed, not the task (`SYSTEM_REASONS`);
   an explicit `failure_class` on the record wins over all this;
 - neither: a task Docket killed because of suspend, deletion, deadline, completion or failure
-  of the job (its `kill_reason`).
+  of the job (its `kill_reason`), and an intent Mesos never saw (`kill_reason=NeverLaunched`,
+  below).
+
+Never-launched intents. A launch intent is written before the launch is handed to Mesos, so a
+controller that dies before Mesos accepted the launch (it may have been waiting for an offer)
+leaves a LAUNCHING record of a task Mesos never heard of; the next controller's reconciliation
+answers TASK_UNKNOWN.
+`controller.updates.record_update` marks such a record, when it was still LAUNCHING,
+`kill_reason=NeverLaunched`. The controller's own crash says nothing about the task or the
+cluster, so the attempt counts as no failure of either kind and starts no backoff: its slot is
+simply launched again under the next attempt id. The record is terminal (TASK_UNKNOWN) before
+that new attempt is planned, and should the task turn up after all (TASK_UNKNOWN is not final
+in Mesos), it is killed like a returning unreachable task, so one index never has two live
+attempts for long.
+
+Backoff. The job-wide delay before launching again, initial * factor^(n-1) after the latest
+failure, counts only task failures (n = task failures, from the latest task failure): it exists
+for tasks that fail by themselves. System failures (lost agents, dropped launches, partitions)
+count against systemRetryLimit but do not delay launches — as Kubernetes' pod failure policy
+ignores disruptions — since waiting longer would not make a lost agent come back.
 
 Partitions. TASK_UNREACHABLE is final for Docket: the attempt counts as a system failure at
 once and its slot is retried (a job does not wait for a partition to heal). The record is then
@@ -92,6 +111,7 @@ SYSTEM_REASONS = frozenset(
 # Kill reasons Docket writes on a record before killing it.
 TASK_TIMEOUT = "TaskTimeout"
 UNREACHABLE = "Unreachable"
+NEVER_LAUNCHED = "NeverLaunched"  # an intent Mesos answered TASK_UNKNOWN to: not a failure
 SUSPENDED = "Suspended"
 DELETED = "Deleted"
 SUPERSEDED = "Superseded"  # a task of an older incarnation (uid) of the object
@@ -159,6 +179,9 @@ def plan_job(inp: JobInput) -> Plan:
 def _outcome(rec: ExecutionRecord) -> str:
     if rec.kill_reason == UNREACHABLE:
         return _SUCCESS if rec.state == "TASK_FINISHED" else _SYSTEM
+    if rec.kill_reason == NEVER_LAUNCHED:
+        # Written off: even if it turns up running, it is killed, not waited for.
+        return _SUCCESS if rec.state == "TASK_FINISHED" else _NEUTRAL
     if rec.state == "TASK_FINISHED":
         return _SUCCESS
     if rec.state in ACTIVE_STATES or not (
@@ -313,7 +336,7 @@ class _Planner:
                 elif expiry is not None:
                     self.wakeups.append(expiry)
         for rec in tally.returned:
-            self.kills += _kill(rec, UNREACHABLE, grace)
+            self.kills += _kill(rec, rec.kill_reason or UNREACHABLE, grace)
         for rec in tally.unreachable_unmarked:
             self.kills.append(UpdateExecution(rec.task_id, {"kill_reason": UNREACHABLE}))
 
@@ -412,7 +435,8 @@ class _Planner:
         room = min(spec.parallelism - len(tally.active) - len(tally.returned), len(todo))
         if room <= 0:
             return 0
-        failures = tally.task_failures + tally.system_failures
+        # Only the task's own failures delay launches (see the module docstring).
+        failures = tally.task_failures
         if failures and tally.last_failure_at is not None:
             b = spec.backoff
             try:
@@ -484,6 +508,8 @@ class _Tally:
         self.succeeded_indexes: set[int] = set()
         self.task_failures = 0
         self.system_failures = 0
+        # When the latest task failure ended (system failures do not count): the backoff
+        # runs from it.
         self.last_failure_at: datetime | None = None
         self.next_attempt: dict[int, int] = {}
         self.unreachable_unmarked: list[ExecutionRecord] = []
@@ -504,11 +530,10 @@ class _Tally:
             if outcome == _SUCCESS:
                 if completions is None or rec.index < completions:
                     self.succeeded_indexes.add(rec.index)
-            elif outcome in (_TASK, _SYSTEM):
-                if outcome == _TASK:
-                    self.task_failures += 1
-                else:
-                    self.system_failures += 1
+            elif outcome == _SYSTEM:
+                self.system_failures += 1
+            elif outcome == _TASK:
+                self.task_failures += 1
                 at = _failed_at(rec, timeout)
                 if at is not None and (self.last_failure_at is None or at > self.last_failure_at):
                     self.last_failure_at = at

@@ -3,9 +3,16 @@
 A tiny pure simulator plays the runtime and Mesos: it applies each plan (Launch -> a LAUNCHING
 record, Kill -> TASK_KILLING since Mesos kills asynchronously, UpdateExecution, WriteStatus,
 deletions), then hypothesis picks what happens next — a task starts, finishes, fails, is lost,
-becomes unreachable or comes back, a kill completes — or the clock jumps to the plan's
-requeue_after. After every plan it checks the invariants, and that planning again right away
-(same state, same now) asks for nothing new.
+becomes unreachable or comes back, an intent is answered TASK_UNKNOWN as after a controller
+crash (a few times per run) and may turn up after all, a kill completes — or the clock jumps to
+the plan's requeue_after. Mesos' answers are recorded by the runtime's own rules
+(`controller.updates.record_update`). After every plan it checks the invariants, and that
+planning again right away (same state, same now) asks for nothing new.
+
+Invariants: never two attempts of one index launched while one may run, parallelism, no task id
+reused; launches bounded by the budgets plus the intents Mesos never saw (those cost nothing);
+and while no task failure is recorded, every free slot is launched at once — system failures
+and never-launched intents never hold a Job back.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from controller.api import ExecutionRecord, Job, JobPhase, JobStatus
+from controller.mesos.backend import TaskUpdate
 from controller.reconcile import (
     DeleteObject,
     DeleteOwnerData,
@@ -28,10 +36,14 @@ from controller.reconcile import (
     WriteStatus,
     plan_job,
 )
-from controller.reconcile.job import ACTIVE_STATES
+from controller.reconcile.job import ACTIVE_STATES, NEVER_LAUNCHED
+from controller.updates import record_update
 from tests.reconcile.helpers import NAME, NS, REV, T0, UID, job
 
 MAX_STEPS = 400
+# Intents answered TASK_UNKNOWN per run: they cost no budget, so without a bound a run could
+# write off and relaunch forever.
+MAX_UNKNOWN = 3
 
 specs = st.fixed_dictionaries(
     {
@@ -54,12 +66,14 @@ specs = st.fixed_dictionaries(
 # What Mesos may report next for a task in a given state.
 NEXT: dict[str, list[tuple[str, str | None]]] = {
     "LAUNCHING": [("TASK_RUNNING", None), ("TASK_DROPPED", None), ("TASK_LOST", None),
-                  ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED"), ("TASK_FINISHED", None)],
+                  ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED"), ("TASK_FINISHED", None),
+                  ("TASK_UNKNOWN", "REASON_RECONCILIATION")],
     "TASK_RUNNING": [("TASK_FINISHED", None), ("TASK_FINISHED", None), ("TASK_FAILED", None),
                      ("TASK_KILLED", None), ("TASK_LOST", None), ("TASK_UNREACHABLE", None),
                      ("TASK_GONE", None)],
     "TASK_KILLING": [("TASK_KILLED", None), ("TASK_FINISHED", None)],
     "TASK_UNREACHABLE": [("TASK_RUNNING", None)],
+    "TASK_UNKNOWN": [("TASK_RUNNING", None)],
 }
 
 
@@ -72,6 +86,7 @@ class Sim:
         self.records: dict[str, ExecutionRecord] = {}
         self.now: datetime = T0
         self.launched: list[str] = []
+        self.unknowns_left = MAX_UNKNOWN
 
     def input(self) -> JobInput:
         return JobInput(namespace=NS, name=NAME, job=self.job,
@@ -91,15 +106,27 @@ class Sim:
 
     def check(self, plan: Plan) -> None:
         launches = [a for a in plan.actions if isinstance(a, Launch)]
-        if not launches:
+        if self.job is None:
+            assert not launches
             return
-        assert self.job is not None
         spec = self.job.spec
         occupying = [r for r in self.records.values()
                      if r.state in ACTIVE_STATES or r.state == "TASK_RUNNING"]
-        assert len(occupying) + len(launches) <= spec.parallelism
         done = {r.index for r in self.records.values() if r.state == "TASK_FINISHED"}
         busy = {r.index for r in occupying}
+        status = plan.status or self.status
+        assert isinstance(status, JobStatus)
+        if (status.failed == 0 and not spec.suspend
+                and status.phase not in (JobPhase.SUCCEEDED, JobPhase.FAILED)):
+            # No failure of the task itself: nothing may hold back a free slot.
+            todo = [i for i in range(spec.completions) if i not in done and i not in busy]
+            # (A returning task may overfill the slots: it is killed, not counted as room.)
+            room = max(0, min(spec.parallelism - len(occupying), len(todo)))
+            assert len(launches) == room, (
+                f"{len(launches)} launched, {room} free: held back without a task failure")
+        if not launches:
+            return
+        assert len(occupying) + len(launches) <= spec.parallelism
         for launch in launches:
             assert launch.index not in done, "a succeeded index launched again"
             assert launch.index not in busy, "two attempts of one index at once"
@@ -136,14 +163,16 @@ class Sim:
         if movable and (wait is None or data.draw(st.booleans())):
             tid = data.draw(st.sampled_from(movable))
             rec = self.records[tid]
-            state, reason = data.draw(st.sampled_from(NEXT[rec.state]))
+            choices = [c for c in NEXT[rec.state]
+                       if c[0] != "TASK_UNKNOWN" or self.unknowns_left]
+            state, reason = data.draw(st.sampled_from(choices))
+            if state == "TASK_UNKNOWN":
+                self.unknowns_left -= 1
             self.now += timedelta(seconds=data.draw(st.sampled_from([0, 1, 7, 45])))
-            changes: dict[str, Any] = {"state": state, "reason": reason}
-            if state == "TASK_RUNNING":
-                changes["started_at"] = self.now
-            else:
-                changes["finished_at"] = self.now
-            self.update(tid, **changes)
+            update = TaskUpdate(task_id=tid, state=state, reason=reason,
+                                timestamp=self.now.timestamp(),
+                                agent_id=None if state == "TASK_UNKNOWN" else "agent-1")
+            self.records[tid] = record_update(rec, update, "framework-1", self.now)
             return True
         if wait is not None:
             self.now += timedelta(seconds=wait)
@@ -169,7 +198,9 @@ def test_random_runs_end_succeeded_or_failed_within_budgets(spec_fields: dict[st
     assert sim.status is not None
     assert sim.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED)
     s = spec.spec
-    assert len(sim.launched) <= s.completions + s.backoff_limit + s.system_retry_limit
+    never_launched = sum(r.kill_reason == NEVER_LAUNCHED for r in sim.records.values())
+    assert len(sim.launched) <= (s.completions + s.backoff_limit + s.system_retry_limit
+                                 + never_launched)
     assert len(set(sim.launched)) == len(sim.launched)
     finished = {r.index for r in sim.records.values() if r.state == "TASK_FINISHED"}
     if sim.status.phase == JobPhase.SUCCEEDED:

@@ -154,7 +154,7 @@ def test_exponential_backoff_per_job(failures: int, now: float, launch: bool,
 
 
 def test_backoff_counts_from_the_latest_failure() -> None:
-    execs = [rec(0, 0, state="TASK_LOST", finished_at=at(0)),
+    execs = [rec(0, 0, state="TASK_FAILED", finished_at=at(0)),
              rec(1, 0, state="TASK_FAILED", finished_at=at(30))]
     plan = plan_job(inp(job(completions=2, parallelism=2, backoff=BACKOFF), execs, now=at(40)))
     assert launched(plan) == []
