@@ -11,12 +11,13 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from croniter import croniter
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from controller.api.base import (
     MAX_COUNT,
     MAX_SECONDS,
     DocketModel,
+    FieldError,
     Flag,
     Int,
     Number,
@@ -125,6 +126,8 @@ class ConcurrencyPolicy(StrEnum):
     REPLACE = "Replace"
 
 
+_MAX_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30,
+             12: 31}
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -162,6 +165,14 @@ class CronJobSpec(DocketModel):
             raise ValueError("must have 5 fields: minute hour day-of-month month day-of-week")
         if not croniter.is_valid(text):
             raise ValueError(f"invalid cron expression {text!r}")
+        # croniter's day-relative extensions (and its silent dropping of W) are not Docket's.
+        if "#" in text or any(c.isalpha() for c in text.split()[2]):
+            raise ValueError("L, W and # are not supported")
+        (_, _, days, months, weekdays), _ = croniter.expand(text)
+        if weekdays == ["*"] and days != ["*"] and not any(
+                isinstance(d, int) and isinstance(m, int) and d <= _MAX_DAYS[m]
+                for m in (range(1, 13) if months == ["*"] else months) for d in days):
+            raise ValueError(f"{text!r} never matches a date")
         return text
 
     @field_validator("time_zone")
@@ -256,11 +267,23 @@ class Job(_Object):
     spec: JobSpec
 
 
+MAX_CRONJOB_NAME = 52
+"""A CronJob's Jobs are named `<name>-<minutes since the epoch>` and must stay DNS-1123
+labels (63 characters): the name leaves room for the suffix."""
+
+
 class CronJob(_Object):
     """Create Jobs on a cron schedule."""
 
     kind: Literal["CronJob"]
     spec: CronJobSpec
+
+    @model_validator(mode="after")
+    def _check_name_length(self) -> CronJob:
+        if self.metadata.name is not None and len(self.metadata.name) > MAX_CRONJOB_NAME:
+            raise FieldError("metadata.name", f"must be no more than {MAX_CRONJOB_NAME} "
+                             "characters: Jobs are named <name>-<minutes since the epoch>")
+        return self
 
 
 class Queue(_Object):

@@ -54,9 +54,25 @@ class JobStatus(StatusBase):
 
 
 class CronJobStatus(StatusBase):
-    last_schedule_time: AwareDatetime | None = None
-    last_successful_time: AwareDatetime | None = None
+    phase: Literal["Pending", "Active", "Suspended", "Invalid"] = "Pending"
+    last_schedule_time: AwareDatetime | None = Field(
+        default=None, description="Scheduled time of the last Job created on schedule.")
+    last_successful_time: AwareDatetime | None = Field(
+        default=None, description="When a Job of this CronJob last completed successfully.")
+    next_schedule_time: AwareDatetime | None = Field(
+        default=None, description="The next slot, as the schedule stood when last planned.")
+    scheduled_through: AwareDatetime | None = Field(
+        default=None,
+        description="Every slot at or before this instant was run or counted as missed; "
+        "slots after it are owed. Never moves backwards, so a clock that jumps back repeats "
+        "no slot.",
+    )
     active: list[str] = Field(default_factory=list, description="Names of running Jobs.")
+    missed: dict[str, int] = Field(
+        default_factory=dict,
+        description="Slots that created no Job, by reason: MissedDuringDowntime, TooLate, "
+        "ConcurrencyForbid, Suspended.",
+    )
 
 
 class QueueStatus(StatusBase):
@@ -92,7 +108,8 @@ class ExecutionRecord(DocketModel):
     exit_code: int | None = None
     failure_class: Literal["task", "system"] | None = None
     kill_reason: str | None = Field(
-        default=None, description="Why Docket asked Mesos to kill it (TaskTimeout, ...)."
+        default=None, description="Why Docket asked Mesos to kill it (TaskTimeout, ...), or "
+        "NeverLaunched: an intent Mesos never saw, written off and launched again."
     )
     submitted_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
