@@ -97,6 +97,9 @@ class WatchStream:
 
     @property
     def next_revision(self) -> int:
+        """The first revision not delivered yet. It moves past a revision only after that
+        revision's events are queued, so `next_revision > etcd's head` means the queue holds
+        every change up to the head (tests wait on exactly that)."""
         return self._next_revision
 
     # --- producer side ----------------------------------------------------------------------
