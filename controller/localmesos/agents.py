@@ -9,6 +9,12 @@ period is over; `max_completion_time` fails the task with REASON_MAX_COMPLETION_
 Tasks that need a container image run with `docker run` when a Docker engine answers, and
 otherwise fail as Mesos does when the Docker containerizer is missing.
 
+Each task's command executor runs in a sandbox of its own, laid out as a Mesos agent lays
+it out (`<work_dir>/slaves/<agent>/frameworks/<framework>/executors/<executor>/runs/
+<container>`, with `runs/latest` a link to the newest run). The agent remembers its
+frameworks and executors as a Mesos agent does, live and completed, for its `/state`
+(state_json.py).
+
 Simulated mode spawns nothing: a task's duration and exit code come from the environment
 variables or labels DOCKET_SIM_DURATION (seconds) and DOCKET_SIM_EXIT_CODE, and the master's
 timer heap plays its life, so one machine carries thousands of agents and tasks.
@@ -18,12 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections import deque
+from collections.abc import Container
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +46,11 @@ log = structlog.get_logger("docket.localmesos.agent")
 
 SIM_DURATION = "DOCKET_SIM_DURATION"
 SIM_EXIT_CODE = "DOCKET_SIM_EXIT_CODE"
+
+# How much a Mesos agent remembers of what has completed (src/slave/constants.hpp
+# MAX_COMPLETED_FRAMEWORKS; the default of --max_completed_executors_per_framework).
+MAX_COMPLETED_FRAMEWORKS = 50
+MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK = 150
 
 
 def task_env(info: dict[str, Any]) -> dict[str, str]:
@@ -87,28 +102,115 @@ def _exit_message(returncode: int) -> str:
     return f"Command terminated with signal {name}"
 
 
+@dataclass
+class ExecutorRun:
+    """One run of a task's command executor: its sandbox, and whether its process ended."""
+
+    task: Task
+    directory: Path
+    exited: bool = False
+
+
+@dataclass
+class AgentFramework:
+    """A framework as a real agent keeps it: the FrameworkInfo it launched tasks with, its
+    live executors, and its most recently completed ones. It is completed itself while it
+    has no live executor (Mesos' `Framework::idle`); `completed_seq` orders those."""
+
+    info: dict[str, Any]
+    executors: dict[str, ExecutorRun] = field(default_factory=dict)
+    completed: deque[ExecutorRun] = field(
+        default_factory=lambda: deque(maxlen=MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK))
+    completed_seq: int = 0
+
+
 class RealRuntime:
-    """Runs command tasks as local processes with a sandbox per run."""
+    """Runs command tasks as local processes with a sandbox per run.
+
+    `frameworks` is guarded by the master lock: launches arrive under it, and the agent's
+    `/state` reads it under it."""
 
     def __init__(self, master: Master, work_dir: Path) -> None:
         self.master = master
         self.work_dir = Path(work_dir)
         self.agent_id = ""
+        self.frameworks: dict[str, AgentFramework] = {}
+        self._completed_seq = itertools.count(1)
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._killed: set[tuple[str, str]] = set()
         self._timed_out: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def sandbox(self, framework_id: str, executor_id: str) -> Path:
+    def executor_dir(self, framework_id: str, executor_id: str) -> Path:
         return (self.work_dir / "slaves" / self.agent_id / "frameworks" / framework_id /
-                "executors" / executor_id / "runs" / "latest")
+                "executors" / executor_id)
+
+    def resolve(self, path: str) -> Path | None:
+        """The file behind a path `/files` serves. Mesos attaches each executor's sandbox
+        three ways (slave.cpp `Framework::addExecutor`): as the virtual
+        `/frameworks/<F>/executors/<E>/runs/latest`, as the agent's real `.../runs/latest`,
+        and as the executor's `directory` itself; a path inside the sandbox may follow."""
+        root = f"{self.work_dir}/slaves/{self.agent_id}/"
+        real = path.startswith(root)
+        parts = [p for p in (path[len(root):] if real else path).split("/") if p]
+        if len(parts) < 6 or parts[0] != "frameworks" or parts[2] != "executors" \
+                or parts[4] != "runs" or any(p in (".", "..") for p in parts):
+            return None
+        if parts[5] != "latest" and not real:
+            return None
+        base = self.executor_dir(parts[1], parts[3]) / "runs" / parts[5]
+        return base.joinpath(*parts[6:]) if base.is_dir() else None
 
     def _update(self, task: Task, state: str, **kw: Any) -> None:
         self.master.agent_update(self.agent_id, task.framework_id, task.task_id, state, **kw)
 
     def launch(self, task: Task) -> None:
-        threading.Thread(target=self._run, args=(task,), name=f"task-{task.task_id[:40]}",
-                         daemon=True).start()
+        """Called with the master lock held."""
+        book = self.frameworks.get(task.framework_id)
+        if book is None:
+            fw = self.master.frameworks.get(task.framework_id)
+            info = dict(fw.info) if fw is not None else {"id": {"value": task.framework_id}}
+            book = self.frameworks[task.framework_id] = AgentFramework(info)
+        previous = book.executors.pop(task.executor_id, None)
+        if previous is not None:  # the same executor id again: its old run has completed
+            book.completed.append(previous)
+        run = ExecutorRun(task, self.executor_dir(task.framework_id, task.executor_id) /
+                          "runs" / task.container_id)
+        book.executors[task.executor_id] = run
+        book.completed_seq = 0
+        threading.Thread(target=self._run_executor, args=(run,),
+                         name=f"task-{task.task_id[:40]}", daemon=True).start()
+
+    def sweep(self, tracked: Container[tuple[str, str]]) -> None:
+        """Complete what a Mesos agent would have completed by now (called with the master
+        lock held). An executor completes once its process has ended and its task is no
+        longer `tracked` by the agent (the terminal update was acknowledged, or the
+        framework is gone); a framework completes with its last live executor. Only the
+        most recent completed frameworks are kept."""
+        for framework_id, book in self.frameworks.items():
+            for executor_id, run in list(book.executors.items()):
+                if run.exited and (framework_id, run.task.task_id) not in tracked:
+                    del book.executors[executor_id]
+                    book.completed.append(run)
+            if not book.executors and not book.completed_seq:
+                book.completed_seq = next(self._completed_seq)
+        idle = sorted((b.completed_seq, fid) for fid, b in self.frameworks.items()
+                      if not b.executors)
+        for _, framework_id in idle[:max(0, len(idle) - MAX_COMPLETED_FRAMEWORKS)]:
+            del self.frameworks[framework_id]
+
+    def _run_executor(self, run: ExecutorRun) -> None:
+        try:
+            run.directory.mkdir(parents=True, exist_ok=True)
+            latest = run.directory.parent / "latest"
+            link = run.directory.parent / f".latest-{run.directory.name}"
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            link.symlink_to(run.directory.name)
+            os.replace(link, latest)
+            self._run(run.task, run.directory)
+        finally:
+            run.exited = True
 
     def _argv(self, info: dict[str, Any]) -> list[str]:
         command = info.get("command") or {}
@@ -118,7 +220,7 @@ class RealRuntime:
         args = [str(a) for a in command.get("arguments") or []]
         return args if not value else [str(value), *args[1:]] if args else [str(value)]
 
-    def _run(self, task: Task) -> None:
+    def _run(self, task: Task, sandbox: Path) -> None:
         key = (task.framework_id, task.task_id)
         info = task.info
         image = needs_image(info)
@@ -129,8 +231,6 @@ class RealRuntime:
                                  "engine and none is available on this agent (the Docker "
                                  "containerizer is not enabled)")
             return
-        sandbox = self.sandbox(task.framework_id, task.executor_id)
-        sandbox.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox),
                "MESOS_SANDBOX": str(sandbox), "MESOS_TASK_ID": task.task_id,
                "MESOS_AGENT_ID": self.agent_id, "MESOS_FRAMEWORK_ID": task.framework_id,

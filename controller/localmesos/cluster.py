@@ -138,20 +138,21 @@ class LocalMesos:
     def agent_url(self, agent_id: str) -> str:
         return f"http://{self.config.host}:{self._agent_http[agent_id].port}"
 
-    def resolve_sandbox_path(self, virtual: str, agent_id: str | None = None) -> Path | None:
-        """`/frameworks/<FID>/executors/<EID>/runs/latest[/file]` -> a path on disk."""
-        parts = [p for p in virtual.split("/") if p]
-        if len(parts) < 6 or parts[0] != "frameworks" or parts[2] != "executors" \
-                or parts[4] != "runs" or parts[5] != "latest" or ".." in parts:
-            return None
+    def runtime(self, agent_id: str) -> RealRuntime:
+        """A real agent's runtime (KeyError for simulated or unknown agents)."""
+        return self._runtimes[agent_id]
+
+    def resolve_sandbox_path(self, path: str, agent_id: str | None = None) -> Path | None:
+        """A sandbox path as `/files` takes it (the virtual
+        `/frameworks/<FID>/executors/<EID>/runs/latest[/file]`, or an executor's
+        `directory` from the agent's `/state`) -> a path on disk, on the given agent or on
+        any real one."""
         candidates = [agent_id] if agent_id else list(self._runtimes)
         for aid in candidates:
             runtime = self._runtimes.get(aid or "")
-            if runtime is None:
-                continue
-            base = runtime.sandbox(parts[1], parts[3])
-            if base.exists():
-                return base.joinpath(*parts[6:])
+            resolved = runtime.resolve(path) if runtime is not None else None
+            if resolved is not None:
+                return resolved
         return None
 
     # --- inspection ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """HTTP front of the embedded Mesos: the v1 scheduler API, the read endpoints, the agents'
-sandbox file endpoints, and the admin API for fault injection.
+own servers (sandbox files and `/state`, shaped in state_json.py), and the admin API for fault
+injection.
 
 The scheduler endpoint checks a call in the order Mesos' master does
 (src/master/http.cpp `Master::Http::scheduler` and validation.cpp `scheduler::call::validate`)
@@ -40,8 +41,15 @@ from urllib.parse import parse_qs, urlparse
 
 import structlog
 
-from controller.localmesos.master import MESOS_VERSION, ApiError, Master, Stream, Task
+from controller.localmesos.master import MESOS_VERSION, ApiError, Master, Stream
 from controller.localmesos.resources import Resources
+from controller.localmesos.state_json import (
+    AGENT_CAPABILITIES,
+    agent_state,
+    attribute_value,
+    resources_json,
+    task_json,
+)
 
 if TYPE_CHECKING:
     from controller.localmesos.cluster import LocalMesos
@@ -233,42 +241,6 @@ def validate_call(call: Any) -> dict[str, Any]:
         if len(raw) != 16 or not 1 <= raw[6] >> 4 <= 5:
             raise ApiError(400, "Failed to validate scheduler::Call: Not a valid UUID")
     return call
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    r = task.resources
-    out: dict[str, Any] = {
-        "id": task.task_id,
-        "name": task.name,
-        "framework_id": task.framework_id,
-        "executor_id": "",
-        "slave_id": task.agent_id,
-        "state": task.state,
-        "resources": {"cpus": r.get("cpus"), "mem": r.get("mem"), "disk": r.get("disk"),
-                      "gpus": r.get("gpus")},
-        "role": task.role,
-        "statuses": list(task.statuses),
-    }
-    if r.ports:
-        out["resources"]["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
-    user = (task.info.get("command") or {}).get("user")
-    if user is not None:
-        out["user"] = user
-    labels = (task.info.get("labels") or {}).get("labels")
-    if labels:
-        out["labels"] = labels
-    # Copied from the TaskInfo as the master's Task keeps them.
-    for name in ("discovery", "container", "health_check"):
-        if name in task.info:
-            out[name] = task.info[name]
-    if task.unreachable_time is not None:
-        out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
-    return out
-
-
-AGENT_CAPABILITIES = ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT",
-                      "RESOURCE_PROVIDER", "RESIZE_VOLUME", "AGENT_OPERATION_FEEDBACK",
-                      "AGENT_DRAINING", "TASK_RESOURCE_LIMITS"]
 
 
 class _Server(ThreadingHTTPServer):
@@ -547,6 +519,7 @@ class MasterHTTP:
     # --- read endpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         m = self.master
+        leader = m.master_info()
         with m.lock:
             def framework(fw: Any) -> dict[str, Any]:
                 info = fw.info
@@ -572,9 +545,9 @@ class MasterHTTP:
                     "checkpoint": bool(info.get("checkpoint", False)),
                     "failover_timeout": fw.failover_timeout,
                     "webui_url": info.get("webui_url", ""),
-                    "resources": self._resources_json(used),
-                    "used_resources": self._resources_json(used),
-                    "offered_resources": self._resources_json(offered),
+                    "resources": resources_json(used),
+                    "used_resources": resources_json(used),
+                    "offered_resources": resources_json(offered),
                     "capabilities": sorted(fw.capabilities),
                     "registered_time": fw.registered_time,
                     "unregistered_time": fw.unregistered_time or 0,
@@ -595,14 +568,14 @@ class MasterHTTP:
                     "pid": f"{a.pid_name}@{m.config.host}:{a.port}",
                     "hostname": a.hostname,
                     "port": a.port,
-                    "resources": self._resources_json(a.total),
-                    "used_resources": self._resources_json(a.used),
-                    "offered_resources": self._resources_json(a.offered),
-                    "unreserved_resources": self._resources_json(a.total),
+                    "resources": resources_json(a.total),
+                    "used_resources": resources_json(a.used),
+                    "offered_resources": resources_json(a.offered),
+                    "unreserved_resources": resources_json(a.total),
                     "reserved_resources": {},
                     "deactivated": False,
                     "capabilities": AGENT_CAPABILITIES,
-                    "attributes": {x["name"]: self._attr_value(x) for x in a.attributes},
+                    "attributes": {x["name"]: attribute_value(x) for x in a.attributes},
                     "active": a.state == "active",
                     "version": MESOS_VERSION,
                     "registered_time": a.registered_time,
@@ -615,7 +588,9 @@ class MasterHTTP:
                 "start_time": m.start_time,
                 "elected_time": m.start_time,
                 "leader": f"master@{m.config.host}:{m.config.port}",
-                "leader_info": m.master_info(),
+                # readonly_handler.cpp writes the leader with common/http.cpp's
+                # json(MasterInfo): id, pid, port and hostname only.
+                "leader_info": {k: leader[k] for k in ("id", "pid", "port", "hostname")},
                 "activated_slaves": sum(1 for a in m.agents.values() if a.state == "active"),
                 "deactivated_slaves": 0,
                 "unreachable_slaves": sum(1 for a in m.agents.values()
@@ -630,23 +605,10 @@ class MasterHTTP:
                           "offer_timeout": str(m.config.offer_timeout)},
             }
 
-    @staticmethod
-    def _attr_value(attr: dict[str, Any]) -> Any:
-        if attr.get("type") == "SCALAR":
-            return attr["scalar"]["value"]
-        return attr.get("text", {}).get("value")
-
-    @staticmethod
-    def _resources_json(r: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {k: r.get(k) for k in ("cpus", "mem", "disk", "gpus")}
-        if r.ports:
-            out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
-        return out
-
     def _offer_json(self, offer: Any) -> dict[str, Any]:
         return {"id": offer.offer_id, "framework_id": offer.framework_id,
                 "slave_id": offer.agent_id,
-                "resources": self._resources_json(offer.resources)}
+                "resources": resources_json(offer.resources)}
 
     def tasks(self, h: _Handler, query: dict[str, str]) -> None:
         try:
@@ -770,7 +732,8 @@ def serve_files(h: _Handler, path: str, query: dict[str, str],
 
 
 class AgentHTTP:
-    """A real agent's own HTTP server: /files/read, /files/browse, /health, /state."""
+    """A real agent's own HTTP server: /files/read, /files/browse, /health, /state (each
+    also under /slave(1), the agent's process, as libprocess serves it)."""
 
     def __init__(self, cluster: LocalMesos, agent_id: str, host: str, port: int) -> None:
         self.cluster = cluster
@@ -785,6 +748,8 @@ class AgentHTTP:
                                 lambda v: outer.cluster.resolve_sandbox_path(v, agent_id))
                 elif path in ("/health", "/slave(1)/health"):
                     self.reply(200)
+                elif path in ("/state", "/slave(1)/state"):
+                    self.reply(200, outer.state())
                 elif path in ("/version",):
                     self.reply(200, {"version": MESOS_VERSION})
                 else:
@@ -795,6 +760,12 @@ class AgentHTTP:
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         name=f"localmesos-agent-{port}", daemon=True)
         self._thread.start()
+
+    def state(self) -> dict[str, Any]:
+        master = self.cluster.master
+        runtime = self.cluster.runtime(self.agent_id)
+        with master.lock:
+            return agent_state(master, master.agents[self.agent_id], runtime)
 
     def stop(self) -> None:
         self.server.shutdown()

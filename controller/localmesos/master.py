@@ -49,6 +49,11 @@ PARTITION_AWARE_STATES = frozenset({
 
 DEFAULT_KILL_GRACE_SECONDS = 3.0
 
+# The master's capabilities (src/master/constants.cpp MASTER_CAPABILITIES), named as in its
+# v0 MasterInfo, and those of them that v1's MasterInfo.Capability.Type of 1.11.0 knows.
+MASTER_CAPABILITIES = ("AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2")
+V1_MASTER_CAPABILITIES = frozenset({"UNKNOWN", "AGENT_UPDATE", "AGENT_DRAINING"})
+
 
 def validate_id(value: str) -> str | None:
     """Mesos' common::validation::validateID: the error message, or None when valid."""
@@ -302,6 +307,7 @@ class Task:
     role: str
     state: str = "TASK_STAGING"
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    agent_statuses: list[dict[str, Any]] = field(default_factory=list)  # the agent's Task
     pending: deque[dict[str, Any]] = field(default_factory=deque)  # unacknowledged updates
     retry_interval: float = 0.0
     unreachable_time: float | None = None
@@ -504,7 +510,14 @@ class Master:
         packed = socket.inet_aton(self.config.host)
         return int(struct.unpack("<I", packed)[0])
 
-    def master_info(self) -> dict[str, Any]:
+    def master_info(self, *, v1: bool = False) -> dict[str, Any]:
+        """The master's MasterInfo; `v1` as SUBSCRIBED carries it. Mesos 1.11 makes that
+        by `evolve()` (src/internal/evolve.cpp: serialize the v0 message, parse it as v1).
+        Its v1 proto is proto2, whose parser keeps an enum number it does not know as an
+        unknown field, so QUOTA_V2 (v0 only) leaves a Capability without `type`, and the
+        JSON writer (stout's protobuf.hpp, set fields only) makes that `{}`."""
+        capabilities = [{"type": c} if not v1 or c in V1_MASTER_CAPABILITIES else {}
+                        for c in MASTER_CAPABILITIES]
         return {
             "id": self.master_id,
             "ip": self.ip_uint32,
@@ -514,18 +527,22 @@ class Master:
             "version": MESOS_VERSION,
             "address": {"hostname": self.config.hostname, "ip": self.config.host,
                         "port": self.config.port},
-            "capabilities": [{"type": "AGENT_UPDATE"}, {"type": "AGENT_DRAINING"},
-                             {"type": "QUOTA_V2"}],
+            "capabilities": capabilities,
         }
 
     # --- sending events --------------------------------------------------------------------
     def _send(self, fw: Framework, event: dict[str, Any], record: bytes | None = None) -> bool:
         if fw.stream is None or fw.stream.closed or not fw.connected:
             return False
-        for observer in self.event_observers:
-            observer(fw.framework_id, event)
-        fw.stream.send(event, record)
+        self._send_on(fw.stream, event, record)
         return True
+
+    def _send_on(self, stream: Stream, event: dict[str, Any],
+                 record: bytes | None = None) -> None:
+        """Every event goes out here, so `event_observers` see each one."""
+        for observer in self.event_observers:
+            observer(stream.framework_id, event)
+        stream.send(event, record)
 
     def _heartbeat(self, fw: Framework) -> None:
         with self.lock:
@@ -562,14 +579,15 @@ class Master:
                 refusal = (f"Suppressed roles {_stringify_set(unknown)} are not contained in "
                            "the set of roles")
             if refusal is not None:
-                stream.send({"type": "ERROR", "error": {"message": refusal}})
+                self._send_on(stream, {"type": "ERROR", "error": {"message": refusal}})
                 stream.close()
                 return stream
             if fid and fid in self.frameworks:
                 fw = self.frameworks[fid]
                 old = fw.stream
                 if old is not None and not old.closed:
-                    old.send({"type": "ERROR", "error": {"message": "Framework failed over"}})
+                    self._send_on(old, {"type": "ERROR",
+                                        "error": {"message": "Framework failed over"}})
                     old.close()
                 if fw.removal_timer:
                     fw.removal_timer.cancel()
@@ -598,7 +616,7 @@ class Master:
                 "subscribed": {
                     "framework_id": {"value": fid},
                     "heartbeat_interval_seconds": self.config.heartbeat_interval,
-                    "master_info": self.master_info(),
+                    "master_info": self.master_info(v1=True),
                 },
             })
             if fw.heartbeat_timer:
@@ -1026,13 +1044,18 @@ class Master:
 
     def _set_state(self, task: Task, status: dict[str, Any]) -> None:
         task.state = str(status["state"])
-        entry: dict[str, Any] = {"state": task.state, "timestamp": status["timestamp"]}
+        self._add_status(task.statuses, status)
+
+    @staticmethod
+    def _add_status(statuses: list[dict[str, Any]], status: dict[str, Any]) -> None:
+        entry: dict[str, Any] = {"state": status["state"], "timestamp": status["timestamp"]}
         if "container_status" in status:
             entry["container_status"] = status["container_status"]
-        # Like the master's updateTask: a repeated state replaces the previous entry.
-        if task.statuses and task.statuses[-1]["state"] == task.state:
-            task.statuses.pop()
-        task.statuses.append(entry)
+        # Like Mesos' updateTask (master) and updateTaskState (agent): a repeated state
+        # replaces the previous entry.
+        if statuses and statuses[-1]["state"] == entry["state"]:
+            statuses.pop()
+        statuses.append(entry)
 
     def _container_status(self, task: Task, extra: dict[str, Any] | None) -> dict[str, Any]:
         """What the agent merges into an executor's update from its containerizer: the
@@ -1043,9 +1066,10 @@ class Master:
         status: dict[str, Any] = {"container_id": {"value": task.container_id}}
         if task.executor_pid is not None:
             status["executor_pid"] = task.executor_pid
-        address: dict[str, Any] = {"ip_address": self.config.host}
-        if ":" in self.config.host:
-            address["protocol"] = "IPv6"
+        # The JSON writer (stout's protobuf.hpp) writes an unset field that has a declared
+        # default; IPAddress.protocol defaults to IPv4.
+        address = {"protocol": "IPv6" if ":" in self.config.host else "IPv4",
+                   "ip_address": self.config.host}
         status["network_infos"] = [{"ip_addresses": [address]}]
         return status
 
@@ -1078,6 +1102,7 @@ class Master:
             if source == "SOURCE_EXECUTOR":
                 status["container_status"] = self._container_status(task, container_status)
             task.agent_state = state
+            self._add_status(task.agent_statuses, status)
             if state in TERMINAL_STATES:
                 self._release(task)
             if agent.state == "unreachable":

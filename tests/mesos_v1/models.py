@@ -3,9 +3,11 @@
 Written from `include/mesos/v1/mesos.proto` and `include/mesos/v1/scheduler/scheduler.proto`
 of Mesos 1.11.0, in the JSON form the master speaks: field names are the proto names, proto2
 `required` fields are required, unknown fields are errors, enums are their names, `bytes` are
-base64 strings and unset fields are absent (never null). Messages the scheduler API never
-carries (statistics, CSI plugin configuration) are left out; a field of such a type is a plain
-JSON object here and says so.
+base64 strings and unset fields are absent (never null). Each enum holds exactly the names of
+its v1 enum in 1.11.0: a name only the v0 protos have (MasterInfo's QUOTA_V2) is refused, as a
+client parsing with the v1 protos refuses it; a 1.11 master never sends one. Messages the
+scheduler API never carries (statistics, CSI plugin configuration) are left out; a field of
+such a type is a plain JSON object here and says so.
 """
 
 from __future__ import annotations
@@ -161,9 +163,9 @@ class DomainInfo(Message):
 
 class MasterInfo(Message):
     class Capability(Message):
-        # QUOTA_V2: the 1.11 master has it (v0 proto, src/master/constants.cpp); the v1
-        # proto caught up after 1.11.0.
-        type: Literal["UNKNOWN", "AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"] | None = None
+        # v1 of 1.11.0 knows no QUOTA_V2 (only the v0 proto does): a 1.11 master's
+        # SUBSCRIBED carries that capability as `{}` (see localmesos' master_info).
+        type: Literal["UNKNOWN", "AGENT_UPDATE", "AGENT_DRAINING"] | None = None
 
     id: Str
     ip: UInt  # the IPv4 address as a number, in network byte order

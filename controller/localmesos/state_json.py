@@ -1,0 +1,219 @@
+"""Mesos' JSON shapes for the read endpoints of the master and of a real agent.
+
+Tasks, task statuses, resources and attributes are written as Mesos 1.11's own writers
+write them (src/common/http.cpp): a status in a task's `statuses` has only its state,
+timestamp, labels, container status and health; resources are one object of name to
+quantity, `ports` a range string. An agent's `/state` follows src/slave/http.cpp
+(`Http::state`, `FrameworkWriter`, `ExecutorWriter`): the agent's frameworks with their
+live executors, and the frameworks and executors that have completed, each executor
+naming its container and sandbox `directory`.
+
+That is how Mesos tools find a task's sandbox: the master's `/state` gives the agent's
+address (`slaves[].pid`), the agent's `/state` gives the executor's `directory`, and the
+agent's `/files/read?path=<directory>/stdout` serves the file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from controller.localmesos.master import MESOS_VERSION, TERMINAL_STATES, Task
+from controller.localmesos.resources import Resources
+
+if TYPE_CHECKING:
+    from controller.localmesos.agents import AgentFramework, ExecutorRun, RealRuntime
+    from controller.localmesos.master import Agent, Master
+
+AGENT_CAPABILITIES = ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT",
+                      "RESOURCE_PROVIDER", "RESIZE_VOLUME", "AGENT_OPERATION_FEEDBACK",
+                      "AGENT_DRAINING", "TASK_RESOURCE_LIMITS"]
+
+# What the agent adds to a command task for its executor (src/slave/constants.cpp
+# DEFAULT_EXECUTOR_CPUS and DEFAULT_EXECUTOR_MEM; slave.cpp `getExecutorInfo`).
+EXECUTOR_OVERHEAD = Resources.of(cpus=0.1, mem=32)
+
+
+def resources_json(r: Resources) -> dict[str, Any]:
+    out: dict[str, Any] = {k: r.get(k) for k in ("cpus", "mem", "disk", "gpus")}
+    if r.ports:
+        out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+    return out
+
+
+def attribute_value(attr: dict[str, Any]) -> Any:
+    if attr.get("type") == "SCALAR":
+        return attr["scalar"]["value"]
+    return attr.get("text", {}).get("value")
+
+
+def attributes_json(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {x["name"]: attribute_value(x) for x in attributes}
+
+
+def status_json(status: dict[str, Any]) -> dict[str, Any]:
+    """A TaskStatus as an entry of a task's `statuses` (common/http.cpp): the container
+    status carries its container id and networks, not the executor's pid."""
+    out: dict[str, Any] = {"state": status["state"], "timestamp": status["timestamp"]}
+    if "labels" in status:
+        out["labels"] = status["labels"]
+    container = status.get("container_status")
+    if container is not None:
+        out["container_status"] = {k: container[k] for k in (
+            "container_id", "network_infos", "cgroup_info") if k in container}
+    if "healthy" in status:
+        out["healthy"] = status["healthy"]
+    return out
+
+
+def task_json(task: Task, *, agent_view: bool = False) -> dict[str, Any]:
+    """A Task as the master's (or, with `agent_view`, the agent's) endpoints show it. A
+    command task has no executor_id: only a task with its own ExecutorInfo does."""
+    state = task.agent_state if agent_view else task.state
+    statuses = task.agent_statuses if agent_view else task.statuses
+    out: dict[str, Any] = {
+        "id": task.task_id,
+        "name": task.name,
+        "framework_id": task.framework_id,
+        "executor_id": "",
+        "slave_id": task.agent_id,
+        "state": state,
+        "resources": resources_json(task.resources),
+        "role": task.role,
+        "statuses": [status_json(s) for s in statuses],
+    }
+    user = (task.info.get("command") or {}).get("user")
+    if user is not None:
+        out["user"] = user
+    labels = (task.info.get("labels") or {}).get("labels")
+    if labels:
+        out["labels"] = labels
+    # Copied from the TaskInfo as Mesos' Task keeps them.
+    for name in ("discovery", "container", "health_check"):
+        if name in task.info:
+            out[name] = task.info[name]
+    if task.unreachable_time is not None and not agent_view:
+        out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
+    return out
+
+
+def _queued_task_json(task: Task) -> dict[str, Any]:
+    """A TaskInfo the executor has not taken yet (slave/http.cpp `json(TaskInfo)`)."""
+    out: dict[str, Any] = {"id": task.task_id, "name": task.name, "slave_id": task.agent_id,
+                           "resources": resources_json(task.resources), "role": task.role}
+    command = task.info.get("command")
+    if command is not None:
+        cmd: dict[str, Any] = {k: command[k] for k in ("shell", "value") if k in command}
+        cmd["argv"] = list(command.get("arguments") or [])
+        if "environment" in command:
+            cmd["environment"] = command["environment"]
+        cmd["uris"] = [{"value": u.get("value", ""), "executable": bool(u.get("executable"))}
+                       for u in command.get("uris") or []]
+        out["command"] = cmd
+    if "discovery" in task.info:
+        out["discovery"] = task.info["discovery"]
+    return out
+
+
+def executor_name(task: Task) -> str:
+    """The command executor's name (slave.cpp `getExecutorInfo`)."""
+    command = task.info.get("command") or {}
+    name = f"(Task: {task.task_id}) "
+    value = command.get("value")
+    if command.get("shell", True):
+        if value is None:
+            name += "(Command: NO COMMAND)"
+        else:
+            name += f"(Command: sh -c '{value[:12] + '...' if len(value) > 15 else value}')"
+    elif value is None:
+        name += "(Command: NO EXECUTABLE)"
+    else:
+        args = ", ".join([value, *[str(a) for a in command.get("arguments") or []]])
+        name += f"(Command: [{args[:12] + '...' if len(args) > 15 else args}])"
+    return "Command Executor " + name
+
+
+def _executor_json(run: ExecutorRun) -> dict[str, Any]:
+    task = run.task
+    queued = task.agent_state == "TASK_STAGING"
+    terminal = task.agent_state in TERMINAL_STATES
+    allocated = EXECUTOR_OVERHEAD if terminal else EXECUTOR_OVERHEAD + task.resources
+    out: dict[str, Any] = {
+        "id": task.executor_id,
+        "name": executor_name(task),
+        "source": task.task_id,
+        "container": task.container_id,
+        "directory": str(run.directory),
+        "resources": resources_json(allocated),
+        "role": task.role,
+    }
+    labels = (task.info.get("labels") or {}).get("labels")
+    if labels:
+        out["labels"] = labels
+    out["tasks"] = [] if queued or terminal else [task_json(task, agent_view=True)]
+    out["queued_tasks"] = [_queued_task_json(task)] if queued and not terminal else []
+    out["completed_tasks"] = [task_json(task, agent_view=True)] if terminal else []
+    return out
+
+
+def _framework_json(framework_id: str, book: AgentFramework) -> dict[str, Any]:
+    info = book.info
+    out: dict[str, Any] = {
+        "id": framework_id,
+        "name": info.get("name", ""),
+        "user": info.get("user", ""),
+        "failover_timeout": float(info.get("failover_timeout", 0.0)),
+        "checkpoint": bool(info.get("checkpoint", False)),
+        "hostname": info.get("hostname", ""),
+    }
+    if "principal" in info:
+        out["principal"] = info["principal"]
+    capabilities = {c.get("type") for c in info.get("capabilities") or []
+                    if isinstance(c, dict)}
+    if "MULTI_ROLE" in capabilities:
+        out["roles"] = list(info.get("roles") or [])
+    else:
+        out["role"] = info.get("role", "*")
+    out["executors"] = [_executor_json(run) for run in book.executors.values()]
+    out["completed_executors"] = [_executor_json(run) for run in book.completed]
+    return out
+
+
+def agent_state(master: Master, agent: Agent, runtime: RealRuntime) -> dict[str, Any]:
+    """A real agent's `/state`. Call with the master lock held."""
+    runtime.sweep(agent.tasks)
+    host = master.config.host
+    allocated = Resources()
+    for book in runtime.frameworks.values():
+        for run in book.executors.values():
+            if run.task.agent_state not in TERMINAL_STATES:
+                allocated = allocated + EXECUTOR_OVERHEAD + run.task.resources
+            else:
+                allocated = allocated + EXECUTOR_OVERHEAD
+    live = {fid: b for fid, b in runtime.frameworks.items() if b.executors}
+    done = sorted(((fid, b) for fid, b in runtime.frameworks.items() if not b.executors),
+                  key=lambda item: item[1].completed_seq)
+    return {
+        "version": MESOS_VERSION,
+        "build_date": "",  # as the master's /version says
+        "build_time": 0,
+        "build_user": "docket",
+        "start_time": agent.registered_time,
+        "id": agent.agent_id,
+        "pid": f"{agent.pid_name}@{host}:{agent.port}",
+        "hostname": agent.hostname,
+        "capabilities": AGENT_CAPABILITIES,
+        "resources": resources_json(agent.total),
+        "reserved_resources": {},
+        "unreserved_resources": resources_json(agent.total),
+        "reserved_resources_full": {},
+        "unreserved_resources_full": agent.total.to_json(),
+        "reserved_resources_allocated": {},
+        "unreserved_resources_allocated": resources_json(allocated),
+        "resource_providers": [],
+        "attributes": attributes_json(agent.attributes),
+        "master_hostname": master.config.hostname,
+        "flags": {"work_dir": str(runtime.work_dir), "port": str(agent.port),
+                  "hostname": agent.hostname, "master": f"{host}:{master.config.port}"},
+        "frameworks": [_framework_json(fid, b) for fid, b in live.items()],
+        "completed_frameworks": [_framework_json(fid, b) for fid, b in done],
+    }
