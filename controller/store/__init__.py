@@ -1,14 +1,15 @@
 """The store: the only code that talks to etcd.
 
 Typed get/list/watch of every kind under a configurable prefix, compare-and-swap writes on
-mod_revision, status and execution records under their own keys, leases, and a launcher for a
-real etcd server (`etcd_server`). Documents that fail to decode are handed out as
-`InvalidObject`s, never dropped and never raised.
+mod_revision, status and execution records under their own keys, leases, a launcher for a
+real etcd server (`etcd_server`) and an in-memory twin of etcd for tests (`memory`). Documents
+that fail to decode are handed out as `InvalidObject`s, never dropped and never raised.
 """
 
 from controller.store.client import Compacted, Conflict, EtcdClient, EtcdUnavailable, StoreError
 from controller.store.etcd_server import EtcdServer, EtcdServerError
 from controller.store.keys import Keys
+from controller.store.memory import MemoryEtcd, MemoryEtcdClient
 from controller.store.store import (
     Delete,
     Expect,
@@ -22,6 +23,6 @@ from controller.store.watch import WatchEvent, WatchStream
 
 __all__ = [
     "Compacted", "Conflict", "Delete", "EtcdClient", "EtcdServer", "EtcdServerError",
-    "EtcdUnavailable", "Expect", "Keys", "Put", "Store", "StoreError", "StoredExecution",
-    "StoredObject", "StoredStatus", "WatchEvent", "WatchStream",
+    "EtcdUnavailable", "Expect", "Keys", "MemoryEtcd", "MemoryEtcdClient", "Put", "Store",
+    "StoreError", "StoredExecution", "StoredObject", "StoredStatus", "WatchEvent", "WatchStream",
 ]

@@ -117,6 +117,11 @@ class EtcdClient:
     def close(self) -> None:
         self.raw.close()
 
+    def new_connection(self) -> EtcdClient:
+        """Another connection to the same etcd, with the same policy (the store's watch
+        connection). The in-memory twin (`memory.MemoryEtcdClient`) opens one to itself."""
+        return EtcdClient(self.endpoints, timeout=self.timeout, retry_seconds=self.retry_seconds)
+
     def fail_over(self) -> None:
         """With several endpoints: leave the current one for the next attempt."""
         # The store calls pyetcd's stubs directly, past the wrapper that would mark the

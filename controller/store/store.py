@@ -200,9 +200,7 @@ class Store:
         threads writing and 4 busy ones), which delayed every new Job by seconds."""
         with self._watch_lock:
             if self._watch_client is None:
-                c = self.client
-                self._watch_client = EtcdClient(c.endpoints, timeout=c.timeout,
-                                                retry_seconds=c.retry_seconds)
+                self._watch_client = self.client.new_connection()
             return self._watch_client
 
     def close(self) -> None:
