@@ -229,13 +229,13 @@ class Executor:
                 rec, rev = self._current(action.task_id, snap, updated)
                 new = rec.model_copy(update=action.changes)
                 updated[action.task_id] = new
-                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                key = keys.execution(snap.plural, snap.namespace, snap.name, action.task_id)
                 prep.ops.append((Put(key, encode_model(new)), Expect(key, rev), new))
             elif isinstance(action, Launch):
                 record = ExecutionRecord(task_id=action.task_id, index=action.index,
                                          attempt=action.attempt, state=LAUNCHING,
                                          submitted_at=now)
-                key = keys.execution(snap.namespace, snap.name, action.task_id)
+                key = keys.execution(snap.plural, snap.namespace, snap.name, action.task_id)
                 prep.ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
                 prep.launches.append(action)
             elif isinstance(action, WriteStatus):
@@ -274,7 +274,7 @@ class Executor:
             d2 = prep.delete_data
             self._guarded_commit([
                 Delete(keys.status(d2.plural, d2.namespace, d2.name)),
-                Delete(keys.executions_prefix(d2.namespace, d2.name), prefix=True)])
+                Delete(keys.executions_prefix(d2.plural, d2.namespace, d2.name), prefix=True)])
             out.owner_data_deleted = True
             logger.info("status and execution records deleted")
 
@@ -361,7 +361,8 @@ class Executor:
                 "state": "TASK_KILLED", "message": "killed before it was launched",
                 "finished_at": now,
             })
-            key = self.store.keys.execution(snap.namespace, snap.name, kill.task_id)
+            key = self.store.keys.execution(snap.plural, snap.namespace, snap.name,
+                                            kill.task_id)
             revision = self._guarded_commit([Put(key, encode_model(killed))],
                                             [Expect(key, rev)])
             out.records.append((revision, killed))

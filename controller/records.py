@@ -50,10 +50,10 @@ class RecordCache:
 
     # --- loading -----------------------------------------------------------------------------
     def load_all(self) -> None:
-        """Read every status of the kind and every execution record (two range reads)."""
+        """Read every status and execution record of the kind (two range reads)."""
         keys = self.store.keys
         statuses, _ = self.store.list_raw(keys.status_prefix(self.plural))
-        execs, revision = self.store.list_raw(f"{keys.prefix}/executions/")
+        execs, revision = self.store.list_raw(keys.executions_kind_prefix(self.plural))
         owners: dict[tuple[str, str], OwnerRecords] = {}
         head = len(keys.status_prefix(self.plural))
         for key, value, mod, *_ in statuses:
@@ -62,7 +62,7 @@ class RecordCache:
                 owner = owners.setdefault((parts[0], parts[1]), OwnerRecords())
                 owner.status = decode_status(self.plural, value)
                 owner.status_revision = mod
-        head = len(f"{keys.prefix}/executions/")
+        head = len(keys.executions_kind_prefix(self.plural))
         for key, value, mod, *_ in execs:
             parts = key[head:].split("/")
             if len(parts) == 3:
@@ -77,7 +77,8 @@ class RecordCache:
     def _load_owner(self, namespace: str, name: str) -> None:
         keys = self.store.keys
         found = self.store.get_raw(keys.status(self.plural, namespace, name))
-        items, revision = self.store.list_raw(keys.executions_prefix(namespace, name))
+        items, revision = self.store.list_raw(keys.executions_prefix(self.plural, namespace,
+                                                                     name))
         loaded = OwnerRecords()
         if found is not None:
             loaded.status = decode_status(self.plural, found[0])

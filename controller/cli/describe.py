@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     namespace, name = resolve_name(args.ref, args.namespace)
     with open_store(args) as store:
         entry = get_entry(store, kind, namespace, name)
-        records = [s.record for s in store.list_executions(namespace, name)]
+        records = [s.record for s in store.list_executions(kind.plural, namespace, name)]
         key = entry.stored.key
     print(render(entry, records, key=key, limit=args.executions))
     return 0

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"docket run: {exc}", file=sys.stderr)
         return 2
     # Imported here, on the main thread: pymesos installs a signal handler on import.
-    from controller.jobcontroller import run_controller
+    from controller.manager import run_controller
 
     stop = threading.Event()
 

@@ -2,7 +2,10 @@
 
     <prefix>/<plural>/<namespace>/<name>              desired objects (users, GitOps)
     <prefix>/status/<plural>/<namespace>/<name>       status (controller only)
-    <prefix>/executions/<namespace>/<owner>/<taskId>  one record per task attempt
+    <prefix>/executions/<plural>/<namespace>/<name>/<taskId>
+                                                      one record per task attempt; the kind is
+                                                      part of the key, as two kinds may share
+                                                      a name
     <prefix>/queue-items/<namespace>/<queue>/<item>   messages of etcd-backed Queues
     <prefix>/controller/...                           leader lease, Mesos FrameworkID
 """
@@ -32,11 +35,22 @@ class Keys:
     def status(self, plural: str, namespace: str, name: str) -> str:
         return f"{self.prefix}/status/{plural}/{namespace}/{name}"
 
-    def executions_prefix(self, namespace: str, owner: str) -> str:
-        return f"{self.prefix}/executions/{namespace}/{owner}/"
+    def executions_root(self) -> str:
+        """Every execution record of every kind (and, before layout 2, of no kind)."""
+        return f"{self.prefix}/executions/"
 
-    def execution(self, namespace: str, owner: str, task_id: str) -> str:
-        return f"{self.prefix}/executions/{namespace}/{owner}/{task_id}"
+    def executions_kind_prefix(self, plural: str) -> str:
+        return f"{self.prefix}/executions/{plural}/"
+
+    def executions_prefix(self, plural: str, namespace: str, name: str) -> str:
+        return f"{self.prefix}/executions/{plural}/{namespace}/{name}/"
+
+    def execution(self, plural: str, namespace: str, name: str, task_id: str) -> str:
+        return f"{self.prefix}/executions/{plural}/{namespace}/{name}/{task_id}"
+
+    def legacy_execution(self, namespace: str, name: str, task_id: str) -> str:
+        """Layout 1 (before the kind was part of the key); read only by the migration."""
+        return f"{self.prefix}/executions/{namespace}/{name}/{task_id}"
 
     def queue_items_prefix(self, namespace: str, queue: str) -> str:
         return f"{self.prefix}/queue-items/{namespace}/{queue}/"

@@ -385,13 +385,14 @@ class Store:
                             expected_mod_revision)
 
     # --- executions ------------------------------------------------------------------------
-    def put_execution(self, namespace: str, owner: str, record: ExecutionRecord,
+    def put_execution(self, plural: str, namespace: str, owner: str, record: ExecutionRecord,
                       expected_mod_revision: int | None = None) -> int:
-        key = self.keys.execution(namespace, owner, record.task_id)
+        key = self.keys.execution(plural, namespace, owner, record.task_id)
         return self.put_raw(key, encode_model(record), expected_mod_revision)
 
-    def list_executions(self, namespace: str, owner: str) -> builtins.list[StoredExecution]:
-        items, _ = self.list_raw(self.keys.executions_prefix(namespace, owner))
+    def list_executions(self, plural: str, namespace: str, owner: str
+                        ) -> builtins.list[StoredExecution]:
+        items, _ = self.list_raw(self.keys.executions_prefix(plural, namespace, owner))
         out = []
         for key, value, mod, _c, _v in items:
             try:
@@ -404,7 +405,7 @@ class Store:
         """Status and every execution record of an object, in one transaction."""
         return self.commit([
             Delete(self.keys.status(plural, namespace, name)),
-            Delete(self.keys.executions_prefix(namespace, name), prefix=True),
+            Delete(self.keys.executions_prefix(plural, namespace, name), prefix=True),
         ])
 
     # --- controller state and leases -------------------------------------------------------

@@ -16,6 +16,8 @@ from controller.cli.main import main
 from controller.store import EtcdServer, Store
 from controller.store.etcd_server import free_port
 
+pytestmark = pytest.mark.integration
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 
@@ -138,7 +140,7 @@ def test_describe_job_shows_spec_status_conditions_and_executions(cli: Cli) -> N
     uid = cli.put_job("hello", status=_succeeded())
     for index in (2, 0, 1):  # written out of order; shown in the order they ran
         start = T0 + timedelta(seconds=index)
-        cli.store.put_execution("default", "hello", ExecutionRecord(
+        cli.store.put_execution("jobs", "default", "hello", ExecutionRecord(
             task_id=f"job.default.hello.{uid}.{index}.0", index=index, attempt=0,
             state="TASK_FINISHED", hostname="127.0.0.1", exit_code=0,
             submitted_at=start, started_at=start, finished_at=start + timedelta(seconds=1.5),

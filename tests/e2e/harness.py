@@ -1,4 +1,4 @@
-"""An in-process Docket for end-to-end tests: the real JobController, the real pymesos
+"""An in-process Docket for end-to-end tests: the real Manager (every kind), the real pymesos
 adapter, a real etcd (the session server, under this test's own prefix) and a LocalMesos, with
 short intervals. Jobs are written as users write them: raw JSON or YAML text at the spec key."""
 
@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.api import ExecutionRecord, JobStatus
-from controller.jobcontroller import JobController, KnownTasks
 from controller.localmesos import LocalMesos
+from controller.manager import KnownTasks, Manager
 from controller.mesos.adapter import MesosAdapter, MesosConfig
 from controller.mesos.backend import MesosBackend
+from controller.registry import KINDS, KindDef
 from controller.store import Store
 
 
@@ -35,7 +36,7 @@ def mesos_config(lm: LocalMesos) -> MesosConfig:
 
 class Docket:
     def __init__(self, store: Store, lm: LocalMesos, *, workers: int = 2,
-                 resync_seconds: float = 1.0) -> None:
+                 resync_seconds: float = 1.0, kinds: Sequence[KindDef] = KINDS) -> None:
         self.store = store
         self.lm = lm
         config = mesos_config(lm)
@@ -43,7 +44,8 @@ class Docket:
         def make(known: KnownTasks) -> MesosBackend:
             return MesosAdapter(config, StoreFrameworkIds(store), known)
 
-        self.jobs = JobController(store, make, workers=workers, resync_seconds=resync_seconds)
+        self.jobs = Manager(store, make, kinds=kinds, workers=workers,
+                            resync_seconds=resync_seconds)
         self.started = False
 
     def start(self) -> Docket:
@@ -77,7 +79,7 @@ class Docket:
         return found.status
 
     def executions(self, name: str, namespace: str = "default") -> list[ExecutionRecord]:
-        return sorted((e.record for e in self.store.list_executions(namespace, name)),
+        return sorted((e.record for e in self.store.list_executions("jobs", namespace, name)),
                       key=lambda r: (r.index, r.attempt))
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 30.0,

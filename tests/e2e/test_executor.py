@@ -15,6 +15,8 @@ from controller.mesos.backend import LaunchRequest
 from controller.reconcile.actions import Launch, ObjectKey, Plan
 from controller.store import Conflict, Store
 
+pytestmark = pytest.mark.integration
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER = ObjectKey("Job", "default", "race")
 
@@ -45,7 +47,7 @@ def test_launches_are_announced_before_their_intents_are_written(store: Store) -
     def on_launch(ids: Iterable[str]) -> None:
         for tid in ids:
             seen_in_etcd.append(
-                store.get_raw(store.keys.execution("default", "race", tid)) is not None)
+                store.get_raw(store.keys.execution("jobs", "default", "race", tid)) is not None)
 
     executor = Executor(store, backend, on_launch=on_launch)  # type: ignore[arg-type]
     out = executor.apply(plan("job.default.race.5.0.0", "job.default.race.5.1.0"),
@@ -62,7 +64,7 @@ def test_launches_whose_intents_fail_are_dropped(store: Store) -> None:
     executor = Executor(store, backend, on_launch=announced.extend,  # type: ignore[arg-type]
                         on_launch_dropped=dropped.extend)
     tid = "job.default.race.5.0.0"
-    store.put_raw(store.keys.execution("default", "race", tid), b"{}")  # someone was first
+    store.put_raw(store.keys.execution("jobs", "default", "race", tid), b"{}")  # someone was first
     with pytest.raises((Conflict, StalePlan)):
         executor.apply(plan(tid), Snapshot("jobs", "default", "race", 0, {}), NOW)
     assert announced == dropped == [tid]
@@ -83,7 +85,8 @@ def test_apply_many_commits_plans_together_and_keeps_each_outcome_its_own(
                         on_written=lambda snap, rev, recs, status: written.extend(
                             r.task_id for r in recs))
     ids = {name: f"job.default.{name}.5.0.0" for name in ("a", "b", "c")}
-    store.put_raw(store.keys.execution("default", "b", ids["b"]), b"{}")  # someone was first
+    # Someone was first:
+    store.put_raw(store.keys.execution("jobs", "default", "b", ids["b"]), b"{}")
     items = [(plan(ids[name]), Snapshot("jobs", "default", name, 0, {}), log)
              for name in ("a", "b", "c")]
     outcomes = executor.apply_many(items, NOW)
@@ -95,7 +98,7 @@ def test_apply_many_commits_plans_together_and_keeps_each_outcome_its_own(
     assert announced == [ids["a"], ids["b"], ids["c"]] and dropped == [ids["b"]]
     assert backend.launched == [ids["a"], ids["c"]] and written == [ids["a"], ids["c"]]
     for name in ("a", "c"):
-        assert store.get_raw(store.keys.execution("default", name, ids[name])) is not None
+        assert store.get_raw(store.keys.execution("jobs", "default", name, ids[name])) is not None
 
 
 def test_apply_many_for_a_deposed_leader_writes_and_launches_nothing(store: Store) -> None:
@@ -113,4 +116,4 @@ def test_apply_many_for_a_deposed_leader_writes_and_launches_nothing(store: Stor
         [(plan(tid), Snapshot("jobs", "default", "deposed", 0, {}), log)], NOW)
     assert isinstance(outcomes[0], NotLeader)
     assert backend.launched == []
-    assert store.get_raw(store.keys.execution("default", "deposed", tid)) is None
+    assert store.get_raw(store.keys.execution("jobs", "default", "deposed", tid)) is None

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import pytest
 
 from controller.config import load_settings
-from controller.jobcontroller import run_controller
 from controller.localmesos import LocalMesos
+from controller.manager import run_controller
 from controller.store import EtcdServer, Store
 from tests.e2e.harness import Docket, sim, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def _get(url: str) -> tuple[int, str]:

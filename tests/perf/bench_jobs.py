@@ -316,7 +316,7 @@ def main() -> None:
         statuses = store.list_statuses("jobs")  # one paged read, not a get per Job
 
         for name in names:
-            for e in store.list_executions("bench", name):
+            for e in store.list_executions("jobs", "bench", name):
                 rec = e.record
                 if rec.started_at is not None:
                     latencies.append(rec.started_at.timestamp() - put_wall[name])

@@ -197,21 +197,27 @@ def record(task_id: str, state: str = "LAUNCHING", **kw: Any) -> ExecutionRecord
 
 
 def test_executions_and_owner_cleanup(store: Store) -> None:
-    store.put_execution("default", "hello", record("job.default.hello.1.0.0"),
+    store.put_execution("jobs", "default", "hello", record("job.default.hello.1.0.0"),
                         expected_mod_revision=0)
     with pytest.raises(Conflict):
-        store.put_execution("default", "hello", record("job.default.hello.1.0.0"),
+        store.put_execution("jobs", "default", "hello", record("job.default.hello.1.0.0"),
                             expected_mod_revision=0)
-    store.put_execution("default", "hello", record("job.default.hello.1.0.1", "TASK_RUNNING"))
-    store.put_execution("default", "hello-2", record("job.default.hello-2.9.0.0"))
+    store.put_execution("jobs", "default", "hello",
+                        record("job.default.hello.1.0.1", "TASK_RUNNING"))
+    store.put_execution("jobs", "default", "hello-2", record("job.default.hello-2.9.0.0"))
+    # Another kind may share the namespace and the name: its records are its own.
+    store.put_execution("services", "default", "hello",
+                        record("service.default.hello.4.0.0", "TASK_RUNNING"))
     store.put_status("jobs", "default", "hello", JobStatus(), expected_mod_revision=0)
-    assert [e.record.state for e in store.list_executions("default", "hello")] == [
+    assert [e.record.state for e in store.list_executions("jobs", "default", "hello")] == [
         "LAUNCHING", "TASK_RUNNING"]
     store.delete_owner_data("jobs", "default", "hello")
-    assert store.list_executions("default", "hello") == []
+    assert store.list_executions("jobs", "default", "hello") == []
     assert store.get_status("jobs", "default", "hello") is None
-    # A neighbour whose name shares the prefix is untouched.
-    assert len(store.list_executions("default", "hello-2")) == 1
+    # A neighbour whose name shares the prefix is untouched, and so is the other kind.
+    assert len(store.list_executions("jobs", "default", "hello-2")) == 1
+    assert [e.record.task_id for e in store.list_executions("services", "default", "hello")
+            ] == ["service.default.hello.4.0.0"]
 
 
 def test_framework_id_and_leases(store: Store) -> None:

@@ -1,0 +1,199 @@
+"""The controller process: one Mesos framework, one task-event pump, one executor, and a
+controller per kind (docs/architecture.md §1, §6).
+
+`Manager` wires what every kind shares — the Mesos backend (one subscription, one FrameworkID),
+the `TaskEventPump` that records and routes every task update, the `Executor` that applies
+every plan with fenced writes — to one `KindController` per registered kind
+(`controller/registry.py`). `run_controller` is the process around it, used by `docket run`
+and `docket up`: metrics and health, leader election, the migration of old key layouts, and a
+Manager started while this process leads and stopped when it does not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from controller.api import ExecutionRecord, StatusBase
+from controller.executor import Executor, NotLeader, Snapshot, fenced_commit
+from controller.kindcontroller import KindController
+from controller.mesos.backend import MesosBackend
+from controller.pump import TaskEventPump
+from controller.records import RecordCache
+from controller.registry import KINDS, KindDef
+from controller.runtime import Fence
+from controller.store import Put, Store, StoreError
+
+if TYPE_CHECKING:
+    from controller.config import Settings
+
+log = structlog.get_logger("docket.manager")
+
+KnownTasks = Callable[[], Iterable[tuple[str, str | None]]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Manager:
+    """Every kind's controller over one Mesos backend. `make_backend(known_tasks)` builds the
+    backend; `known_tasks` is what it reconciles explicitly on every (re)subscription."""
+
+    def __init__(self, store: Store, make_backend: Callable[[KnownTasks], MesosBackend], *,
+                 kinds: Sequence[KindDef] = KINDS, workers: int = 4,
+                 resync_seconds: float = 300.0, clock: Callable[[], datetime] = utcnow,
+                 fence: Callable[[], Fence | None] | None = None) -> None:
+        self.store = store
+        self.records = {k.plural: RecordCache(store, k.plural) for k in kinds}
+        self.controllers: dict[str, KindController] = {}
+        self.pump = TaskEventPump(store, self.controllers, clock=clock, fence=fence)
+        self.backend = make_backend(self.pump.known_tasks)
+        self.executor = Executor(store, self.backend, on_launch=self.pump.handed_over,
+                                 on_launch_dropped=self.pump.dropped,
+                                 on_written=self._written, fence=fence)
+        for kind in kinds:
+            self.controllers[kind.kind] = KindController(
+                kind, store, self.executor, self.records[kind.plural], clock=clock,
+                workers=workers, resync_seconds=resync_seconds)
+
+    def _written(self, snap: Snapshot, revision: int, records: Sequence[ExecutionRecord],
+                 status: StatusBase | None) -> None:
+        self.records[snap.plural].wrote(snap.namespace, snap.name, revision, records, status)
+
+    def controller(self, kind: str) -> KindController:
+        return self.controllers[kind]
+
+    def start(self) -> None:
+        for controller in self.controllers.values():
+            controller.start()
+        self.backend.start()
+        self.pump.start(self.backend)
+
+    def stop(self) -> None:
+        """Stop acting; the framework and its tasks stay up for the next instance."""
+        for controller in self.controllers.values():
+            controller.loop.stop()
+        self.backend.stop()
+        self.pump.stop()
+        for controller in self.controllers.values():
+            controller.stop()
+
+    def ready(self) -> dict[str, bool]:
+        return {"mesos": self.pump.subscribed and self.backend.connected,
+                "cache": all(c.synced() for c in self.controllers.values())}
+
+
+# --- the process ----------------------------------------------------------------------------
+def run_controller(settings: Settings, stop: threading.Event, *,
+                   on_ready: Callable[[Manager, int], None] | None = None,
+                   lease_ttl: int = 15) -> int:
+    """Run the controller until `stop` is set; 0 after a clean shutdown. Call it from the main
+    thread the first time (pymesos installs a signal handler on import). `on_ready(manager,
+    metrics_port)` is called once this process leads and everything is started (tests,
+    `docket up`).
+
+    Only the holder of the controller lease in etcd acts (a second instance waits as a
+    standby), and every write it makes is fenced on that lease: a process that lost it cannot
+    write, even if it does not know yet. Losing the lease stops the controllers (the framework
+    stays registered) until it is won again."""
+    import os
+    import socket
+
+    from controller.logs import configure
+    from controller.mesos.adapter import MesosAdapter, MesosConfig
+    from controller.metrics import MetricsServer
+    from controller.runtime import LeaderElector
+
+    configure(settings.log_level, settings.log_format)
+    store = Store(settings.etcd_endpoints, prefix=settings.key_prefix)
+    role = None if settings.framework_role == "*" else settings.framework_role
+    config = MesosConfig(master=settings.mesos_master, name=settings.framework_name,
+                         role=role, principal=settings.framework_principal,
+                         user=settings.framework_user,
+                         failover_timeout_seconds=settings.failover_timeout,
+                         refuse_seconds=settings.decline_refuse_seconds,
+                         reconcile_interval_seconds=settings.reconcile_seconds,
+                         gpu_resources=settings.gpu_resources)
+
+    class _FrameworkIds:
+        def get(self) -> str | None:
+            return store.get_framework_id()
+
+        def set(self, framework_id: str) -> None:
+            # Fenced like every other write: a deposed leader must not replace the id the
+            # current leader registered with.
+            fenced_commit(store, lambda: elector.fence,
+                          [Put(store.keys.controller("framework-id"), framework_id.encode())])
+
+    elector = LeaderElector(store, store.keys.controller("leader"),
+                            f"{socket.gethostname()}:{os.getpid()}", ttl=lease_ttl)
+
+    def make() -> Manager:
+        return Manager(store, lambda known: MesosAdapter(config, _FrameworkIds(), known),
+                       workers=settings.workers, resync_seconds=settings.resync_seconds,
+                       fence=lambda: elector.fence)
+
+    current: list[Manager] = []
+
+    def check(part: str) -> bool:
+        manager = current[0] if current else None
+        return manager is not None and manager.ready()[part]
+
+    server = MetricsServer(settings.metrics_address)
+    server.readiness.register("etcd", lambda: _etcd_ok(store))
+    server.readiness.register("leader", elector.is_leader)
+    server.readiness.register("mesos", lambda: check("mesos"))
+    server.readiness.register("caches", lambda: check("cache"))
+    server.start()
+    log.info("controller starting", etcd=settings.etcd_endpoints, mesos=settings.mesos_master)
+    elector.start()
+    announced = False
+    try:
+        while not stop.wait(0.1):
+            leading = elector.is_leader()
+            if leading and not current:
+                if not _migrated(store, elector):
+                    continue
+                log.info("leading: starting the controllers")
+                manager = make()
+                manager.start()
+                current.append(manager)
+                if on_ready is not None and not announced:
+                    announced = True
+                    on_ready(manager, server.port)
+            elif not leading and current:
+                log.warning("not leading any more: stopping the controllers")
+                current.pop().stop()
+    finally:
+        log.info("controller stopping")
+        if current:
+            current.pop().stop()
+        elector.stop()
+        server.stop()
+        store.close()
+    return 0
+
+
+def _migrated(store: Store, elector: Any) -> bool:
+    """Whether etcd is in the layout this code reads (moving what is not, as the leader)."""
+    from controller.migrate import migrate_execution_keys
+
+    try:
+        migrate_execution_keys(store, lambda: elector.fence)
+    except NotLeader:
+        return False
+    except StoreError as exc:
+        log.warning("cannot migrate execution records yet; retrying", error=str(exc))
+        return False
+    return True
+
+
+def _etcd_ok(store: Store) -> bool:
+    raw = store.client.raw
+    store.client.call("status", "", raw.status, retry_seconds=0)
+    return True
