@@ -3,15 +3,18 @@ launches and kills through the Mesos backend.
 
 Order matters for crash safety, so it is fixed here and nowhere else:
 1. every etcd write the plan asks for — kill reasons (UpdateExecution), launch intents
-   (ExecutionRecord LAUNCHING) and the status — is committed as compare-and-swap
-   transactions: an intent only if its key does not exist yet, a record or the status only if
-   it is still at the revision the plan was made from. A conflict means the plan was made from
-   stale state: nothing of it is sent to Mesos and the key is planned again.
+   (ExecutionRecord LAUNCHING), child objects (CreateObject) and the status — is committed as
+   compare-and-swap transactions: an intent or a child only if its key does not exist yet, a
+   record or the status only if it is still at the revision the plan was made from. A
+   conflict means the plan was made from stale state: nothing of it is sent to Mesos and the
+   key is planned again. A child and the status that records it share one transaction.
 2. only then are kills and launches handed to Mesos, so a crash at any point leaves an intent
    in etcd for every task that may exist, and an attempt id is never launched twice (after a
    restart the intent is reconciled with Mesos instead of launched again).
-3. deletions last: the spec key (compare-and-swap: a user who edited it meanwhile keeps it),
-   then the status and execution records.
+3. deletions last: spec keys (the object's own on expiry, or children an owner deletes;
+   compare-and-swap: a user who edited one meanwhile keeps it), then the status and execution
+   records.
+An action type this module does not handle is a type error (`assert_never`), never dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 
@@ -27,6 +30,7 @@ from controller import metrics
 from controller.api import LAUNCHING, ExecutionRecord, StatusBase, encode_model
 from controller.mesos.backend import LaunchRequest, MesosBackend
 from controller.reconcile import (
+    CreateObject,
     DeleteObject,
     DeleteOwnerData,
     Kill,
@@ -47,7 +51,9 @@ KILL_REASON_LABELS = {"TaskTimeout": "timeout", "DeadlineExceeded": "deadline",
                       "Suspended": "suspended", "Deleted": "deleted"}
 
 
-_Op = tuple[Put, Expect, ExecutionRecord | StatusBase]
+# A write and its condition, with what it writes when the caches must hear of it (a record or
+# the status; None for a child object, which its own kind's informer will see).
+_Op = tuple[Put, Expect, ExecutionRecord | StatusBase | None]
 
 
 @dataclass
@@ -57,7 +63,7 @@ class _Prepared:
     ops: list[_Op] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
-    delete_object: DeleteObject | None = None
+    delete_objects: list[DeleteObject] = field(default_factory=list)
     delete_data: DeleteOwnerData | None = None
 
     @property
@@ -242,10 +248,15 @@ class Executor:
                 status_op = self._status_put(action.status, snap)
             elif isinstance(action, Kill):
                 prep.kills.append(action)
+            elif isinstance(action, CreateObject):
+                key = keys.object(action.plural, action.namespace, action.name)
+                prep.ops.append((Put(key, encode_model(action.document)), Expect(key, 0), None))
             elif isinstance(action, DeleteObject):
-                prep.delete_object = action
+                prep.delete_objects.append(action)
             elif isinstance(action, DeleteOwnerData):
                 prep.delete_data = action
+            else:
+                assert_never(action)
         if status_op is not None:
             prep.ops.append(status_op)  # last: it describes the intents written before it
         return prep
@@ -265,11 +276,11 @@ class Executor:
         revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
         for kill in prep.kills:
             self._kill(kill, snap, revisions, out, now, logger)
-        if prep.delete_object is not None:
-            d = prep.delete_object
+        for d in prep.delete_objects:
             key = keys.object(d.plural, d.namespace, d.name)
             self._guarded_commit([Delete(key)], [Expect(key, d.expected_mod_revision)])
-            logger.info("object expired and deleted")
+            logger.info("object deleted", plural=d.plural, object=d.name,
+                        reason=d.reason or "expired")
         if prep.delete_data is not None:
             d2 = prep.delete_data
             self._guarded_commit([
@@ -342,7 +353,7 @@ class Executor:
             if isinstance(model, ExecutionRecord):
                 records.append(model)
                 out.records.append((revision, model))
-            else:
+            elif model is not None:
                 status = model
                 out.status = (revision, model)
         if self._on_written is not None:

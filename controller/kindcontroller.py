@@ -25,7 +25,7 @@ from controller.executor import Executor, Snapshot, StalePlan
 from controller.logs import object_logger
 from controller.reconcile import Plan
 from controller.records import RecordCache
-from controller.registry import KindDef, PlanRequest
+from controller.registry import KindDef, PlanRequest, Related
 from controller.runtime import Controller, Informer, ObjectKey, Result, WorkQueue
 from controller.store import EtcdUnavailable, Store, StoreError
 
@@ -40,12 +40,16 @@ RECONCILE_BATCH = 50
 class KindController:
     def __init__(self, kind: KindDef, store: Store, executor: Executor, records: RecordCache,
                  *, clock: Callable[[], datetime], workers: int = 4,
-                 resync_seconds: float = 300.0) -> None:
+                 resync_seconds: float = 300.0, related: Related | None = None,
+                 on_status: Callable[[Any], None] | None = None) -> None:
         self.kind = kind
         self.store = store
         self.executor = executor
         self.records = records
         self.now = clock
+        self.related = related
+        # Told of every object whose status this controller wrote (its owner may care).
+        self._on_status = on_status
         self.informer = Informer(store, kind.plural, kind.kind, resync_seconds=resync_seconds)
         self.queue = WorkQueue(kind.kind)
         self.loop = Controller(kind.kind, self.queue, self.reconcile, workers=workers,
@@ -138,13 +142,20 @@ class KindController:
                 if plan.status is not None:
                     logger.info("status written",
                                 phase=str(getattr(plan.status, "phase", "")))
+                    cached = self.informer.get(namespace, name)
+                    if cached is not None and self._on_status is not None:
+                        self._on_status(cached)
+                if self.kind.observe is not None:
+                    for observation in plan.observations:
+                        self.kind.observe(observation)
                 outcomes[i] = Result(requeue_after=plan.requeue_after)
         return outcomes
 
     def _plan(self, namespace: str, name: str, now: datetime) -> tuple[Plan, Snapshot]:
         known = self.records.get(namespace, name)
         request = PlanRequest(self.kind.kind, namespace, name,
-                              self.informer.get(namespace, name), known, now)
+                              self.informer.get(namespace, name), known, now,
+                              **({"related": self.related} if self.related else {}))
         plan = self.kind.plan(request)
         return plan, Snapshot(self.kind.plural, namespace, name, known.status_revision,
                               known.executions)

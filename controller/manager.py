@@ -25,7 +25,7 @@ from controller.mesos.backend import MesosBackend
 from controller.pump import TaskEventPump
 from controller.records import RecordCache
 from controller.registry import KINDS, KindDef
-from controller.runtime import Fence
+from controller.runtime import Fence, Handlers
 from controller.store import Put, Store, StoreError
 
 if TYPE_CHECKING:
@@ -59,7 +59,41 @@ class Manager:
         for kind in kinds:
             self.controllers[kind.kind] = KindController(
                 kind, store, self.executor, self.records[kind.plural], clock=clock,
-                workers=workers, resync_seconds=resync_seconds)
+                workers=workers, resync_seconds=resync_seconds, related=self,
+                on_status=self._wake_owner)
+        self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
+        # A child created, changed or deleted, or its status written, wakes its owner (a
+        # CronJob learns that its Job finished or is gone).
+        for controller in self.controllers.values():
+            controller.informer.add_handlers(Handlers(
+                on_add=self._wake_owner, on_update=lambda _old, new: self._wake_owner(new),
+                on_delete=self._wake_owner))
+
+    def _wake_owner(self, cached: Any) -> None:
+        obj = getattr(cached, "object", None)
+        metadata = getattr(obj, "metadata", None)
+        for ref in getattr(metadata, "owner_references", None) or ():
+            owner = self.controllers.get(ref.kind)
+            if owner is not None:
+                owner.wake(cached.namespace, ref.name)
+
+    def owned(self, plural: str, namespace: str, owner_kind: str, owner_name: str
+              ) -> list[tuple[Any, StatusBase | None]]:
+        """The objects of `plural` in `namespace` whose owner reference names the owner, each
+        with its status (registry.Related)."""
+        controller = self._by_plural.get(plural)
+        if controller is None:
+            return []
+        out: list[tuple[Any, StatusBase | None]] = []
+        for cached in controller.informer.list():
+            if cached.namespace != namespace:
+                continue
+            refs = getattr(getattr(getattr(cached, "object", None), "metadata", None),
+                           "owner_references", None) or ()
+            if any(r.kind == owner_kind and r.name == owner_name for r in refs):
+                status = controller.records.get(namespace, cached.name).status
+                out.append((cached, status))
+        return out
 
     def _written(self, snap: Snapshot, revision: int, records: Sequence[ExecutionRecord],
                  status: StatusBase | None) -> None:

@@ -80,6 +80,19 @@ INVALID_OBJECTS = Gauge(
 )
 CACHE_OBJECTS = Gauge("docket_informer_objects", "Objects held in the informer cache.", ["kind"])
 
+CRONJOB_MISSED_REASONS = ("MissedDuringDowntime", "TooLate", "ConcurrencyForbid", "Suspended")
+CRONJOB_LATENESS = Histogram(
+    "docket_cronjob_schedule_lateness_seconds",
+    "Time from a CronJob slot's scheduled time to its Job being created.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+CRONJOB_MISSED = Counter(
+    "docket_cronjob_missed_schedules_total",
+    "CronJob slots that created no Job, by reason.", ["reason"],
+)
+CRONJOB_JOBS_CREATED = Counter("docket_cronjob_jobs_created_total",
+                               "Jobs created by CronJobs on schedule.")
+
 for _kind in KINDS:
     RECONCILE_SECONDS.labels(_kind)
     INVALID_OBJECTS.labels(_kind)
@@ -97,6 +110,8 @@ for _reason in TASK_END_REASONS:
     TASKS_KILLED.labels(_reason)
 for _state in TASK_STATES:
     TASKS_ACTIVE.labels(_state)
+for _reason in CRONJOB_MISSED_REASONS:
+    CRONJOB_MISSED.labels(_reason)
 LEADER.set(0)
 
 

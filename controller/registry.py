@@ -11,14 +11,45 @@ pump and the executor are shared and never name a kind.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from controller.api import Job, JobStatus, StatusBase
-from controller.reconcile import JobInput, Plan, plan_job
+from controller import metrics
+from controller.api import CronJobStatus, Job, JobPhase, JobStatus, StatusBase
+from controller.reconcile import (
+    Action,
+    CreateObject,
+    DeleteObject,
+    JobInput,
+    Observation,
+    Plan,
+    plan_job,
+)
+from controller.reconcile.cronjob import (
+    SCHEDULED_TIME,
+    CreateJob,
+    CronJobInput,
+    DeleteJob,
+    OwnedJob,
+    plan_cronjob,
+)
 from controller.records import OwnerRecords
 from controller.store import StoreError
+
+
+class Related(Protocol):
+    """What a planner may read of other objects than its own: the objects of a kind owned by
+    one owner, with their status (a CronJob's Jobs)."""
+
+    def owned(self, plural: str, namespace: str, owner_kind: str, owner_name: str
+              ) -> list[tuple[Any, StatusBase | None]]: ...
+
+
+class _Nothing:
+    def owned(self, plural: str, namespace: str, owner_kind: str, owner_name: str
+              ) -> list[tuple[Any, StatusBase | None]]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -33,6 +64,7 @@ class PlanRequest:
     records: OwnerRecords
     """The object's status and execution records, with their revisions."""
     now: datetime
+    related: Related = field(default_factory=_Nothing)
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,8 @@ class KindDef:
     """As in keys: "jobs"."""
     status_type: type[StatusBase]
     plan: Callable[[PlanRequest], Plan]
+    observe: Callable[[Observation], None] | None = None
+    """Feeds the kind's metrics from a committed plan's observations."""
 
 
 def _status(req: PlanRequest, status_type: type[StatusBase]) -> Any:
@@ -70,7 +104,68 @@ def plan_job_request(req: PlanRequest) -> Plan:
 
 JOB = KindDef("Job", "jobs", JobStatus, plan_job_request)
 
-KINDS: tuple[KindDef, ...] = (JOB,)
+
+# --- CronJob ---------------------------------------------------------------------------------
+def _owned_job(cached: Any, status: StatusBase | None) -> OwnedJob | None:
+    job = getattr(cached, "object", None)
+    if not isinstance(job, Job) or not job.metadata.owner_references:
+        return None  # edited into something Docket did not create: not counted as a slot's
+    stamp = job.metadata.annotations.get(SCHEDULED_TIME)
+    try:
+        scheduled = datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        scheduled = None
+    if scheduled is None or scheduled.tzinfo is None:
+        return None
+    phase = status.phase if isinstance(status, JobStatus) else None
+    finished = phase in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+    return OwnedJob(cached.name, job.metadata.owner_references[0].uid, cached.mod_revision,
+                    scheduled, phase if phase not in (None, JobPhase.INVALID) else None,
+                    status.completion_time if finished and isinstance(status, JobStatus)
+                    else None)
+
+
+def plan_cronjob_request(req: PlanRequest) -> Plan:
+    status = _status(req, CronJobStatus)
+    cronjob: Any = None
+    uid = status.uid if status is not None else None
+    spec_revision = 0
+    if req.cached is not None:
+        cronjob = req.cached.object
+        uid = req.cached.uid
+        spec_revision = req.cached.mod_revision
+    jobs = [owned for cached, job_status in req.related.owned("jobs", req.namespace,
+                                                             "CronJob", req.name)
+            if (owned := _owned_job(cached, job_status)) is not None]
+    decided = plan_cronjob(CronJobInput(req.namespace, req.name, cronjob, spec_revision, uid,
+                                        status, jobs, req.now))
+    actions: list[Action] = []
+    observations: list[Observation] = []
+    for action in decided.actions:
+        if isinstance(action, CreateJob):
+            actions.append(CreateObject("jobs", action.namespace, action.name, action.job))
+            observations.append(Observation(
+                "lateness", value=max(0.0, (req.now - action.scheduled_time).total_seconds())))
+        elif isinstance(action, DeleteJob):
+            actions.append(DeleteObject("jobs", action.namespace, action.name,
+                                        action.expected_mod_revision, action.reason))
+        else:
+            actions.append(action)
+    observations += [Observation("missed", reason, n) for reason, n in decided.missed.items()]
+    return Plan(tuple(actions), decided.status, decided.requeue_after, tuple(observations))
+
+
+def observe_cronjob(observation: Observation) -> None:
+    if observation.name == "lateness":
+        metrics.CRONJOB_LATENESS.observe(observation.value)
+        metrics.CRONJOB_JOBS_CREATED.inc()
+    elif observation.name == "missed":
+        metrics.CRONJOB_MISSED.labels(observation.label).inc(observation.value)
+
+
+CRONJOB = KindDef("CronJob", "cronjobs", CronJobStatus, plan_cronjob_request, observe_cronjob)
+
+KINDS: tuple[KindDef, ...] = (JOB, CRONJOB)
 
 
 def by_name(kinds: tuple[KindDef, ...]) -> Mapping[str, KindDef]:

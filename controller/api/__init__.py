@@ -4,7 +4,14 @@ execution records, and the codec that decodes and validates stored documents.
 Import from here; the submodules are an implementation detail.
 """
 
-from controller.api.base import API_VERSION, GROUP, VERSION, DocketModel, ObjectMeta
+from controller.api.base import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    DocketModel,
+    ObjectMeta,
+    OwnerReference,
+)
 from controller.api.codec import (
     KINDS,
     InvalidObject,
@@ -61,7 +68,8 @@ __all__ = [
     "AnyObject", "Backoff", "CompletionMode", "ConcurrencyPolicy", "Condition", "Constraint",
     "ConstraintOperator", "Container", "ContainerType", "CronJob", "CronJobSpec",
     "CronJobStatus", "DocketModel", "ExecutionRecord", "InvalidObject", "Job", "JobPhase",
-    "JobSpec", "JobStatus", "Kind", "ObjectInvalid", "ObjectMeta", "Problem", "Queue",
+    "JobSpec", "JobStatus", "Kind", "ObjectInvalid", "ObjectMeta", "OwnerReference", "Problem",
+    "Queue",
     "QueueSpec", "QueueStatus", "Resources", "Service", "ServiceSpec", "ServiceStatus",
     "StatusBase", "TaskTemplate", "Uri", "decode_object", "decode_status", "encode_model",
     "encode_object", "encode_status", "kind_by_name", "kind_by_plural", "kind_for_model",

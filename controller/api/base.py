@@ -12,7 +12,7 @@ error instead of a controller trying to plan ten billion tasks.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic.alias_generators import to_camel
@@ -78,6 +78,18 @@ def check_dns1123_label(value: str) -> str:
 DNSLabel = Annotated[str, AfterValidator(check_dns1123_label)]
 
 
+class OwnerReference(DocketModel):
+    """The object that created this one and deletes it with itself (a CronJob's Jobs), as
+    Kubernetes' ownerReferences: the owner's kind, name (same namespace) and uid (the
+    create_revision of its spec key, so a new object of the same name owns nothing of the
+    old one's)."""
+
+    kind: Literal["Job", "CronJob", "Queue", "Service"] = Field(
+        description="The owner's kind. Required.")
+    name: DNSLabel = Field(description="The owner's name, in the same namespace. Required.")
+    uid: int = Field(ge=1, description="The owner's uid. Required.")
+
+
 class ObjectMeta(DocketModel):
     """Identity and free-form metadata of an object. The etcd key is the identity: where the
     name or namespace is given it must match the key."""
@@ -94,3 +106,7 @@ class ObjectMeta(DocketModel):
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations. Default: none."
     )
+    owner_references: list[OwnerReference] = Field(
+        default_factory=list, max_length=1,
+        description="Set by Docket on objects it creates for another (a CronJob's Jobs): "
+        "deleting the owner deletes them. Default: none.")

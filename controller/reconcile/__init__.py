@@ -7,11 +7,13 @@ applies the returned Plan in one place.
 
 from controller.reconcile.actions import (
     Action,
+    CreateObject,
     DeleteObject,
     DeleteOwnerData,
     Kill,
     Launch,
     ObjectKey,
+    Observation,
     Plan,
     UpdateExecution,
     WriteStatus,
@@ -20,7 +22,8 @@ from controller.reconcile.job import ACTIVE_STATES, TERMINAL_STATES, JobInput, p
 from controller.reconcile.taskid import TaskIdParts, is_valid_mesos_id, parse_task_id, task_id
 
 __all__ = [
-    "ACTIVE_STATES", "TERMINAL_STATES", "Action", "DeleteObject", "DeleteOwnerData",
-    "JobInput", "Kill", "Launch", "ObjectKey", "Plan", "TaskIdParts", "UpdateExecution",
-    "WriteStatus", "is_valid_mesos_id", "parse_task_id", "plan_job", "task_id",
+    "ACTIVE_STATES", "TERMINAL_STATES", "Action", "CreateObject", "DeleteObject",
+    "DeleteOwnerData", "JobInput", "Kill", "Launch", "ObjectKey", "Observation", "Plan",
+    "TaskIdParts", "UpdateExecution", "WriteStatus", "is_valid_mesos_id", "parse_task_id",
+    "plan_job", "task_id",
 ]

@@ -78,12 +78,29 @@ class WriteStatus:
 @dataclass(frozen=True)
 class DeleteObject:
     """Delete the spec key, only if its mod_revision is still `expected_mod_revision` (a user
-    who edited the object meanwhile keeps it)."""
+    who edited the object meanwhile keeps it). Used for an object's own expiry and for the
+    children an owner deletes (a CronJob's Jobs: replaced, beyond history, or its own
+    deletion); `reason` is for the log."""
 
     plural: str
     namespace: str
     name: str
     expected_mod_revision: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CreateObject:
+    """Create a child object at `<plural>/<namespace>/<name>` (e.g. a CronJob's Job, whose
+    metadata carries the owner reference), only if that key does not exist, in ONE etcd
+    transaction with the plan's WriteStatus: either both are written or neither, so a crash
+    can neither create the child twice nor forget that it was created."""
+
+    plural: str
+    namespace: str
+    name: str
+    document: Any
+    """The object (an api model), written as JSON."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,19 @@ class DeleteOwnerData:
     name: str
 
 
-Action = Launch | Kill | UpdateExecution | WriteStatus | DeleteObject | DeleteOwnerData
+Action = (Launch | Kill | UpdateExecution | WriteStatus | DeleteObject | DeleteOwnerData
+          | CreateObject)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Something a plan counts or measures once its writes are committed (e.g. a CronJob's
+    missed slots by reason, or how late a slot's Job was created). Only the kind knows which
+    metric it feeds (`KindDef.observe`); nothing is counted for a plan that did not commit."""
+
+    name: str
+    label: str = ""
+    value: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -110,3 +139,4 @@ class Plan:
     actions: tuple[Action, ...] = ()
     status: StatusBase | None = None
     requeue_after: float | None = None
+    observations: tuple[Observation, ...] = ()

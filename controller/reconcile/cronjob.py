@@ -55,6 +55,7 @@ from controller.api import (
     Job,
     JobPhase,
     ObjectMeta,
+    OwnerReference,
     Problem,
 )
 from controller.api.kinds import MAX_CRONJOB_NAME
@@ -351,7 +352,9 @@ class _Planner:
                        SCHEDULED_TIME: schedule.local(slot).isoformat()}
         job = Job(api_version="docket.dev/v1", kind="Job",
                   metadata=ObjectMeta(name=name, namespace=self.inp.namespace, labels=labels,
-                                      annotations=annotations),
+                                      annotations=annotations,
+                                      owner_references=[OwnerReference(
+                                          kind="CronJob", name=self.inp.name, uid=self.uid)]),
                   spec=template.spec)
         owner = OwnerRef("CronJob", self.inp.namespace, self.inp.name, self.uid)
         return CreateJob(self.inp.namespace, name, job, owner, slot)

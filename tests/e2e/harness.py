@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from controller.api import ExecutionRecord, JobStatus
 from controller.localmesos import LocalMesos
-from controller.manager import KnownTasks, Manager
+from controller.manager import KnownTasks, Manager, utcnow
 from controller.mesos.adapter import MesosAdapter, MesosConfig
 from controller.mesos.backend import MesosBackend
 from controller.registry import KINDS, KindDef
@@ -36,7 +37,8 @@ def mesos_config(lm: LocalMesos) -> MesosConfig:
 
 class Docket:
     def __init__(self, store: Store, lm: LocalMesos, *, workers: int = 2,
-                 resync_seconds: float = 1.0, kinds: Sequence[KindDef] = KINDS) -> None:
+                 resync_seconds: float = 1.0, kinds: Sequence[KindDef] = KINDS,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.lm = lm
         config = mesos_config(lm)
@@ -45,7 +47,7 @@ class Docket:
             return MesosAdapter(config, StoreFrameworkIds(store), known)
 
         self.jobs = Manager(store, make, kinds=kinds, workers=workers,
-                            resync_seconds=resync_seconds)
+                            resync_seconds=resync_seconds, clock=clock)
         self.started = False
 
     def start(self) -> Docket:
