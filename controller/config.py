@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         False, description="declare the GPU_RESOURCES capability, so that Mesos offers agents "
                            "with GPUs (needed by tasks that ask for gpus; other tasks may then "
                            "land on GPU agents too)")
+    leader_lease_seconds: int = Field(
+        15, ge=2, le=3600, description="TTL of the leader lease: a standby takes over this "
+                                       "long after a leader dies (etcd's minimum is 2)")
     reconcile_seconds: float = Field(
         600.0, gt=0, description="period of the reconciliation of every task with Mesos "
                                  "(besides the one on each subscription)")

@@ -11,9 +11,11 @@ Manager started while this process leads and stopped when it does not.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -38,6 +40,26 @@ KnownTasks = Callable[[], Iterable[tuple[str, str | None]]]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+TIME_FILE_ENV = "DOCKET_TEST_TIME_FILE"
+
+
+def process_clock() -> Callable[[], datetime]:
+    """The wall clock of `docket run`: the real one, unless DOCKET_TEST_TIME_FILE names a file
+    holding an RFC 3339 instant, read on every call. That is a seam for tests that drive a
+    controller process through hours of schedule in seconds (and kill it in the middle), not
+    a setting for operators: a controller on a false clock launches at false times."""
+    path = os.environ.get(TIME_FILE_ENV)
+    if not path:
+        return utcnow
+
+    def from_file() -> datetime:
+        return datetime.fromisoformat(Path(path).read_text().strip())
+
+    from_file()  # a missing or unreadable file fails at start, not in a worker
+    log.warning("the controller's clock is read from a file (a test seam)", path=path)
+    return from_file
 
 
 class Manager:
@@ -125,7 +147,7 @@ class Manager:
 # --- the process ----------------------------------------------------------------------------
 def run_controller(settings: Settings, stop: threading.Event, *,
                    on_ready: Callable[[Manager, int], None] | None = None,
-                   lease_ttl: int = 15) -> int:
+                   lease_ttl: int | None = None) -> int:
     """Run the controller until `stop` is set; 0 after a clean shutdown. Call it from the main
     thread the first time (pymesos installs a signal handler on import). `on_ready(manager,
     metrics_port)` is called once this process leads and everything is started (tests,
@@ -135,7 +157,6 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     standby), and every write it makes is fenced on that lease: a process that lost it cannot
     write, even if it does not know yet. Losing the lease stops the controllers (the framework
     stays registered) until it is won again."""
-    import os
     import socket
 
     from controller.logs import configure
@@ -165,12 +186,15 @@ def run_controller(settings: Settings, stop: threading.Event, *,
                           [Put(store.keys.controller("framework-id"), framework_id.encode())])
 
     elector = LeaderElector(store, store.keys.controller("leader"),
-                            f"{socket.gethostname()}:{os.getpid()}", ttl=lease_ttl)
+                            f"{socket.gethostname()}:{os.getpid()}",
+                            ttl=lease_ttl or settings.leader_lease_seconds)
+
+    clock = process_clock()
 
     def make() -> Manager:
         return Manager(store, lambda known: MesosAdapter(config, _FrameworkIds(), known),
                        workers=settings.workers, resync_seconds=settings.resync_seconds,
-                       fence=lambda: elector.fence)
+                       clock=clock, fence=lambda: elector.fence)
 
     current: list[Manager] = []
 

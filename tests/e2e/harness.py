@@ -5,9 +5,13 @@ short intervals. Jobs are written as users write them: raw JSON or YAML text at 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from controller.api import ExecutionRecord, JobStatus
@@ -116,3 +120,33 @@ def sim(duration: float = 0.1, exit_code: int = 0, **extra: Any) -> dict[str, An
     """A template for simulated agents: nothing runs, the agent pretends."""
     return template("true", env={"DOCKET_SIM_DURATION": str(duration),
                                  "DOCKET_SIM_EXIT_CODE": str(exit_code)}, **extra)
+
+
+class Process:
+    """A `docket run` process, killed and started again by crash tests."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli.main", "run"],
+                                     env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,37 +16,9 @@ import pytest
 
 from controller.localmesos import LocalMesos
 from controller.store import EtcdServer, Store
-from tests.e2e.harness import Docket, sim, wait_for
+from tests.e2e.harness import Docket, Process, sim, wait_for
 
-pytestmark = pytest.mark.timeout(120)
-
-
-class Process:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli.main", "run"],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
