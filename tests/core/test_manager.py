@@ -1,0 +1,134 @@
+"""The whole controller core — Manager, kind controllers, task-event pump, executor — on its
+in-memory twins: the etcd twin (controller/store/memory.py, held to etcd by
+tests/store/conformance), FakeMesos (held to the adapter on localmesos by
+tests/mesos/test_conformance.py) and a clock the test sets. No server, no subprocess: these
+run in well under a second each, so the core's behaviour is tested where it is cheap, and the
+e2e tests keep the real etcd and the embedded Mesos for what only they can show."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.api import CronJobStatus, JobStatus
+from controller.manager import Manager
+from controller.mesos.backend import TaskUpdate
+from controller.reconcile.schedule import slot_id
+from controller.store import MemoryEtcd, Store
+from tests.e2e.harness import template, wait_for
+from tests.mesos.fake import FakeMesos
+
+T0 = datetime(2026, 11, 2, 10, 0, 30, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+
+class Core:
+    def __init__(self) -> None:
+        self.etcd = MemoryEtcd()
+        self.store: Store = self.etcd.store()
+        self.clock = Clock(T0)
+        self.mesos = FakeMesos()
+        self.manager = Manager(self.store, lambda _known: self.mesos, workers=2,
+                               resync_seconds=0.2, clock=self.clock)
+
+    def put(self, plural: str, kind: str, name: str, spec: dict[str, Any]) -> None:
+        doc = {"apiVersion": "docket.dev/v1", "kind": kind, "spec": spec}
+        self.store.put_raw(self.store.keys.object(plural, "default", name),
+                           json.dumps(doc).encode())
+
+    def status(self, plural: str, name: str) -> Any:
+        found = self.store.get_status(plural, "default", name)
+        return found.status if found is not None else None
+
+    def finish_running(self) -> list[str]:
+        """Finish every task the fake runs (a task that ran to completion)."""
+        running = [t for t, state in list(self.mesos.tasks.items()) if state == "TASK_RUNNING"]
+        for task_id in running:
+            self.mesos.finish(task_id)
+        return running
+
+
+@pytest.fixture
+def core() -> Iterator[Core]:
+    c = Core()
+    c.manager.start()
+    yield c
+    c.manager.stop()
+    c.store.close()
+
+
+def test_a_job_runs_to_completion_and_every_update_is_acknowledged(core: Core) -> None:
+    core.put("jobs", "Job", "hello", {"completions": 3, "parallelism": 3,
+                                      "template": template("echo hello")})
+    wait_for(lambda: len(core.mesos.launched) == 3, 10,
+             lambda: f"launched {core.mesos.launched}")
+    core.finish_running()
+    status: JobStatus = wait_for(
+        lambda: (s := core.status("jobs", "hello")) and s.phase == "Succeeded" and s, 10,
+        lambda: f"status {core.status('jobs', 'hello')}")
+    assert (status.succeeded, status.failed, status.active) == (3, 0, 0)
+    records = core.store.list_executions("jobs", "default", "hello")
+    assert sorted(r.record.task_id for r in records) == sorted(core.mesos.launched)
+    assert all(r.record.state == "TASK_FINISHED" for r in records)
+    wait_for(lambda: not core.mesos.unacknowledged, 10,
+             lambda: f"never acknowledged: {list(core.mesos.unacknowledged.values())}")
+
+
+@pytest.mark.parametrize("task_id", [
+    "job.default.ghost.7.0.0",        # a Job that is gone
+    "service.default.ghost.7.0.0",    # a kind this process runs no controller for
+])
+def test_an_orphan_of_any_kind_is_killed(core: Core, task_id: str) -> None:
+    wait_for(lambda: core.manager.ready()["mesos"], 10, lambda: "never subscribed")
+    core.mesos.events.put(TaskUpdate.from_status({
+        "task_id": {"value": task_id}, "state": "TASK_RUNNING",
+        "agent_id": {"value": "agent-0"}, "source": "SOURCE_MASTER",
+        "reason": "REASON_RECONCILIATION"}, "fake-host"))
+    wait_for(lambda: task_id in core.mesos.killed, 10,
+             lambda: f"not killed: {core.mesos.killed}")
+
+
+def test_an_update_of_a_foreign_task_is_left_alone(core: Core) -> None:
+    """Ids of another shape are someone else's: acknowledged, never killed."""
+    wait_for(lambda: core.manager.ready()["mesos"], 10, lambda: "never subscribed")
+    core.mesos.tasks["nginx-1"] = "TASK_RUNNING"
+    core.mesos.update("nginx-1", "TASK_RUNNING")
+    wait_for(lambda: not core.mesos.unacknowledged, 10, lambda: "not acknowledged")
+    assert "nginx-1" not in core.mesos.killed
+
+
+def test_a_cronjob_creates_one_job_per_slot_and_sees_it_succeed(core: Core) -> None:
+    core.put("cronjobs", "CronJob", "tick", {
+        "schedule": "* * * * *", "jobTemplate": {"spec": {"template": template("true")}}})
+    wait_for(lambda: core.status("cronjobs", "tick"), 10, lambda: "no status")
+    slot = T0.replace(second=0) + timedelta(minutes=1)
+    core.clock.set(slot + timedelta(seconds=1))
+    name = f"tick-{slot_id(slot)}"
+    wait_for(lambda: core.store.get("jobs", "default", name) is not None, 10,
+             lambda: f"no Job {name}")
+    wait_for(lambda: core.finish_running(), 10, lambda: "the Job's task never ran")
+    status: CronJobStatus = wait_for(
+        lambda: (s := core.status("cronjobs", "tick")) and s.last_successful_time and s, 10,
+        lambda: f"never saw the Job succeed: {core.status('cronjobs', 'tick')}")
+    assert status.last_schedule_time == slot
+    assert status.active == []
+    # Time stands still: nothing more is due, whatever the resyncs.
+    assert [o.name for o in core.store.list("jobs")[0]] == [name]
