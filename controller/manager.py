@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from controller.api import ExecutionRecord, StatusBase
+from controller.clock import Clock, RealClock
 from controller.executor import Executor, NotLeader, Snapshot, fenced_commit
 from controller.kindcontroller import KindController
 from controller.mesos.backend import MesosBackend
@@ -45,21 +46,27 @@ def utcnow() -> datetime:
 TIME_FILE_ENV = "DOCKET_TEST_TIME_FILE"
 
 
-def process_clock() -> Callable[[], datetime]:
-    """The wall clock of `docket run`: the real one, unless DOCKET_TEST_TIME_FILE names a file
-    holding an RFC 3339 instant, read on every call. That is a seam for tests that drive a
-    controller process through hours of schedule in seconds (and kill it in the middle), not
-    a setting for operators: a controller on a false clock launches at false times."""
+class FileClock(RealClock):
+    """The real clock, but for the wall clock: an RFC 3339 instant read from a file on every
+    call (DOCKET_TEST_TIME_FILE). A seam for tests that drive a controller process through
+    hours of schedule in seconds (and kill it in the middle), not a setting for operators: a
+    controller on a false clock launches at false times."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.utcnow()  # a missing or unreadable file fails at start, not in a worker
+
+    def utcnow(self) -> datetime:
+        return datetime.fromisoformat(self.path.read_text().strip())
+
+
+def process_clock() -> Clock:
+    """The clock of `docket run`: the machine's, unless DOCKET_TEST_TIME_FILE is set."""
     path = os.environ.get(TIME_FILE_ENV)
     if not path:
-        return utcnow
-
-    def from_file() -> datetime:
-        return datetime.fromisoformat(Path(path).read_text().strip())
-
-    from_file()  # a missing or unreadable file fails at start, not in a worker
-    log.warning("the controller's clock is read from a file (a test seam)", path=path)
-    return from_file
+        return RealClock()
+    log.warning("the controller's wall clock is read from a file (a test seam)", path=path)
+    return FileClock(path)
 
 
 class Manager:
@@ -68,19 +75,21 @@ class Manager:
 
     def __init__(self, store: Store, make_backend: Callable[[KnownTasks], MesosBackend], *,
                  kinds: Sequence[KindDef] = KINDS, workers: int = 4,
-                 resync_seconds: float = 300.0, clock: Callable[[], datetime] = utcnow,
+                 resync_seconds: float = 300.0, clock: Clock | None = None,
                  fence: Callable[[], Fence | None] | None = None) -> None:
+        clock = clock or RealClock()
+        self.clock = clock
         self.store = store
         self.records = {k.plural: RecordCache(store, k.plural) for k in kinds}
         self.controllers: dict[str, KindController] = {}
-        self.pump = TaskEventPump(store, self.controllers, clock=clock, fence=fence)
+        self.pump = TaskEventPump(store, self.controllers, clock=clock.utcnow, fence=fence)
         self.backend = make_backend(self.pump.known_tasks)
         self.executor = Executor(store, self.backend, on_launch=self.pump.handed_over,
                                  on_launch_dropped=self.pump.dropped,
                                  on_written=self._written, fence=fence)
         for kind in kinds:
             self.controllers[kind.kind] = KindController(
-                kind, store, self.executor, self.records[kind.plural], clock=clock,
+                kind, store, self.executor, self.records[kind.plural], clock=clock.utcnow,
                 workers=workers, resync_seconds=resync_seconds, related=self,
                 on_status=self._wake_owner)
         self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
@@ -192,7 +201,8 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     clock = process_clock()
 
     def make() -> Manager:
-        return Manager(store, lambda known: MesosAdapter(config, _FrameworkIds(), known),
+        return Manager(store, lambda known: MesosAdapter(config, _FrameworkIds(), known,
+                                                         clock=clock),
                        workers=settings.workers, resync_seconds=settings.resync_seconds,
                        clock=clock, fence=lambda: elector.fence)
 

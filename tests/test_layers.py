@@ -16,8 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "api": set(),
     "reconcile": {"api"},
     "store": {"api"},
-    "mesos": {"api", "reconcile"},
-    "runtime": {"metrics"},
+    "mesos": {"api", "reconcile", "clock"},
+    "runtime": {"metrics", "clock"},
     "localmesos": set(),
 }
 

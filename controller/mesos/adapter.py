@@ -33,7 +33,6 @@ from __future__ import annotations
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ import pymesos
 import pymesos.process
 import structlog
 
+from controller.clock import Clock, RealClock
 from controller.mesos import metrics
 from controller.mesos.acks import ACK_PIPELINE, AckSenders, AckTarget
 from controller.mesos.acks import AckConnection as _AckConnection
@@ -153,12 +153,12 @@ class MesosAdapter:
         known_tasks: Callable[[], Iterable[tuple[str, str | None]]] = lambda: (),
         *,
         group_of: Callable[[str], str | None] = docket_group,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self._framework_ids = framework_ids
         self._known_tasks = known_tasks
-        self._clock = clock
+        self._clock = (clock or RealClock()).now
         self._events: queue.Queue[MesosEvent] = queue.Queue()
         self._inbox: queue.SimpleQueue[tuple[int, str, Any]] = queue.SimpleQueue()
         # Acknowledgements go out on their own connections (see acks.py), each still only
@@ -169,7 +169,7 @@ class MesosAdapter:
         metrics.ACKS_PENDING.set_function(self._acks.qsize)
         self._launches = Launches(config, self._events, call=self._scheduler_call,
                                   reconcile=self._send_reconcile, master=self._master,
-                                  group_of=group_of, clock=clock)
+                                  group_of=group_of, clock=self._clock)
         self._offer_calls = ReviveSuppress(config.revive_interval_seconds,
                                            config.suppress_after_seconds)
         self._driver: _Driver | None = None

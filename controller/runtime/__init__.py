@@ -5,7 +5,7 @@ Level-triggered: handlers only enqueue keys; reconcilers read the current state 
 never from the event that woke them.
 """
 
-from controller.runtime.clock import Clock, FakeClock, RealClock
+from controller.clock import Clock, FakeClock, RealClock
 from controller.runtime.informer import Handlers, Informer, ObjectKey
 from controller.runtime.leader import Fence, LeaderElector, LeaseStore
 from controller.runtime.loop import Controller, Result, TerminalError

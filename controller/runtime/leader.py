@@ -21,7 +21,7 @@ from typing import Protocol
 import structlog
 
 from controller import metrics
-from controller.runtime.clock import Clock, RealClock
+from controller.clock import Clock, RealClock
 
 log = structlog.get_logger("docket.runtime.leader")
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Hashable
 
 from controller import metrics
-from controller.runtime.clock import Clock, RealClock
+from controller.clock import Clock, RealClock
 
 
 class RateLimiter:

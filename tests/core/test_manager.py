@@ -8,7 +8,6 @@ e2e tests keep the real etcd and the embedded Mesos for what only they can show.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from controller.api import CronJobStatus, JobStatus
+from controller.clock import FakeClock
 from controller.manager import Manager
 from controller.mesos.backend import TaskUpdate
 from controller.reconcile.schedule import slot_id
@@ -26,25 +26,11 @@ from tests.mesos.fake import FakeMesos
 T0 = datetime(2026, 11, 2, 10, 0, 30, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = when
-
-
 class Core:
     def __init__(self) -> None:
         self.etcd = MemoryEtcd()
         self.store: Store = self.etcd.store()
-        self.clock = Clock(T0)
+        self.clock = FakeClock(wall=T0)
         self.mesos = FakeMesos()
         self.manager = Manager(self.store, lambda _known: self.mesos, workers=2,
                                resync_seconds=0.2, clock=self.clock)
@@ -120,7 +106,7 @@ def test_a_cronjob_creates_one_job_per_slot_and_sees_it_succeed(core: Core) -> N
         "schedule": "* * * * *", "jobTemplate": {"spec": {"template": template("true")}}})
     wait_for(lambda: core.status("cronjobs", "tick"), 10, lambda: "no status")
     slot = T0.replace(second=0) + timedelta(minutes=1)
-    core.clock.set(slot + timedelta(seconds=1))
+    core.clock.jump_to(slot + timedelta(seconds=1))
     name = f"tick-{slot_id(slot)}"
     wait_for(lambda: core.store.get("jobs", "default", name) is not None, 10,
              lambda: f"no Job {name}")

@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from controller.api import ExecutionRecord, JobStatus
+from controller.clock import Clock
 from controller.localmesos import LocalMesos
-from controller.manager import KnownTasks, Manager, utcnow
+from controller.manager import KnownTasks, Manager
 from controller.mesos.adapter import MesosAdapter, MesosConfig
 from controller.mesos.backend import MesosBackend
 from controller.registry import KINDS, KindDef
@@ -42,7 +42,7 @@ def mesos_config(lm: LocalMesos) -> MesosConfig:
 class Docket:
     def __init__(self, store: Store, lm: LocalMesos, *, workers: int = 2,
                  resync_seconds: float = 1.0, kinds: Sequence[KindDef] = KINDS,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Clock | None = None) -> None:
         self.store = store
         self.lm = lm
         config = mesos_config(lm)

@@ -5,7 +5,6 @@ schedule take seconds and nothing depends on when the test happens to run."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from controller.api import CronJobStatus, Job, JobStatus, decode_object
+from controller.clock import FakeClock
 from controller.localmesos import LocalMesos
 from controller.reconcile.cronjob import SCHEDULED_TIME
 from controller.reconcile.schedule import slot_id
@@ -24,23 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 T0 = datetime(2026, 11, 2, 10, 0, 30, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = when
-
-
 @pytest.fixture
 def cron(store: Store, local_mesos: Callable[..., LocalMesos]) -> Iterator[Any]:
-    clock = Clock(T0)
+    clock = FakeClock(wall=T0)
     d = Docket(store, local_mesos(), clock=clock).start()
 
     class Cron:
@@ -58,7 +44,7 @@ def cron(store: Store, local_mesos: Callable[..., LocalMesos]) -> Iterator[Any]:
 
         def at(self, when: datetime, name: str) -> None:
             """Move time to `when`, then wake the CronJob (its own wake-up is in real time)."""
-            clock.set(when)
+            clock.jump_to(when)
             d.jobs.controller("CronJob").wake("default", name)
 
         def jobs(self) -> dict[str, Job]:
