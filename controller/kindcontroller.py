@@ -56,16 +56,32 @@ class KindController:
                                reconcile_many=self.reconcile_many, batch=RECONCILE_BATCH)
         self.informer.enqueue_into(self.queue.add)
         self._stop = threading.Event()
+        self._lifecycle = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, caches_synced: Callable[[float], bool] | None = None) -> None:
+        """Start the informer now and the workers once `caches_synced` (by default: this
+        kind's own informer) says every cache the planner reads is filled. Keys queued
+        meanwhile wait: planned from a cache still being filled, an object not listed yet
+        would look deleted, and its tasks or children would be killed."""
+        synced = caches_synced or self.informer.wait_for_sync
         self.informer.start()
-        self.loop.start()
-        threading.Thread(target=self._enqueue_leftovers, name=f"{self.kind.plural}-leftovers",
-                         daemon=True).start()
+        threading.Thread(target=self._start_when_synced, args=(synced,),
+                         name=f"{self.kind.plural}-start", daemon=True).start()
+
+    def _start_when_synced(self, synced: Callable[[float], bool]) -> None:
+        while not self._stop.is_set():
+            if synced(1.0):
+                break
+        with self._lifecycle:
+            if self._stop.is_set():
+                return  # stopped before the caches filled: no worker may start now
+            self.loop.start()
+        self._enqueue_leftovers()
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._lifecycle:
+            self._stop.set()
         self.loop.stop()
         self.informer.stop()
 

@@ -93,17 +93,44 @@ class Manager:
                 workers=workers, resync_seconds=resync_seconds, related=self,
                 on_status=self._wake_owner)
         self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
-        # A child created, changed or deleted, or its status written, wakes its owner (a
-        # CronJob learns that its Job finished or is gone).
+        # Children by owner, kept by the informers' handlers, so an owner finds its children
+        # without scanning every object of their kind. A child created, changed or deleted,
+        # or its status written, wakes its owner (a CronJob learns that its Job finished).
+        self._children: dict[tuple[str, str, str, str], set[str]] = {}
+        self._children_lock = threading.Lock()
         for controller in self.controllers.values():
-            controller.informer.add_handlers(Handlers(
-                on_add=self._wake_owner, on_update=lambda _old, new: self._wake_owner(new),
-                on_delete=self._wake_owner))
+            controller.informer.add_handlers(self._child_handlers(controller.kind.plural))
+
+    def _child_handlers(self, plural: str) -> Handlers:
+        def added(new: Any) -> None:
+            self._child_changed(plural, None, new)
+
+        def updated(old: Any, new: Any) -> None:
+            self._child_changed(plural, old, new)
+
+        def deleted(old: Any) -> None:
+            self._child_changed(plural, old, None)
+
+        return Handlers(on_add=added, on_update=updated, on_delete=deleted)
+
+    def _child_changed(self, plural: str, old: Any, new: Any) -> None:
+        with self._children_lock:
+            for cached, present in ((old, False), (new, True)):
+                for ref in _owner_refs(cached):
+                    key = (plural, cached.namespace, ref.kind, ref.name)
+                    names = self._children.setdefault(key, set())
+                    if present:
+                        names.add(cached.name)
+                    else:
+                        names.discard(cached.name)
+                        if not names:
+                            del self._children[key]
+        for cached in (old, new):
+            if cached is not None:
+                self._wake_owner(cached)
 
     def _wake_owner(self, cached: Any) -> None:
-        obj = getattr(cached, "object", None)
-        metadata = getattr(obj, "metadata", None)
-        for ref in getattr(metadata, "owner_references", None) or ():
+        for ref in _owner_refs(cached):
             owner = self.controllers.get(ref.kind)
             if owner is not None:
                 owner.wake(cached.namespace, ref.name)
@@ -115,15 +142,13 @@ class Manager:
         controller = self._by_plural.get(plural)
         if controller is None:
             return []
+        with self._children_lock:
+            names = sorted(self._children.get((plural, namespace, owner_kind, owner_name), ()))
         out: list[tuple[Any, StatusBase | None]] = []
-        for cached in controller.informer.list():
-            if cached.namespace != namespace:
-                continue
-            refs = getattr(getattr(getattr(cached, "object", None), "metadata", None),
-                           "owner_references", None) or ()
-            if any(r.kind == owner_kind and r.name == owner_name for r in refs):
-                status = controller.records.get(namespace, cached.name).status
-                out.append((cached, status))
+        for name in names:
+            cached = controller.informer.get(namespace, name)
+            if cached is not None:
+                out.append((cached, controller.records.get(namespace, name).status))
         return out
 
     def _written(self, snap: Snapshot, revision: int, records: Sequence[ExecutionRecord],
@@ -133,9 +158,14 @@ class Manager:
     def controller(self, kind: str) -> KindController:
         return self.controllers[kind]
 
+    def _all_synced(self, timeout: float) -> bool:
+        # Every kind reads other kinds' caches (a CronJob its Jobs), so no worker starts
+        # before every informer has listed.
+        return all(c.informer.wait_for_sync(timeout) for c in self.controllers.values())
+
     def start(self) -> None:
         for controller in self.controllers.values():
-            controller.start()
+            controller.start(self._all_synced)
         self.backend.start()
         self.pump.start(self.backend)
 
@@ -151,6 +181,11 @@ class Manager:
     def ready(self) -> dict[str, bool]:
         return {"mesos": self.pump.subscribed and self.backend.connected,
                 "cache": all(c.synced() for c in self.controllers.values())}
+
+
+def _owner_refs(cached: Any) -> list[Any]:
+    metadata = getattr(getattr(cached, "object", None), "metadata", None)
+    return list(getattr(metadata, "owner_references", None) or ())
 
 
 # --- the process ----------------------------------------------------------------------------

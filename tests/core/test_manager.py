@@ -8,6 +8,7 @@ e2e tests keep the real etcd and the embedded Mesos for what only they can show.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,3 +119,42 @@ def test_a_cronjob_creates_one_job_per_slot_and_sees_it_succeed(core: Core) -> N
     assert status.active == []
     # Time stands still: nothing more is due, whatever the resyncs.
     assert [o.name for o in core.store.list("jobs")[0]] == [name]
+
+
+def test_no_object_is_planned_before_every_cache_is_filled() -> None:
+    """Planned from a cache still being filled, an object not listed yet would look deleted
+    (and a CronJob would delete its Jobs): workers wait for the caches."""
+    from controller.executor import Executor
+    from controller.kindcontroller import KindController
+    from controller.reconcile import Plan
+    from controller.records import RecordCache
+    from controller.registry import KindDef, PlanRequest
+
+    planned: list[str] = []
+
+    def plan(req: PlanRequest) -> Plan:
+        planned.append(req.name)
+        return Plan()
+
+    store = MemoryEtcd().store()
+    kind = KindDef("Job", "jobs", JobStatus, plan)
+    controller = KindController(kind, store, Executor(store, FakeMesos()),
+                                RecordCache(store, "jobs"), clock=FakeClock(wall=T0).utcnow)
+    asked = threading.Semaphore(0)
+    filled = threading.Event()
+
+    def caches_synced(timeout: float) -> bool:
+        asked.release()
+        return filled.wait(min(timeout, 0.01))
+
+    controller.start(caches_synced)
+    try:
+        controller.wake("default", "early")
+        for _ in range(3):  # the starter asked, was told no, and asked again: still waiting
+            assert asked.acquire(timeout=10)
+        assert planned == []
+        filled.set()
+        wait_for(lambda: planned == ["early"], 10, lambda: f"planned {planned}")
+    finally:
+        controller.stop()
+        store.close()
