@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from controller.localmesos.master import Master, Task
+    from controller.localmesos.master import Master
+    from controller.localmesos.models import Task
 
 log = structlog.get_logger("docket.localmesos.agent")
 

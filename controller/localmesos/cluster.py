@@ -13,8 +13,10 @@ from typing import Any
 import structlog
 
 from controller.localmesos.agents import RealRuntime, SimulatedRuntime
-from controller.localmesos.http import AgentHTTP, MasterHTTP
-from controller.localmesos.master import Master, MasterConfig, Task
+from controller.localmesos.http import MasterHTTP
+from controller.localmesos.http_agent import AgentHTTP
+from controller.localmesos.master import Master
+from controller.localmesos.models import MasterConfig, Task
 from controller.localmesos.resources import Resources
 
 log = structlog.get_logger("docket.localmesos")
@@ -185,11 +187,7 @@ class LocalMesos:
 
     def fault_updates(self, *, delay: float = 0.0, duplicate: bool = False,
                       drop: int = 0) -> None:
-        with self.master.lock:
-            self.master.update_delay = delay
-            self.master.duplicate_updates = duplicate
-            self.master.drop_updates = drop
+        self.master.fault_updates(delay=delay, duplicate=duplicate, drop=drop)
 
     def fail_next_launches(self, count: int = 1) -> None:
-        with self.master.lock:
-            self.master.fail_launches = count
+        self.master.fail_next_launches(count)

@@ -1,4 +1,5 @@
-"""Mesos' JSON shapes for the read endpoints of the master and of a real agent.
+"""Mesos' JSON shapes for the read endpoints of the master and of a real agent: every
+`/state` (and `/tasks`) the embedded Mesos serves is shaped here, the HTTP servers only route.
 
 Tasks, task statuses, resources and attributes are written as Mesos 1.11's own writers
 write them (src/common/http.cpp): a status in a task's `statuses` has only its state,
@@ -6,7 +7,8 @@ timestamp, labels, container status and health; resources are one object of name
 quantity, `ports` a range string. An agent's `/state` follows src/slave/http.cpp
 (`Http::state`, `FrameworkWriter`, `ExecutorWriter`): the agent's frameworks with their
 live executors, and the frameworks and executors that have completed, each executor
-naming its container and sandbox `directory`.
+naming its container and sandbox `directory`. The master's `/state` follows
+src/master/readonly_handler.cpp: its agents, and its frameworks with their tasks and offers.
 
 That is how Mesos tools find a task's sandbox: the master's `/state` gives the agent's
 address (`slaves[].pid`), the agent's `/state` gives the executor's `directory`, and the
@@ -17,12 +19,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from controller.localmesos.master import MESOS_VERSION, TERMINAL_STATES, Task
+from controller.localmesos.models import (
+    MASTER_CAPABILITIES,
+    MESOS_VERSION,
+    TERMINAL_STATES,
+    Task,
+    capability_types,
+)
 from controller.localmesos.resources import Resources
 
 if TYPE_CHECKING:
     from controller.localmesos.agents import AgentFramework, ExecutorRun, RealRuntime
-    from controller.localmesos.master import Agent, Master
+    from controller.localmesos.master import Master
+    from controller.localmesos.models import Agent, Framework, Offer
 
 AGENT_CAPABILITIES = ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT",
                       "RESOURCE_PROVIDER", "RESIZE_VOLUME", "AGENT_OPERATION_FEEDBACK",
@@ -167,9 +176,7 @@ def _framework_json(framework_id: str, book: AgentFramework) -> dict[str, Any]:
     }
     if "principal" in info:
         out["principal"] = info["principal"]
-    capabilities = {c.get("type") for c in info.get("capabilities") or []
-                    if isinstance(c, dict)}
-    if "MULTI_ROLE" in capabilities:
+    if "MULTI_ROLE" in capability_types(info):
         out["roles"] = list(info.get("roles") or [])
     else:
         out["role"] = info.get("role", "*")
@@ -216,4 +223,101 @@ def agent_state(master: Master, agent: Agent, runtime: RealRuntime) -> dict[str,
                   "hostname": agent.hostname, "master": f"{host}:{master.config.port}"},
         "frameworks": [_framework_json(fid, b) for fid, b in live.items()],
         "completed_frameworks": [_framework_json(fid, b) for fid, b in done],
+    }
+
+
+# --- the master ------------------------------------------------------------------------------
+def _offer_json(offer: Offer) -> dict[str, Any]:
+    return {"id": offer.offer_id, "framework_id": offer.framework_id,
+            "slave_id": offer.agent_id,
+            "resources": resources_json(offer.resources)}
+
+
+def _master_framework_json(m: Master, fw: Framework) -> dict[str, Any]:
+    info = fw.info
+    used = Resources()
+    for t in fw.tasks.values():
+        if not t.resources_released:
+            used = used + t.resources
+    offered = Resources()
+    for o in fw.offers:
+        if o in m.offers:
+            offered = offered + m.offers[o].resources
+    return {
+        "id": fw.framework_id,
+        "name": info.get("name", ""),
+        "user": info.get("user", ""),
+        "hostname": info.get("hostname", ""),
+        "principal": info.get("principal"),
+        "role": info.get("role", "*"),
+        "roles": fw.roles,
+        "active": fw.active,
+        "connected": fw.connected,
+        "recovered": False,
+        "checkpoint": bool(info.get("checkpoint", False)),
+        "failover_timeout": fw.failover_timeout,
+        "webui_url": info.get("webui_url", ""),
+        "resources": resources_json(used),
+        "used_resources": resources_json(used),
+        "offered_resources": resources_json(offered),
+        "capabilities": sorted(fw.capabilities),
+        "registered_time": fw.registered_time,
+        "unregistered_time": fw.unregistered_time or 0,
+        "tasks": [task_json(t) for t in fw.tasks.values()],
+        "unreachable_tasks": [task_json(t) for t in fw.unreachable_tasks.values()],
+        "completed_tasks": [task_json(t) for t in fw.completed_tasks],
+        "offers": [_offer_json(m.offers[o]) for o in fw.offers if o in m.offers],
+        "executors": [],
+        "completed_executors": [],
+    }
+
+
+def master_state(m: Master) -> dict[str, Any]:
+    """The master's `/state`. Call with the master lock held."""
+    leader = m.master_info()
+    slaves = []
+    for a in m.agents.values():
+        if a.state == "gone":
+            continue
+        slaves.append({
+            "id": a.agent_id,
+            "pid": f"{a.pid_name}@{m.config.host}:{a.port}",
+            "hostname": a.hostname,
+            "port": a.port,
+            "resources": resources_json(a.total),
+            "used_resources": resources_json(a.used),
+            "offered_resources": resources_json(a.offered),
+            "unreserved_resources": resources_json(a.total),
+            "reserved_resources": {},
+            "deactivated": False,
+            "capabilities": AGENT_CAPABILITIES,
+            "attributes": attributes_json(a.attributes),
+            "active": a.state == "active",
+            "version": MESOS_VERSION,
+            "registered_time": a.registered_time,
+        })
+    return {
+        "version": MESOS_VERSION,
+        "id": m.master_id,
+        "pid": leader["pid"],
+        "hostname": m.config.hostname,
+        "start_time": m.start_time,
+        "elected_time": m.start_time,
+        "leader": leader["pid"],
+        # readonly_handler.cpp writes the leader with common/http.cpp's
+        # json(MasterInfo): id, pid, port and hostname only.
+        "leader_info": {k: leader[k] for k in ("id", "pid", "port", "hostname")},
+        "activated_slaves": sum(1 for a in m.agents.values() if a.state == "active"),
+        "deactivated_slaves": 0,
+        "unreachable_slaves": sum(1 for a in m.agents.values()
+                                  if a.state == "unreachable"),
+        "slaves": slaves,
+        "frameworks": [_master_framework_json(m, fw) for fw in m.frameworks.values()],
+        "completed_frameworks": [_master_framework_json(m, fw)
+                                 for fw in m.removed_frameworks.values()],
+        "orphan_tasks": [],
+        "capabilities": list(MASTER_CAPABILITIES),
+        "unregistered_frameworks": [],
+        "flags": {"allocation_interval": f"{m.config.allocation_interval}secs",
+                  "offer_timeout": str(m.config.offer_timeout)},
     }
