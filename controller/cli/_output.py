@@ -237,6 +237,17 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
     return human_duration(((now or datetime.now(UTC)) - when).total_seconds())
 
 
+def until(when: datetime | None, now: datetime | None = None) -> str:
+    """When a future instant comes, relative as kubectl users read times: 'in 42s'; an
+    instant already past is '42s overdue' (the controller has not acted on it yet)."""
+    if when is None:
+        return "-"
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds >= 0:
+        return f"in {human_duration(seconds)}"
+    return f"{human_duration(-seconds)} overdue"
+
+
 def timestamp(when: datetime | None) -> str:
     """UTC, to the second: the same form in every column and every line of describe."""
     if when is None:

@@ -1,7 +1,8 @@
 """`docket delete KIND NS/NAME`: removes the spec key, nothing else.
 
-The controller sees the deletion, kills the object's tasks and then removes its status and
-executions; doing that here would race with it and leave tasks running unobserved.
+The controller sees the deletion, kills the object's tasks (a CronJob: deletes the Jobs it
+owns) and then removes its status and executions; doing that here would race with it and leave
+tasks running unobserved.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def _run(args: argparse.Namespace) -> int:
         for namespace, name in refs:
             key = store.keys.object(kind.plural, namespace, name)
             if store.delete_object(kind.plural, namespace, name):
+                then = ("deletes the Jobs it owns, then removes its status"
+                        if kind.plural == "cronjobs"
+                        else "kills its tasks, then removes its status and executions")
                 print(f"{kind.singular} {namespace}/{name} deleted ({key}); the controller "
-                      f"kills its tasks, then removes its status and executions")
+                      f"{then}")
             else:
                 missing.append(f"{namespace}/{name}")
     if missing:

@@ -2,12 +2,16 @@
 and what each of its task attempts did.
 
 Read by a person debugging a Job, so times are absolute UTC (comparable across lines and with
-logs) and executions are in the order they happened.
+logs) and executions are in the order they happened. A CronJob runs no task itself: in place
+of executions it lists the Jobs it owns (by owner reference and uid, as the controller counts
+them) with their phases, newest first, and its status says when it last ran, when it runs next
+and how many slots it missed, by reason.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from controller.cli._output import (
@@ -18,11 +22,12 @@ from controller.cli._output import (
 )
 
 if TYPE_CHECKING:
-    from controller.api import ExecutionRecord, JobSpec, QueueSpec, TaskTemplate
+    from controller.api import CronJobStatus, ExecutionRecord, JobSpec, QueueSpec, TaskTemplate
     from controller.cli._output import Entry
 
 NAME = "describe"
-HELP = "Show one object in detail: spec summary, status, conditions and recent executions."
+HELP = ("Show one object in detail: spec summary, status, conditions and recent executions "
+        "(a CronJob: its recent Jobs).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_namespace_argument(parser)
     parser.add_argument("--executions", type=int, default=20, metavar="N",
                         help="Show the N most recent executions; 0 for all.")
+    parser.add_argument("--jobs", type=int, default=10, metavar="N",
+                        help="CronJob: show its N most recent Jobs; 0 for all.")
     add_store_arguments(parser)
 
 
@@ -43,15 +50,23 @@ def _run(args: argparse.Namespace) -> int:
 
     kind = resolve_kind(args.kind)
     namespace, name = resolve_name(args.ref, args.namespace)
+    jobs: list[Entry] | None = None
     with open_store(args) as store:
         entry = get_entry(store, kind, namespace, name)
         records = [s.record for s in store.list_executions(kind.plural, namespace, name)]
         key = entry.stored.key
-    print(render(entry, records, key=key, limit=args.executions))
+        if kind.plural == "cronjobs":
+            from controller.cli._cronjobs import list_jobs, owned_jobs
+
+            jobs = owned_jobs(list_jobs(store, namespace), namespace, name, entry.stored.uid)
+    print(render(entry, records, key=key, limit=args.executions, jobs=jobs,
+                 jobs_limit=args.jobs))
     return 0
 
 
-def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int = 20) -> str:
+def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int = 20,
+           jobs: list[Entry] | None = None, jobs_limit: int = 10) -> str:
+    """`jobs`: a CronJob's Jobs, newest first; shown instead of executions when given."""
     from controller.api import CronJob, Job, Queue, Service
 
     stored = entry.stored
@@ -76,7 +91,10 @@ def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int
     lines += [f"  {line}" for line in _status_lines(entry)]
     lines.append("Conditions:")
     lines.append(_conditions(entry))
-    lines.append(_executions(records, limit))
+    if jobs is not None:
+        lines.append(_jobs(jobs, jobs_limit))
+    else:
+        lines.append(_executions(records, limit))
     return "\n".join(lines)
 
 
@@ -136,9 +154,15 @@ def _spec_lines(obj: object) -> list[str]:
         c = obj.spec
         out = [f"Schedule:     {c.schedule} ({c.time_zone}), concurrency {c.concurrency_policy}"
                + (", suspended" if c.suspend else "")]
+        deadline = (f"{c.starting_deadline_seconds}s after its slot"
+                    if c.starting_deadline_seconds else "none")
+        out.append(f"Deadline:     startingDeadlineSeconds {deadline}")
+        out.append(f"History:      keep {c.successful_jobs_history_limit} succeeded, "
+                   f"{c.failed_jobs_history_limit} failed")
         job = c.job_template.spec
         out += _template_lines(job.template)
         out.append(f"Completions:  {job.completions}, parallelism {job.parallelism}")
+        out += _retry_lines(job)
         return out
     if isinstance(obj, Queue):
         q = obj.spec
@@ -152,7 +176,7 @@ def _spec_lines(obj: object) -> list[str]:
 
 
 def _status_lines(entry: Entry) -> list[str]:
-    from controller.api import JobStatus
+    from controller.api import CronJobStatus, JobStatus
     from controller.cli._output import between, human_duration, timestamp
 
     status = entry.status
@@ -169,6 +193,8 @@ def _status_lines(entry: Entry) -> list[str]:
                    f"{human_duration(between(status.start_time, status.completion_time))}")
         if status.completed_indexes:
             out.append("Completed indexes: " + ",".join(map(str, status.completed_indexes)))
+    elif isinstance(status, CronJobStatus):
+        out += _cronjob_status_lines(status)
     else:
         skip = {"phase", "conditions", "observed_revision", "uid"}
         for field, value in status.model_dump(exclude_none=True).items():
@@ -176,6 +202,52 @@ def _status_lines(entry: Entry) -> list[str]:
                 out.append(f"{field}: {value}")
     out.append(f"Observed:     spec revision {status.observed_revision or '-'}")
     return out
+
+
+def _cronjob_status_lines(status: CronJobStatus) -> list[str]:
+    from controller.cli._output import age, timestamp, until
+
+    def ago(t: datetime | None) -> str:
+        return f"{timestamp(t)} ({age(t)} ago)" if t is not None else "-"
+
+    nxt = status.next_schedule_time
+    missed = ", ".join(f"{reason} {n}" for reason, n in sorted(status.missed.items()) if n)
+    return [
+        f"Active Jobs:  {', '.join(status.active) or '<none>'}",
+        f"Last slot:    {ago(status.last_schedule_time)}",
+        f"Last success: {ago(status.last_successful_time)}",
+        f"Next slot:    {f'{timestamp(nxt)} ({until(nxt)})' if nxt is not None else '-'}",
+        f"Accounted:    every slot up to {timestamp(status.scheduled_through)}",
+        f"Missed:       {missed or 'none'}",
+    ]
+
+
+def _jobs(jobs: list[Entry], limit: int) -> str:
+    """A CronJob's Jobs (given newest first), with how each was started and where it is."""
+    from controller.api import Job, JobStatus
+    from controller.cli._cronjobs import is_manual, scheduled_time
+    from controller.cli._output import between, human_duration, table, timestamp
+
+    if not jobs:
+        return "Jobs:\n  <none>"
+    shown = jobs[:limit] if limit > 0 else jobs
+    title = (f"Jobs ({len(jobs)}, newest first):" if len(shown) == len(jobs)
+             else f"Jobs (latest {len(shown)} of {len(jobs)}, newest first):")
+    rows = []
+    for entry in shown:
+        job = entry.stored.object
+        status = entry.status if isinstance(entry.status, JobStatus) else None
+        completions = job.spec.completions if isinstance(job, Job) else None
+        rows.append((
+            entry.stored.name, entry.phase,
+            f"{status.succeeded if status else 0}/{completions if completions else '-'}",
+            "manual" if is_manual(entry) else "schedule", timestamp(scheduled_time(entry)),
+            timestamp(status.completion_time if status else None),
+            human_duration(between(status.start_time, status.completion_time)
+                           if status else None)))
+    return title + "\n" + table(
+        ("NAME", "PHASE", "COMPLETIONS", "TRIGGER", "SCHEDULED", "FINISHED", "DURATION"),
+        rows, indent="  ")
 
 
 def _conditions(entry: Entry) -> str:

@@ -2,13 +2,22 @@
 
 The table joins each spec with the status the controller wrote for it; a spec that does not
 decode shows phase Invalid (its problems under `-o wide`), so a typo is visible at a glance.
-etcd keeps no creation time, so a Job's AGE counts from the start time in its status.
+etcd keeps no creation time, so a Job's AGE counts from the start time in its status, and a
+CronJob's from the oldest instant Docket still holds of it (the scheduled time of the oldest
+Job it owns, its first condition or its last schedule).
+
+CronJobs show what kubectl shows (SCHEDULE, TIMEZONE, SUSPEND, ACTIVE, LAST as an age) plus
+NEXT, the next slot relative to now ("in 42s"; "42s overdue" when the controller has not acted
+on it yet, so a stalled controller is visible at a glance); an invalid one says `<invalid>`
+there, since it has no next slot.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from controller.cli._output import (
@@ -62,13 +71,19 @@ def _run(args: argparse.Namespace) -> int:
     kind = resolve_kind(args.kind)
     if args.all_namespaces and args.namespace:
         raise CommandError("give either -n NAMESPACE or -A, not both")
+    namespace = None if args.all_namespaces else (args.namespace or "default")
+    jobs: list[Entry] = []
     with open_store(args) as store:
         if args.names:
             refs = [resolve_name(ref, args.namespace) for ref in args.names]
             entries = [get_entry(store, kind, ns, name) for ns, name in refs]
+            namespace = None
         else:
-            namespace = None if args.all_namespaces else (args.namespace or "default")
             entries = list_entries(store, kind, namespace)
+        if kind.plural == "cronjobs" and entries and args.output not in ("json", "yaml"):
+            from controller.cli._cronjobs import list_jobs
+
+            jobs = list_jobs(store, namespace)
     if args.output in ("json", "yaml"):
         docs = [entry_document(e) for e in entries]
         print_documents(docs, args.output, as_list=len(args.names) != 1)
@@ -80,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     wide = args.output == "wide"
     headers, row = _COLUMNS[kind.plural]
+    if kind.plural == "cronjobs":
+        row = functools.partial(_cronjob_row, jobs=jobs)
     head = list(headers[0] if not wide else headers[0] + headers[1])
     rows = [row(e, wide) for e in entries]
     show_ns = args.all_namespaces or len({e.stored.namespace for e in entries}) > 1
@@ -159,24 +176,37 @@ def _job_row(entry: Entry, wide: bool) -> list[str]:
     return row
 
 
-def _cronjob_row(entry: Entry, wide: bool) -> list[str]:
+def _cronjob_row(entry: Entry, wide: bool, jobs: list[Entry] | None = None) -> list[str]:
     from controller.api import CronJob, CronJobStatus
-    from controller.cli._output import age
+    from controller.cli._cronjobs import owned_jobs, scheduled_time
+    from controller.cli._output import age, until
 
     obj = entry.stored.object
     spec = obj.spec if isinstance(obj, CronJob) else None
     status = entry.status if isinstance(entry.status, CronJobStatus) else None
+    owned = owned_jobs(jobs or [], entry.stored.namespace, entry.stored.name, entry.stored.uid)
+    known: list[datetime | None] = [scheduled_time(j) for j in owned]
+    if status is not None:
+        known += [status.last_schedule_time, *(c.last_transition_time
+                                                for c in status.conditions)]
+    since = min((t for t in known if t is not None), default=None)
+    if entry.invalid is not None:
+        nxt = "<invalid>"
+    elif spec is not None and spec.suspend:
+        nxt = "<suspended>"
+    else:
+        nxt = until(status.next_schedule_time if status else None)
     row = [
-        entry.stored.name, entry.phase, spec.schedule if spec else "-",
+        entry.stored.name, spec.schedule if spec else "-", spec.time_zone if spec else "-",
         str(spec.suspend).lower() if spec else "-",
         _count(len(status.active) if status else None if entry.invalid else 0),
-        age(status.last_schedule_time if status else None),
+        age(status.last_schedule_time if status else None), nxt, age(since),
     ]
     if wide:
         row += [
-            spec.time_zone if spec else "-",
-            str(spec.concurrency_policy) if spec else "-",
+            entry.phase, str(spec.concurrency_policy) if spec else "-",
             age(status.last_successful_time if status else None),
+            _count(sum(status.missed.values()) if status else None if entry.invalid else 0),
             _what(entry), _reason(entry),
         ]
     return row
@@ -228,8 +258,8 @@ def _service_row(entry: Entry, wide: bool) -> list[str]:
 _COLUMNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], Row]] = {
     "jobs": ((("NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"),
               ("PARALLELISM", "SYSTEM-FAILURES", "DURATION", "COMMAND", "REASON")), _job_row),
-    "cronjobs": ((("NAME", "PHASE", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST-SCHEDULE"),
-                  ("TIMEZONE", "CONCURRENCY", "LAST-SUCCESS", "COMMAND", "REASON")),
+    "cronjobs": ((("NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE"),
+                  ("PHASE", "CONCURRENCY", "LAST-SUCCESS", "MISSED", "COMMAND", "REASON")),
                  _cronjob_row),
     "queues": ((("NAME", "PHASE", "SOURCE", "IN-FLIGHT", "PROCESSED", "FAILED",
                  "DEAD-LETTERED"),

@@ -1,9 +1,11 @@
 """`docket up` as a user runs it: the README quickstart end to end (etcd, the embedded Mesos
-and the controller), a clean stop on Ctrl-C, and a clear refusal of a port in use."""
+and the controller; the Job, then the CronJob in real minutes), a clean stop on Ctrl-C, and a
+clear refusal of a port in use."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -11,11 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from controller.store.etcd_server import free_port
+
+pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 HELLO = {"apiVersion": "docket.dev/v1", "kind": "Job",
          "spec": {"completions": 3, "template": {"command": "echo hello"}}}
+TICK = {"apiVersion": "docket.dev/v1", "kind": "CronJob",
+        "spec": {"schedule": "* * * * *",
+                 "jobTemplate": {"spec": {"template": {"command": "echo tick"}}}}}
 
 
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> str:
@@ -77,6 +86,7 @@ def test_quickstart_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
         # What the task printed is in its sandbox under the data dir.
         outs = list((tmp_path / "data" / "mesos").rglob("stdout"))
         assert len(outs) == 3 and all(p.read_text() == "hello\n" for p in outs), outs
+        _quickstart_cronjob(etcd)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=40) == 0
     finally:
@@ -85,6 +95,51 @@ def test_quickstart_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
             proc.wait()
     for flag, port in ports.items():  # everything it started is gone
         assert not _listening(port), f"something still listens on {flag} {port}"
+
+
+def _quickstart_cronjob(etcd: str) -> None:
+    """The README's CronJob: within two minutes a `tick-<minutes>` Job has Succeeded, and
+    `docket get cronjobs` shows LAST and NEXT; then a manual run and a suspension."""
+    put_at = time.time()
+    put = subprocess.run(
+        [str(BIN / "etcdctl"), "--endpoints", etcd, "put", "/docket/cronjobs/default/tick",
+         json.dumps(TICK)], capture_output=True, text=True, timeout=20)
+    assert put.returncode == 0 and "OK" in put.stdout, put.stderr
+    deadline = time.monotonic() + 120
+    done: list[str] = []
+    table = ""
+    while time.monotonic() < deadline and not done:
+        table = _docket("get", "jobs", "--etcd", etcd).stdout
+        done = re.findall(r"^(tick-(\d+))\s+Succeeded\s+1/1", table, re.MULTILINE)
+        if not done:
+            time.sleep(0.5)
+    assert done, f"no tick Job succeeded within two minutes:\n{table}"
+    minutes = int(done[0][1])
+    assert put_at // 60 < minutes <= put_at // 60 + 2, (put_at, table)  # a slot after the put
+
+    cronjobs = _docket("get", "cronjobs", "--etcd", etcd).stdout
+    header, row = cronjobs.splitlines()[:2]
+    assert header.split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST",
+                              "NEXT", "AGE"], cronjobs
+    assert re.fullmatch(r"tick\s+\* \* \* \* \*\s+UTC\s+false\s+[01]\s+[\d.]+m?s\s+"
+                        r"in \d+s\s+\S+", row), cronjobs
+
+    created = _docket("create", "job", "tick-by-hand", "--from", "cronjob/tick", "--etcd", etcd)
+    assert created.returncode == 0, created.stderr
+    deadline = time.monotonic() + 60
+    described = ""
+    while time.monotonic() < deadline:
+        described = _docket("describe", "cronjob", "default/tick", "--etcd", etcd).stdout
+        if re.search(r"tick-by-hand\s+Succeeded\s+1/1\s+manual", described):
+            break
+        time.sleep(0.5)
+    assert re.search(r"tick-by-hand\s+Succeeded\s+1/1\s+manual", described), described
+    assert re.search(rf"tick-{minutes}\s+Succeeded\s+1/1\s+schedule", described), described
+
+    suspended = _docket("suspend", "cronjob", "tick", "--etcd", etcd)
+    assert suspended.returncode == 0 and "suspended" in suspended.stdout, suspended.stderr
+    row = _docket("get", "cronjobs", "--etcd", etcd).stdout.splitlines()[1]
+    assert re.search(r"\sUTC\s+true\s.*<suspended>", row), row
 
 
 def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:

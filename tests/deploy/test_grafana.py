@@ -85,7 +85,7 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
 def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows == ["Controller health", "Reconciliation", "Workqueue", "Tasks",
-                    "Mesos offers", "etcd", "Objects"]
+                    "Mesos offers", "etcd", "Objects", "CronJobs"]
     used = set().union(*(reads(expr).metrics for _, expr, _ in queries(dashboard)))
     for series in ("up", "docket_leader", "docket_mesos_connected", "probe_success",
                    "docket_reconcile_total", "docket_reconcile_duration_seconds_bucket",
@@ -98,7 +98,9 @@ def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
                    "docket_mesos_pending_launches", "docket_mesos_offers_suppressed",
                    "docket_etcd_request_duration_seconds_bucket",
                    "docket_etcd_request_errors_total", "docket_etcd_watch_restarts_total",
-                   "docket_informer_objects", "docket_invalid_objects"):
+                   "docket_informer_objects", "docket_invalid_objects",
+                   "docket_cronjob_schedule_lateness_seconds_bucket",
+                   "docket_cronjob_missed_schedules_total", "docket_cronjob_jobs_created_total"):
         assert series in used, f"no panel shows {series}"
 
 
@@ -128,6 +130,7 @@ def test_provisioning_points_grafana_at_a_folder() -> None:
     assert provider["options"]["path"].startswith("/")
 
 
+@pytest.mark.integration
 def test_promtool_parses_every_query(dashboard: dict[str, Any], tmp_path: Path) -> None:
     """Grafana only sends the queries; promtool parses them as recording rules, with the
     dashboard's variables replaced as Grafana would."""

@@ -21,6 +21,8 @@ from controller.metrics import MetricsServer
 from controller.store.etcd_server import free_port
 from tests.deploy.test_grafana import DASHBOARD, queries
 
+pytestmark = pytest.mark.integration
+
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 DEADLINE = 30.0
 

@@ -19,7 +19,8 @@ RULES = PROMETHEUS / "rules.yaml"
 RULES_TEST = PROMETHEUS / "rules_test.yaml"
 ALERTS = {"DocketDown", "DocketNotLeader", "DocketMesosDisconnected", "DocketEtcdErrors",
           "DocketReconcileErrors", "DocketWorkqueueBacklog", "DocketInvalidObjects",
-          "DocketTaskFailuresHigh", "DocketPendingLaunchesStuck"}
+          "DocketTaskFailuresHigh", "DocketPendingLaunchesStuck", "DocketCronJobMissedSchedules",
+          "DocketCronJobLate"}
 SEVERITIES = {"critical", "warning", "info"}
 
 
@@ -90,18 +91,21 @@ def test_each_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert quiet == ALERTS, f"no case where it must stay quiet for {ALERTS - quiet}"
 
 
+@pytest.mark.integration
 def test_promtool_check_rules() -> None:
     result = promtool("check", "rules", RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
 
+@pytest.mark.integration
 def test_promtool_test_rules() -> None:
     result = promtool("test", "rules", RULES_TEST.name)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.integration
 def test_promtool_check_scrape_config() -> None:
     result = promtool("check", "config", "scrape.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
