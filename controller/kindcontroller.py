@@ -159,7 +159,8 @@ class KindController:
                     logger.info("status written",
                                 phase=str(getattr(plan.status, "phase", "")))
                     cached = self.informer.get(namespace, name)
-                    if cached is not None and self._on_status is not None:
+                    if (cached is not None and self._on_status is not None
+                            and self.kind.owner_cares(plan.status)):
                         self._on_status(cached)
                 if self.kind.observe is not None:
                     for observation in plan.observations:

@@ -125,6 +125,8 @@ class Manager:
                         names.discard(cached.name)
                         if not names:
                             del self._children[key]
+        if old is not None and new is not None and old.mod_revision == new.mod_revision:
+            return  # a resync, not a change: the owner's own resync covers it
         for cached in (old, new):
             if cached is not None:
                 self._wake_owner(cached)

@@ -77,6 +77,9 @@ class KindDef:
     plan: Callable[[PlanRequest], Plan]
     observe: Callable[[Observation], None] | None = None
     """Feeds the kind's metrics from a committed plan's observations."""
+    owner_cares: Callable[[StatusBase], bool] = lambda _status: True
+    """Whether a status written for an object of this kind wakes its owner (if it has one):
+    a CronJob needs to hear that its Job ended, not of every count along the way."""
 
 
 def _status(req: PlanRequest, status_type: type[StatusBase]) -> Any:
@@ -102,7 +105,11 @@ def plan_job_request(req: PlanRequest) -> Plan:
                              [rec for rec, _ in req.records.executions.values()], req.now))
 
 
-JOB = KindDef("Job", "jobs", JobStatus, plan_job_request)
+def _job_ended(status: StatusBase) -> bool:
+    return getattr(status, "phase", None) in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+
+
+JOB = KindDef("Job", "jobs", JobStatus, plan_job_request, owner_cares=_job_ended)
 
 
 # --- CronJob ---------------------------------------------------------------------------------
