@@ -11,7 +11,7 @@ come back — and the planner decides what a returning task counts as.
 A launch intent (LAUNCHING) answered TASK_UNKNOWN is a task Mesos never saw: the controller
 wrote the intent and died, or never got to send the launch. The record is marked
 `kill_reason=NeverLaunched` in the same write, so the planner relaunches its slot without
-counting a failure or backing off (see controller.reconcile.job), and kills the task should it
+counting a failure or backing off (see controller.reconcile.tasks), and kills the task should it
 turn up after all. Only the record's own previous state tells this apart from a task that once
 ran and was then lost, which is why it is decided here and not in the planner.
 """
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from controller.api import LAUNCHING, ExecutionRecord
 from controller.mesos.backend import TaskUpdate
 from controller.reconcile import TERMINAL_STATES
-from controller.reconcile.job import NEVER_LAUNCHED
+from controller.reconcile.tasks import NEVER_LAUNCHED
 
 # Final states a later update may still change: the agent may re-register.
 _REVERSIBLE = frozenset({"TASK_UNREACHABLE", "TASK_UNKNOWN"})

@@ -18,8 +18,9 @@ from controller.reconcile.actions import (
     UpdateExecution,
     WriteStatus,
 )
-from controller.reconcile.job import ACTIVE_STATES, TERMINAL_STATES, JobInput, plan_job
+from controller.reconcile.job import JobInput, plan_job
 from controller.reconcile.taskid import TaskIdParts, is_valid_mesos_id, parse_task_id, task_id
+from controller.reconcile.tasks import ACTIVE_STATES, TERMINAL_STATES
 
 __all__ = [
     "ACTIVE_STATES", "TERMINAL_STATES", "Action", "CreateObject", "DeleteObject",

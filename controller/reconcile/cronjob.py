@@ -60,6 +60,7 @@ from controller.api import (
 )
 from controller.api.kinds import MAX_CRONJOB_NAME
 from controller.reconcile.actions import DeleteOwnerData, WriteStatus
+from controller.reconcile.conditions import Wanted, has_condition, update_conditions
 from controller.reconcile.schedule import Schedule, ScheduleError, slot_id
 from controller.reconcile.taskid import is_dns_label
 
@@ -87,6 +88,7 @@ INVALID_SPEC = "InvalidSpec"
 SPEC_VALID = "SpecValid"
 CRONJOB_SUSPENDED = "CronJobSuspended"
 CRONJOB_RESUMED = "CronJobResumed"
+_CONDITION_ORDER = (SUSPENDED, INVALID)
 
 _FINISHED = (JobPhase.SUCCEEDED, JobPhase.FAILED)
 
@@ -323,7 +325,7 @@ class _Planner:
         total.update(missed)
         next_slot = schedule.next_slot(max(through, now))
 
-        wanted: dict[str, tuple[str, str, str]] = {}
+        wanted: dict[str, Wanted] = {}
         if spec.suspend:
             wanted[SUSPENDED] = ("True", CRONJOB_SUSPENDED, "No new Jobs are created")
         elif self._had(SUSPENDED):
@@ -374,21 +376,9 @@ class _Planner:
         return max(times) if times else None
 
     def _had(self, type_: str) -> bool:
-        return self.prev is not None and self.prev.condition(type_) is not None
+        return has_condition(self.prev, type_)
 
-    def _conditions(self, wanted: dict[str, tuple[str, str, str]],
-                    keep: tuple[str, ...]) -> list[Condition]:
-        """lastTransitionTime moves only when a condition's status changes."""
-        previous = {c.type: c for c in self.prev.conditions} if self.prev else {}
-        out: list[Condition] = []
-        for type_ in (SUSPENDED, INVALID):
-            old = previous.get(type_)
-            if type_ in wanted:
-                status, reason, message = wanted[type_]
-                since = (old.last_transition_time
-                         if old is not None and old.status == status else self.now)
-                out.append(Condition(type=type_, status=status, reason=reason,
-                                     message=message, last_transition_time=since))
-            elif old is not None and type_ in keep:
-                out.append(old)
-        return out
+    def _conditions(self, wanted: dict[str, Wanted], keep: tuple[str, ...]) -> list[Condition]:
+        """The recorded conditions updated to `wanted` (conditions.py: the shared rule)."""
+        return update_conditions(self.prev.conditions if self.prev else (), wanted,
+                                 order=_CONDITION_ORDER, keep=keep, now=self.now)

@@ -7,58 +7,32 @@ slot is an attempt 0, 1, 2, ... and a new attempt takes the highest recorded att
 slot + 1, so task ids are never reused. Everything is derived from the execution records of the
 current incarnation (uid) each time: the plan depends on state, never on which event arrived.
 
-How each recorded execution counts (`_outcome`):
-- active: LAUNCHING, TASK_STAGING, TASK_STARTING, TASK_RUNNING, TASK_KILLING, and any state we
-  do not know (better wait than launch a duplicate);
-- success: TASK_FINISHED;
-- task failure (budget backoffLimit): TASK_FAILED, TASK_ERROR, TASK_KILLED that Docket did not
-  ask for, or killed for TaskTimeout;
-- system failure (budget systemRetryLimit): TASK_LOST, TASK_DROPPED, TASK_GONE,
-  TASK_GONE_BY_OPERATOR, TASK_UNKNOWN, TASK_UNREACHABLE, and TASK_FAILED/KILLED/ERROR whose
-  Mesos reason says the infrastructure or the launch failed, not the task (`SYSTEM_REASONS`);
-  an explicit `failure_class` on the record wins over all this;
-- neither: a task Docket killed because of suspend, deletion, deadline, completion or failure
-  of the job (its `kill_reason`), and an intent Mesos never saw (`kill_reason=NeverLaunched`,
-  below).
+How each recorded execution counts — active, success, task failure (budget backoffLimit),
+system failure (budget systemRetryLimit) or neither — is the rule every kind shares, in
+`controller/reconcile/tasks.py` (`outcome`), with never-launched intents, partitions and how
+kills are sent. For a Job: a task it killed because of suspend, deletion, deadline, completion
+or failure of the job counts as neither; an intent Mesos never saw is launched again under the
+next attempt of its slot, no failure and no backoff, and a slot is retried at once when its
+task becomes unreachable (a job does not wait for a partition to heal).
 
-Never-launched intents. A launch intent is written before the launch is handed to Mesos, so a
-controller that dies before Mesos accepted the launch (it may have been waiting for an offer)
-leaves a LAUNCHING record of a task Mesos never heard of; the next controller's reconciliation
-answers TASK_UNKNOWN.
-`controller.updates.record_update` marks such a record, when it was still LAUNCHING,
-`kill_reason=NeverLaunched`. The controller's own crash says nothing about the task or the
-cluster, so the attempt counts as no failure of either kind and starts no backoff: its slot is
-simply launched again under the next attempt id. The record is terminal (TASK_UNKNOWN) before
-that new attempt is planned, and should the task turn up after all (TASK_UNKNOWN is not final
-in Mesos), it is killed like a returning unreachable task, so one index never has two live
-attempts for long.
+Backoff. The job-wide delay before launching again (`controller/reconcile/backoff.py`),
+initial * factor^(n-1) after the latest failure, counts only task failures (n = task
+failures, from the latest task failure): it exists for tasks that fail by themselves. System
+failures (lost agents, dropped launches, partitions) count against systemRetryLimit but do not
+delay launches — as Kubernetes' pod failure policy ignores disruptions — since waiting longer
+would not make a lost agent come back.
 
-Backoff. The job-wide delay before launching again, initial * factor^(n-1) after the latest
-failure, counts only task failures (n = task failures, from the latest task failure): it exists
-for tasks that fail by themselves. System failures (lost agents, dropped launches, partitions)
-count against systemRetryLimit but do not delay launches — as Kubernetes' pod failure policy
-ignores disruptions — since waiting longer would not make a lost agent come back.
-
-Partitions. TASK_UNREACHABLE is final for Docket: the attempt counts as a system failure at
-once and its slot is retried (a job does not wait for a partition to heal). The record is then
-marked `kill_reason=Unreachable` so that if the agent comes back and the task reports RUNNING,
-it is still counted as that system failure, and killed.
-
-Kills are asynchronous: the kill reason is written to the record first (UpdateExecution), then
-Kill is sent; a record with a kill reason that still reports an active state other than
-TASK_KILLING gets the Kill again on every pass (a lost kill is retried, level-triggered). A
-slot with an attempt still active (even being killed) is not launched again, and tasks being
-killed still count against parallelism; they are no longer counted in `status.active`.
+Kills. A slot with an attempt still active (even being killed) is not launched again, and tasks
+being killed still count against parallelism; they are no longer counted in `status.active`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.api import (
-    LAUNCHING,
     CompletionMode,
     Condition,
     ExecutionRecord,
@@ -72,7 +46,6 @@ from controller.api import (
 from controller.reconcile.actions import (
     Action,
     DeleteObject,
-    DeleteOwnerData,
     Kill,
     Launch,
     ObjectKey,
@@ -80,41 +53,49 @@ from controller.reconcile.actions import (
     UpdateExecution,
     WriteStatus,
 )
-from controller.reconcile.taskid import is_dns_label, parse_task_id, task_id
+from controller.reconcile.backoff import failure_time, retry_at
+from controller.reconcile.conditions import Wanted, has_condition, update_conditions
+from controller.reconcile.taskid import is_dns_label, task_id
+
+# The task rules every kind shares. Their constants lived here before tasks.py and are
+# re-exported (`__all__`) for code that imports them from this module.
+from controller.reconcile.tasks import (
+    ACTIVE_STATES,
+    DELETED,
+    NEVER_LAUNCHED,
+    SUPERSEDED,
+    SUSPENDED,
+    SYSTEM_FAILURE_STATES,
+    SYSTEM_REASONS,
+    TASK_FAILURE_STATES,
+    TASK_TIMEOUT,
+    TERMINAL_STATES,
+    UNREACHABLE,
+    Outcome,
+    came_back,
+    current_incarnation,
+    kill_actions,
+    kill_superseded,
+    needs_unreachable_mark,
+    next_attempts,
+    outcome,
+    plan_deleted_owner,
+    timeout_at,
+)
 
 PLURAL = "jobs"
 
-ACTIVE_STATES = frozenset(
-    {LAUNCHING, "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
-)
-SYSTEM_FAILURE_STATES = frozenset(
-    {"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN",
-     "TASK_UNREACHABLE"}
-)
-TASK_FAILURE_STATES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_KILLED"})
-TERMINAL_STATES = frozenset({"TASK_FINISHED"}) | SYSTEM_FAILURE_STATES | TASK_FAILURE_STATES
-"""States after which Mesos reports nothing more (TASK_UNREACHABLE aside: it may come back)."""
-SYSTEM_REASONS = frozenset(
-    {
-        # The launch never got going: the offer, agent or container runtime failed.
-        "REASON_INVALID_OFFERS", "REASON_RESOURCES_UNKNOWN", "REASON_CONTAINER_LAUNCH_FAILED",
-        "REASON_EXECUTOR_REGISTRATION_TIMEOUT", "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
-        "REASON_TASK_UNAUTHORIZED", "REASON_CONTAINER_PREEMPTED", "REASON_GC_ERROR",
-        # The agent or master went away under a running task.
-        "REASON_AGENT_DISCONNECTED", "REASON_AGENT_REMOVED", "REASON_AGENT_RESTARTED",
-        "REASON_AGENT_UNKNOWN", "REASON_AGENT_REMOVED_BY_OPERATOR",
-        "REASON_MASTER_DISCONNECTED", "REASON_RECONCILIATION", "REASON_FRAMEWORK_REMOVED",
-        "REASON_INVALID_FRAMEWORKID",
-    }
-)
+__all__ = [
+    "ACTIVE_STATES", "BACKOFF_LIMIT_EXCEEDED", "COMPLETE", "COMPLETIONS_REACHED",
+    "DEADLINE_EXCEEDED", "DELETED", "FAILED", "INVALID", "INVALID_SPEC", "JOB_FINISHED",
+    "JOB_RESUMED", "JOB_SUSPENDED", "NEVER_LAUNCHED", "NOT_NEEDED", "PLURAL", "SPEC_VALID",
+    "SUPERSEDED", "SUSPENDED", "SYSTEM_FAILURE_STATES", "SYSTEM_REASONS",
+    "SYSTEM_RETRY_LIMIT_EXCEEDED", "TASK_FAILURE_STATES", "TASK_TIMEOUT", "TERMINAL_STATES",
+    "UNREACHABLE", "JobInput", "plan_job",
+]
 
-# Kill reasons Docket writes on a record before killing it.
-TASK_TIMEOUT = "TaskTimeout"
-UNREACHABLE = "Unreachable"
-NEVER_LAUNCHED = "NeverLaunched"  # an intent Mesos answered TASK_UNKNOWN to: not a failure
-SUSPENDED = "Suspended"
-DELETED = "Deleted"
-SUPERSEDED = "Superseded"  # a task of an older incarnation (uid) of the object
+# Kill reasons of a Job's own, besides the shared ones of tasks.py (all count as neither
+# success nor failure).
 NOT_NEEDED = "NotNeeded"  # a slot beyond completions (completions were lowered)
 JOB_FINISHED = "JobFinished"  # a leftover of a Succeeded job
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
@@ -131,11 +112,8 @@ SPEC_VALID = "SpecValid"
 JOB_SUSPENDED = "JobSuspended"
 JOB_RESUMED = "JobResumed"
 
-_ACTIVE = "active"
-_SUCCESS = "success"
-_TASK = "task"
-_SYSTEM = "system"
-_NEUTRAL = "neutral"
+# The condition types of a JobStatus, in the order they are written.
+_CONDITION_ORDER = (COMPLETE, FAILED, SUSPENDED, INVALID)
 
 
 @dataclass(frozen=True)
@@ -176,45 +154,6 @@ def plan_job(inp: JobInput) -> Plan:
     return _Planner(inp).plan()
 
 
-def _outcome(rec: ExecutionRecord) -> str:
-    if rec.kill_reason == UNREACHABLE:
-        return _SUCCESS if rec.state == "TASK_FINISHED" else _SYSTEM
-    if rec.kill_reason == NEVER_LAUNCHED:
-        # Written off: even if it turns up running, it is killed, not waited for.
-        return _SUCCESS if rec.state == "TASK_FINISHED" else _NEUTRAL
-    if rec.state == "TASK_FINISHED":
-        return _SUCCESS
-    if rec.state in ACTIVE_STATES or not (
-        rec.state in SYSTEM_FAILURE_STATES or rec.state in TASK_FAILURE_STATES
-    ):
-        return _ACTIVE
-    if rec.failure_class is not None:
-        return rec.failure_class
-    if rec.kill_reason is not None and rec.kill_reason != TASK_TIMEOUT:
-        return _NEUTRAL
-    if rec.state in SYSTEM_FAILURE_STATES or rec.reason in SYSTEM_REASONS:
-        return _SYSTEM
-    return _TASK
-
-
-def _is_running(rec: ExecutionRecord) -> bool:
-    """Whether the task may still be running (whatever it counts as): worth a kill."""
-    return rec.state != "TASK_FINISHED" and not (
-        rec.state in SYSTEM_FAILURE_STATES or rec.state in TASK_FAILURE_STATES
-    )
-
-
-def _kill(rec: ExecutionRecord, reason: str, grace: float | None) -> list[Action]:
-    """Actions that kill an active record for `reason` (nothing if a kill is under way)."""
-    actions: list[Action] = []
-    if rec.kill_reason is None:
-        actions.append(UpdateExecution(rec.task_id, {"kill_reason": reason}))
-    elif rec.state == "TASK_KILLING":
-        return actions
-    actions.append(Kill(rec.task_id, rec.agent_id, grace, rec.kill_reason or reason))
-    return actions
-
-
 def _owner(inp: JobInput) -> ObjectKey:
     return ObjectKey("Job", inp.namespace, inp.name)
 
@@ -222,15 +161,7 @@ def _owner(inp: JobInput) -> ObjectKey:
 def _plan_deleted(inp: JobInput) -> Plan:
     """The spec key is gone: kill every active task of any incarnation, then, once nothing is
     active, delete status and records. The status is not rewritten."""
-    actions: list[Action] = []
-    for rec in inp.executions:
-        if _is_running(rec):
-            actions += _kill(rec, DELETED, None)
-    if any(_is_running(r) for r in inp.executions):
-        return Plan(tuple(actions))
-    if inp.status is None and not inp.executions:
-        return Plan()
-    return Plan((DeleteOwnerData(PLURAL, inp.namespace, inp.name),))
+    return plan_deleted_owner(PLURAL, inp.namespace, inp.name, inp.status, inp.executions)
 
 
 class _Planner:
@@ -245,16 +176,9 @@ class _Planner:
         self.wakeups: list[datetime] = []
         prev = inp.status
         self.prev = prev if prev is not None and prev.uid == inp.uid else None
-        # Records of this incarnation, split by how they count; older ones are killed.
-        self.current: list[ExecutionRecord] = []
-        for rec in inp.executions:
-            parts = parse_task_id(rec.task_id)
-            if parts is None or parts.owner != self.owner:
-                continue
-            if parts.uid == inp.uid:
-                self.current.append(rec)
-            elif _is_running(rec):
-                self.kills += _kill(rec, SUPERSEDED, None)
+        # Records of this incarnation count; tasks of older ones are killed.
+        self.current = current_incarnation(inp.executions, self.owner, inp.uid)
+        self.kills += kill_superseded(inp.executions, self.owner, inp.uid)
 
     # -- the pass ------------------------------------------------------------------------
 
@@ -294,7 +218,8 @@ class _Planner:
             phase=JobPhase.INVALID,
             conditions=conditions,
             uid=self.inp.uid,
-            active=sum(1 for r in self.current if _outcome(r) == _ACTIVE and not r.kill_reason),
+            active=sum(1 for r in self.current
+                       if outcome(r) == Outcome.ACTIVE and not r.kill_reason),
             succeeded=prev.succeeded if prev else len(tally.succeeded_indexes),
             failed=tally.task_failures,
             system_failures=tally.system_failures,
@@ -322,21 +247,21 @@ class _Planner:
         for rec in tally.active:
             if finished is not None:
                 reason = JOB_FINISHED if finished[0] == COMPLETE else finished[1]
-                self.kills += _kill(rec, reason, grace)
+                self.kills += kill_actions(rec, reason, grace)
             elif suspended:
-                self.kills += _kill(rec, SUSPENDED, grace)
+                self.kills += kill_actions(rec, SUSPENDED, grace)
             elif rec.index >= spec.completions:
-                self.kills += _kill(rec, NOT_NEEDED, grace)
+                self.kills += kill_actions(rec, NOT_NEEDED, grace)
             elif rec.kill_reason is not None:
-                self.kills += _kill(rec, rec.kill_reason, grace)
+                self.kills += kill_actions(rec, rec.kill_reason, grace)
             else:
-                expiry = _timeout_at(rec, spec.task_timeout_seconds)
+                expiry = timeout_at(rec, spec.task_timeout_seconds)
                 if expiry is not None and expiry <= now:
-                    self.kills += _kill(rec, TASK_TIMEOUT, grace)
+                    self.kills += kill_actions(rec, TASK_TIMEOUT, grace)
                 elif expiry is not None:
                     self.wakeups.append(expiry)
         for rec in tally.returned:
-            self.kills += _kill(rec, rec.kill_reason or UNREACHABLE, grace)
+            self.kills += kill_actions(rec, rec.kill_reason or UNREACHABLE, grace)
         for rec in tally.unreachable_unmarked:
             self.kills.append(UpdateExecution(rec.task_id, {"kill_reason": UNREACHABLE}))
 
@@ -367,7 +292,7 @@ class _Planner:
         else:
             phase = JobPhase.RUNNING
 
-        wanted: dict[str, tuple[str, str, str]] = {}
+        wanted: dict[str, Wanted] = {}
         if finished is not None:
             wanted[finished[0]] = ("True", finished[1], finished[2])
         if suspended:
@@ -436,17 +361,10 @@ class _Planner:
         if room <= 0:
             return 0
         # Only the task's own failures delay launches (see the module docstring).
-        failures = tally.task_failures
-        if failures and tally.last_failure_at is not None:
-            b = spec.backoff
-            try:
-                delay = min(b.max_seconds, b.initial_seconds * b.factor ** (failures - 1))
-            except OverflowError:  # factor^n beyond floats: long past the cap
-                delay = b.max_seconds
-            ready_at = tally.last_failure_at + timedelta(seconds=delay)
-            if now < ready_at:
-                self.wakeups.append(ready_at)
-                return 0
+        ready_at = retry_at(spec.backoff, tally.task_failures, tally.last_failure_at)
+        if ready_at is not None and now < ready_at:
+            self.wakeups.append(ready_at)
+            return 0
         indexed = spec.completion_mode == CompletionMode.INDEXED
         uid = self.inp.uid
         assert uid is not None
@@ -471,28 +389,12 @@ class _Planner:
     # -- conditions ----------------------------------------------------------------------
 
     def _had(self, type_: str) -> bool:
-        return self.prev is not None and self.prev.condition(type_) is not None
+        return has_condition(self.prev, type_)
 
-    def _conditions(
-        self, wanted: dict[str, tuple[str, str, str]], keep: Iterable[str]
-    ) -> list[Condition]:
-        """Recorded conditions updated to `wanted`; lastTransitionTime moves only when the
-        status of a condition changes. Conditions of types in `keep` that are not wanted are
-        carried over unchanged; others not wanted are dropped."""
-        previous = {c.type: c for c in self.prev.conditions} if self.prev else {}
-        out: list[Condition] = []
-        for type_ in (COMPLETE, FAILED, SUSPENDED, INVALID):
-            old = previous.get(type_)
-            if type_ in wanted:
-                status, reason, message = wanted[type_]
-                since = (old.last_transition_time
-                         if old is not None and old.status == status else self.now)
-                out.append(Condition(type=type_, status=status,
-                                     reason=reason, message=message,
-                                     last_transition_time=since))
-            elif old is not None and type_ in keep:
-                out.append(old)
-        return out
+    def _conditions(self, wanted: dict[str, Wanted], keep: tuple[str, ...]) -> list[Condition]:
+        """The recorded conditions updated to `wanted` (conditions.py: the shared rule)."""
+        return update_conditions(self.prev.conditions if self.prev else (), wanted,
+                                 order=_CONDITION_ORDER, keep=keep, now=self.now)
 
 
 class _Tally:
@@ -511,49 +413,28 @@ class _Tally:
         # When the latest task failure ended (system failures do not count): the backoff
         # runs from it.
         self.last_failure_at: datetime | None = None
-        self.next_attempt: dict[int, int] = {}
         self.unreachable_unmarked: list[ExecutionRecord] = []
         # Written off as unreachable, yet reporting again: to be killed, still a failure.
         self.returned: list[ExecutionRecord] = []
         submitted = [r.submitted_at for r in records if r.submitted_at is not None]
         self.first_submitted = min(submitted) if submitted else None
+        self.next_attempt = next_attempts(records)
         for rec in sorted(records, key=lambda r: (r.index, r.attempt)):
-            self.next_attempt[rec.index] = max(self.next_attempt.get(rec.index, 0),
-                                               rec.attempt + 1)
-            outcome = _outcome(rec)
-            if outcome == _ACTIVE:
+            counted = outcome(rec)
+            if counted == Outcome.ACTIVE:
                 self.active.append(rec)
-            elif _is_running(rec):
+            elif came_back(rec):
                 self.returned.append(rec)
-            if rec.state == "TASK_UNREACHABLE" and rec.kill_reason is None:
+            if needs_unreachable_mark(rec):
                 self.unreachable_unmarked.append(rec)
-            if outcome == _SUCCESS:
+            if counted == Outcome.SUCCESS:
                 if completions is None or rec.index < completions:
                     self.succeeded_indexes.add(rec.index)
-            elif outcome == _SYSTEM:
+            elif counted == Outcome.SYSTEM_FAILURE:
                 self.system_failures += 1
-            elif outcome == _TASK:
+            elif counted == Outcome.TASK_FAILURE:
                 self.task_failures += 1
-                at = _failed_at(rec, timeout)
+                at = failure_time(rec, timeout)
                 if at is not None and (self.last_failure_at is None or at > self.last_failure_at):
                     self.last_failure_at = at
-
-
-def _timeout_at(rec: ExecutionRecord, timeout: float | None) -> datetime | None:
-    began = rec.started_at or rec.submitted_at
-    if timeout is None or began is None:
-        return None
-    return began + timedelta(seconds=timeout)
-
-
-def _failed_at(rec: ExecutionRecord, timeout: float | None) -> datetime | None:
-    """When a failed attempt ended, for the backoff: recorded, or the instant it timed out."""
-    if rec.finished_at is not None:
-        return rec.finished_at
-    if rec.kill_reason == TASK_TIMEOUT:
-        at = _timeout_at(rec, timeout)
-        if at is not None:
-            return at
-    return rec.started_at or rec.submitted_at
-
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import functools
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,13 @@ class Schedule:
 
     @classmethod
     def parse(cls, expression: str, time_zone: str = "UTC") -> Schedule:
-        """Raises ScheduleError naming `spec.schedule` or `spec.timeZone`."""
+        """Raises ScheduleError naming `spec.schedule` or `spec.timeZone`. Parsed once per
+        (expression, zone): expanding an expression was half of a CronJob pass's time
+        (bench_cronjobs), and a Schedule is immutable but for its cache of counts."""
+        return _parse(expression, time_zone)
+
+    @classmethod
+    def _parse(cls, expression: str, time_zone: str) -> Schedule:
         try:
             zone = zoneinfo.ZoneInfo(time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -391,3 +398,8 @@ def _last_at_or_before(hours: Sequence[int], minutes: Sequence[int], h: int,
             return h, minutes[j]
         i -= 1
     return (hours[i], minutes[-1]) if i >= 0 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(expression: str, time_zone: str) -> Schedule:
+    return Schedule._parse(expression, time_zone)
