@@ -1,5 +1,7 @@
 """Test-suite wiring: every module in tests/fixtures is loaded as a pytest plugin, so each
-fixture family (real etcd, embedded Mesos, ...) lives in its own file."""
+fixture family (real etcd, embedded Mesos, ...) lives in its own file. One of them,
+tests/fixtures/integration.py, fails any test that starts a server or a subprocess without
+the `integration` marker: `pytest -m "not integration"` is the fast, server-free run."""
 
 from __future__ import annotations
 

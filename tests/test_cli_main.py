@@ -22,6 +22,7 @@ def test_no_subcommand_prints_help_and_fails(capsys: pytest.CaptureFixture[str])
     assert "usage: docket" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_console_script_runs() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "controller.cli.main", "--help"],

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from controller.api.crd import render_crds
@@ -19,6 +20,7 @@ def docket(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+@pytest.mark.integration
 def test_examples_are_valid() -> None:
     out = docket("validate", "-f", "deploy/examples")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -57,6 +59,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.integration
 def test_broken_manifests_give_one_precise_line_each(tmp_path: Path) -> None:
     for name, text in BROKEN.items():
         (tmp_path / name).write_text(text)
@@ -71,6 +74,7 @@ def test_broken_manifests_give_one_precise_line_each(tmp_path: Path) -> None:
         assert expected in matching[0], (expected, matching[0])
 
 
+@pytest.mark.integration
 def test_multi_document_yaml_and_json_lists(tmp_path: Path) -> None:
     job = ("apiVersion: docket.dev/v1\nkind: Job\nmetadata: {name: %s}\n"
            "spec: {template: {command: x}}\n")
@@ -86,6 +90,7 @@ def test_multi_document_yaml_and_json_lists(tmp_path: Path) -> None:
     assert out.returncode == 1 and "duplicate" in out.stdout
 
 
+@pytest.mark.integration
 def test_missing_file_and_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.yaml").write_text("")
     out = docket("validate", "-f", str(tmp_path / "nope.yaml"), "-f", str(tmp_path / "empty.yaml"))
@@ -94,6 +99,7 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
     assert "empty.yaml: file: no objects in file" in out.stdout
 
 
+@pytest.mark.integration
 def test_crds_are_up_to_date() -> None:
     for name, text in render_crds().items():
         path = ROOT / "crds" / name
@@ -103,6 +109,7 @@ def test_crds_are_up_to_date() -> None:
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.integration
 def test_crds_check_detects_drift(tmp_path: Path) -> None:
     assert docket("crds", "--out", str(tmp_path)).returncode == 0
     (tmp_path / "jobs.docket.dev.yaml").write_text("stale\n")

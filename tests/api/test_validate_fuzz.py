@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,7 @@ def test_any_bytes_give_findings_never_an_exception(content: bytes,
     assert objects or findings
 
 
+@pytest.mark.integration
 def test_the_command_survives_hostile_files(tmp_path: Path) -> None:
     (tmp_path / "random.yaml").write_bytes(os.urandom(4096))
     (tmp_path / "binary.json").write_bytes(bytes(range(256)))
@@ -67,6 +69,7 @@ def test_the_command_survives_hostile_files(tmp_path: Path) -> None:
     assert any("deep.json: file: invalid JSON: nested too deeply" in line for line in lines)
 
 
+@pytest.mark.integration
 def test_exit_codes(tmp_path: Path) -> None:
     assert docket("validate", "-f", "deploy/examples").returncode == 0
     empty = tmp_path / "empty"

@@ -3,7 +3,6 @@ embedded Mesos, status and executions read back from etcd."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,10 +11,11 @@ from prometheus_client import REGISTRY
 
 from controller.localmesos import TERMINAL_STATES as TERMINAL
 from controller.localmesos import LocalMesos
+from controller.metrics import RECONCILE_RESULTS
 from controller.store import Store
 from tests.e2e.harness import Docket, sim, template, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
@@ -83,10 +83,18 @@ def test_retries_with_backoff_until_success(
     assert gap.total_seconds() >= 0.35, gap
 
 
+def reconciles(kind: str) -> float:
+    """Reconciles of `kind` finished so far in this process, whatever their result."""
+    return sum(REGISTRY.get_sample_value("docket_reconcile_total",
+                                         {"kind": kind, "result": result}) or 0.0
+               for result in RECONCILE_RESULTS)
+
+
 def test_backoff_limit_exceeded_fails_the_job(
         local_mesos: Callable[..., LocalMesos],
         docket_factory: Callable[[LocalMesos], Docket]) -> None:
-    d = docket_factory(local_mesos())
+    lm = local_mesos()
+    d = docket_factory(lm)
     d.put_job("broken", {"backoffLimit": 1, "backoff": FAST_BACKOFF,
                          "template": template("sh -c 'exit 3'")})
     status = d.wait_phase("broken", "Failed", "Succeeded")
@@ -96,8 +104,12 @@ def test_backoff_limit_exceeded_fails_the_job(
     records = d.executions("broken")
     assert [r.exit_code for r in records] == [3, 3]
     assert status.failed == 2
-    time.sleep(0.5)  # nothing more is launched after the job failed
+    # Nothing more is launched after the job failed: the controller has reconciled it again
+    # (on resync) since, and still there are two executions and two tasks in Mesos.
+    before = reconciles("Job")
+    wait_for(lambda: reconciles("Job") >= before + 2, 10, lambda: "no reconcile after failure")
     assert len(d.executions("broken")) == 2
+    assert len(lm.tasks()) == 2
 
 
 def test_task_timeout_kills_and_counts_a_failure(

@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,10 +35,16 @@ class RawScheduler:
         self.all_events: list[dict[str, Any]] = []
         self.framework_id: str | None = framework_id
         self.stream_id: str | None = None
-        self.closed = threading.Event()
-        self._conn: http.client.HTTPConnection | None = None
+        self.closed = threading.Event()  # the subscription stream ended, whoever ended it
         self._sub: http.client.HTTPConnection | None = None
+        # The streams' sockets, kept here as http.client may hand one over to its response.
+        self._sub_socks: list[socket.socket] = []
         self._calls = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        # Background threads are joined by close(), so none outlives its test: an error
+        # in one is reported against the test that caused it, not whichever runs next.
+        self._readers: list[threading.Thread] = []
+        self._ack_queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._ackers: list[threading.Thread] = []
 
     def subscribe(self, timeout: float = 10) -> dict[str, Any]:
         call: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self.info}}
@@ -48,11 +55,16 @@ class RawScheduler:
         self._sub = http.client.HTTPConnection(self.host, self.port, timeout=30)
         self._sub.request("POST", "/api/v1/scheduler", json.dumps(call),
                           {"Content-Type": "application/json", "Accept": "application/json"})
+        if self._sub.sock is not None:
+            self._sub_socks.append(self._sub.sock)
         resp = self._sub.getresponse()
         if resp.status != 200:
             raise AssertionError(f"SUBSCRIBE answered {resp.status}: {resp.read()!r}")
         self.stream_id = resp.getheader("Mesos-Stream-Id")
-        threading.Thread(target=self._read, args=(resp,), daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(resp,), daemon=True,
+                                  name=f"raw-scheduler-{self.info['name']}-events")
+        self._readers.append(reader)
+        reader.start()
         first = self.next_event(timeout=timeout)
         if first["type"] == "SUBSCRIBED":
             self.framework_id = first["subscribed"]["framework_id"]["value"]
@@ -64,22 +76,34 @@ class RawScheduler:
             while True:
                 line = resp.readline()
                 if not line:
-                    return
+                    return  # the stream ended cleanly
                 data = resp.read(int(line))
                 event = json.loads(data)
                 self.all_events.append(event)
                 self.events.put(event)
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException):
+            # The connection broke (the master dropped the stream, which tests observe
+            # through `closed`, or close() shut the socket). Malformed RecordIO or JSON is
+            # not caught: that is localmesos speaking badly and fails the test.
             return
         finally:
             self.closed.set()
 
     def close(self) -> None:
-        if self._sub is not None and self._sub.sock is not None:
-            import socket
-
-            with contextlib.suppress(OSError):
-                self._sub.sock.shutdown(socket.SHUT_RDWR)
+        """Stop every background thread, then the connections. Acknowledgements still queued
+        are dropped (the test is over) and those in flight finish first, so none reaches
+        the master after its framework was disconnected by closing the stream."""
+        self.stop_ackers(drain=False)
+        for sock in self._sub_socks:
+            # Shut the socket, not close the connection: the reader sees the stream end
+            # (EOF) rather than its response object torn down under it.
+            with contextlib.suppress(OSError):  # the master may have closed it already
+                sock.shutdown(socket.SHUT_RDWR)
+        for reader in self._readers:
+            reader.join(timeout=10)
+            assert not reader.is_alive(), f"{reader.name} did not stop"
+        self._readers.clear()
+        if self._sub is not None:
             self._sub.close()
         self._calls.close()
 
@@ -141,34 +165,49 @@ class RawScheduler:
     def start_ackers(self, count: int = 4) -> None:
         """Acknowledge in `count` background connections (see `ack_later`): with one
         connection a scale test is bound by request round trips, not by the master."""
-        self._ack_queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._ackers = [threading.Thread(target=self._acker, daemon=True) for _ in range(count)]
+        self._ackers = [threading.Thread(target=self._acker, daemon=True,
+                                         name=f"raw-scheduler-acker-{i}")
+                        for i in range(count)]
         for t in self._ackers:
             t.start()
 
     def _acker(self) -> None:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        while (status := self._ack_queue.get()) is not None:
-            body = {"type": "ACKNOWLEDGE", "framework_id": {"value": self.framework_id},
-                    "acknowledge": {"agent_id": status["agent_id"],
-                                    "task_id": status["task_id"], "uuid": status["uuid"]}}
-            conn.request("POST", "/api/v1/scheduler", json.dumps(body).encode(),
-                         {"Content-Type": "application/json",
-                          "Mesos-Stream-Id": self.stream_id or ""})
-            resp = conn.getresponse()
-            resp.read()
-            assert resp.status == 202, resp.status
-        conn.close()
+        try:
+            while (status := self._ack_queue.get()) is not None:
+                body = {"type": "ACKNOWLEDGE", "framework_id": {"value": self.framework_id},
+                        "acknowledge": {"agent_id": status["agent_id"],
+                                        "task_id": status["task_id"], "uuid": status["uuid"]}}
+                conn.request("POST", "/api/v1/scheduler", json.dumps(body).encode(),
+                             {"Content-Type": "application/json",
+                              "Mesos-Stream-Id": self.stream_id or ""})
+                resp = conn.getresponse()
+                text = resp.read()
+                # The stream is open while ackers run (close() joins them first), so any
+                # answer but 202 is the master refusing a valid acknowledgement.
+                assert resp.status == 202, (resp.status, text)
+        finally:
+            conn.close()
 
     def ack_later(self, status: dict[str, Any]) -> None:
         if "uuid" in status:
             self._ack_queue.put(status)
 
-    def stop_ackers(self) -> None:
+    def stop_ackers(self, *, drain: bool = True, timeout: float = 60) -> None:
+        """Stop the acknowledging threads and join them. With `drain`, every queued
+        acknowledgement is sent first; without, the queued ones are dropped and only those
+        in flight complete."""
+        if not drain:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._ack_queue.get_nowait()
         for _ in self._ackers:
             self._ack_queue.put(None)
+        deadline = time.monotonic() + timeout
         for t in self._ackers:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            assert not t.is_alive(), f"{t.name} still busy after {timeout}s"
+        self._ackers = []
 
     def launch(self, offer: dict[str, Any], *tasks: dict[str, Any],
                filters: dict[str, Any] | None = None) -> tuple[int, str]:

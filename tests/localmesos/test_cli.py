@@ -10,7 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from controller.store.etcd_server import free_port
+
+pytestmark = pytest.mark.integration
 
 DOCKET = str(Path(sys.executable).parent / "docket")
 

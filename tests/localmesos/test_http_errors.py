@@ -19,6 +19,8 @@ from controller.localmesos import LocalMesos
 from tests.localmesos.scheduler import RawScheduler, task_info
 from tests.mesos_v1 import validate_scheduler_event
 
+pytestmark = pytest.mark.integration
+
 Start = Callable[..., LocalMesos]
 JSON = "application/json"
 API = "/api/v1/scheduler"

@@ -8,7 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from controller.localmesos import LocalMesos
+
+pytestmark = pytest.mark.integration
 
 Start = Callable[..., LocalMesos]
 

@@ -14,6 +14,8 @@ import pytest
 from controller.localmesos import LocalMesos
 from tests.localmesos.scheduler import RawScheduler, task_info
 
+pytestmark = pytest.mark.integration
+
 Start = Callable[..., LocalMesos]
 
 
@@ -31,6 +33,13 @@ def connect(lm: LocalMesos, made: list[RawScheduler], *caps: str, **kw: Any) -> 
     first = s.subscribe()
     assert first["type"] == "SUBSCRIBED", first
     return s
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def get_json(url: str) -> Any:
@@ -101,7 +110,10 @@ def test_kill_escalates_to_sigkill_after_the_grace_period(
     s.launch(offer, task_info(offer, "stubborn", stubborn,
                               kill_policy={"grace_period": {"nanoseconds": 400_000_000}}))
     s.wait_update("stubborn", "TASK_RUNNING")
-    time.sleep(0.2)  # let the shell install its trap
+    # The shell says "ready" once its trap is installed: only then does SIGTERM go unheard.
+    stdout = (f"{lm.agent_url(offer['agent_id']['value'])}/files/read?offset=0&path="
+              f"/frameworks/{s.framework_id}/executors/stubborn/runs/latest/stdout")
+    eventually(lambda: get_json(stdout)["data"] == "ready\n", "the task never got ready")
     started = time.monotonic()
     assert s.call({"type": "KILL", "kill": {"task_id": {"value": "stubborn"}}})[0] == 202
     s.wait_update("stubborn", "TASK_KILLING")
@@ -212,9 +224,10 @@ def test_failover_within_timeout_keeps_tasks_and_beyond_removes_framework(
     err = again.wait_for(lambda e: e["type"] == "ERROR", 5, "ERROR")
     assert err["error"]["message"] == "Framework failed over"
     third.close()
-    time.sleep(1.6)  # beyond failover_timeout
+    # Removed once the failover timeout (1 s) has passed without a subscription.
+    eventually(lambda: get_json(lm.master_url + "/state")["frameworks"] == [],
+               "the framework is not removed")
     state = get_json(lm.master_url + "/state")
-    assert state["frameworks"] == []
     gone = state["completed_frameworks"][0]["completed_tasks"]
     assert gone[0]["state"] == "TASK_KILLED"
     late = RawScheduler(lm.master_url, framework_id=fid)

@@ -22,6 +22,8 @@ from controller.mesos.backend import (
 )
 from tests.mesos.fake import FakeMesos
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["fake", "adapter"])
 def backend(request: pytest.FixtureRequest,

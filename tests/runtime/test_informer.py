@@ -135,11 +135,13 @@ def test_handlers_see_old_and_new() -> None:
         store.stream.events.put(Ev("PUT", "ns", "x", Obj("ns", "x", 4)))
         store.stream.events.put(Ev("DELETE", "ns", "x", None))
         store.stream.events.put(Ev("DELETE", "ns", "never-seen", None))
-        eventually(lambda: len(calls) >= 3)
-        time.sleep(0.05)
+        # Events are handled in order: once this one is seen, the one before it was handled
+        # (and must have called nothing).
+        store.stream.events.put(Ev("PUT", "ns", "last", Obj("ns", "last", 6)))
+        eventually(lambda: len(calls) >= 4)
     finally:
         inf.stop()
-    assert calls == [("add", 0, 1), ("update", 1, 4), ("delete", 4, 0)]
+    assert calls == [("add", 0, 1), ("update", 1, 4), ("delete", 4, 0), ("add", 0, 6)]
 
 
 def test_periodic_resync_enqueues_every_key() -> None:

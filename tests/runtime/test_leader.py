@@ -33,10 +33,24 @@ class MemoryLeases:
         self.keys: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, revision, lease)
         self.revision = 0
         self.unreachable = False
+        # What the candidates did, for tests to wait on instead of sleeping: every
+        # put_if_absent as (value, created), and the calls refused while unreachable.
+        self.campaigns: list[tuple[bytes, bool]] = []
+        self.refused = 0
+        # time.monotonic() when a lease was last confirmed (leader key created or lease
+        # refreshed): never earlier than the moment the elector counts its renewal from.
+        self.renewed_at = 0.0
 
     def check(self) -> None:
         if self.unreachable:
+            with self.lock:
+                self.refused += 1
             raise ConnectionError("etcd unreachable")
+
+    def lost_campaigns(self, identity: str) -> int:
+        with self.lock:
+            return sum(1 for value, created in self.campaigns
+                       if value == identity.encode() and not created)
 
     def grant_lease(self, ttl: int) -> int:
         self.check()
@@ -48,7 +62,10 @@ class MemoryLeases:
     def refresh_lease(self, lease_id: int) -> int:
         self.check()
         with self.lock:
-            return 10 if lease_id in self.leases else 0
+            if lease_id not in self.leases:
+                return 0
+            self.renewed_at = time.monotonic()
+            return 10
 
     def revoke_lease(self, lease_id: int) -> None:
         self.check()
@@ -66,10 +83,12 @@ class MemoryLeases:
     def put_if_absent(self, key: str, value: bytes, lease: int | None = None) -> bool:
         self.check()
         with self.lock:
+            self.campaigns.append((value, key not in self.keys))
             if key in self.keys:
                 return False
             self.revision += 1
             self.keys[key] = (value, self.revision, lease or 0)
+            self.renewed_at = time.monotonic()
             return True
 
     def get_raw(self, key: str) -> tuple[bytes, int, int] | None:
@@ -97,7 +116,8 @@ def test_only_one_leader_and_handover_on_stop() -> None:
     eventually(a.is_leader)
     b.start()
     try:
-        time.sleep(0.3)
+        # b has campaigned against a sitting leader and lost (twice: not just a first race).
+        eventually(lambda: leases.lost_campaigns("b") >= 2)
         assert a.is_leader() and not b.is_leader()
         assert REGISTRY.get_sample_value("docket_leader") == 1
         fence = a.fence
@@ -142,12 +162,20 @@ def test_stops_calling_itself_leader_when_renewals_fail() -> None:
         old = a.fence
         assert old is not None
         leases.unreachable = True
-        started = time.monotonic()
-        eventually(lambda: not a.is_leader(), timeout=5)
-        # Stepped down within the renew deadline (plus a scheduling margin), long before the
-        # 3 s lease could have expired for another candidate.
-        assert time.monotonic() - started < 1.5
-        time.sleep(0.2)
+        # The elector renews from one thread: once a renewal has been refused, none that
+        # began before the outage can still complete, so the last renewal time is final.
+        eventually(lambda: leases.refused >= 1)
+        with leases.lock:
+            last_renewal = leases.renewed_at
+        # Once the renew deadline (0.6 s) has passed since the last renewal, it does not call
+        # itself leader, however late its own thread runs: that is what keeps it from acting
+        # after the 3 s lease could have gone to another candidate. (How fast it steps down
+        # is a question for a benchmark, not a bound here.)
+        eventually(lambda: time.monotonic() >= last_renewal + 0.6)
+        assert not a.is_leader()
+        # It campaigns on, and every attempt is refused while etcd is unreachable.
+        refused = leases.refused
+        eventually(lambda: leases.refused >= refused + 3)
         assert not a.is_leader(), "cannot win while etcd is unreachable"
         leases.unreachable = False
         leases.expire(old.lease_id)  # what etcd does once the TTL runs out
@@ -163,15 +191,43 @@ def test_bad_timings_refused() -> None:
         LeaderElector(MemoryLeases(), "k", "a", ttl=0)
 
 
+class CountingCampaigns:
+    """The real store, counting the campaigns it refused (the leader key already existed)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lost = 0
+
+    def grant_lease(self, ttl: int) -> int:
+        return self.store.grant_lease(ttl)
+
+    def refresh_lease(self, lease_id: int) -> int:
+        return self.store.refresh_lease(lease_id)
+
+    def revoke_lease(self, lease_id: int) -> None:
+        self.store.revoke_lease(lease_id)
+
+    def put_if_absent(self, key: str, value: bytes, lease: int | None = None) -> bool:
+        created = self.store.put_if_absent(key, value, lease)
+        if not created:
+            self.lost += 1
+        return created
+
+    def get_raw(self, key: str) -> tuple[bytes, int, int] | None:
+        return self.store.get_raw(key)
+
+
+@pytest.mark.integration
 def test_with_real_etcd_and_fenced_writes(store: Store) -> None:
     key = store.keys.controller("leader")
+    b_store = CountingCampaigns(store)
     a = LeaderElector(store, key, "a", ttl=2, retry_seconds=0.05)
-    b = LeaderElector(store, key, "b", ttl=2, retry_seconds=0.05)
+    b = LeaderElector(b_store, key, "b", ttl=2, retry_seconds=0.05)
     a.start()
     try:
         eventually(a.is_leader)
         b.start()
-        time.sleep(0.3)
+        eventually(lambda: b_store.lost >= 2)  # b campaigned against a and lost
         assert not b.is_leader()
         fence = a.fence
         assert fence is not None

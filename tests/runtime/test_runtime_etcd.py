@@ -8,9 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+import pytest
+
 from controller.runtime import Controller, Informer, Result, WorkQueue
 from controller.runtime.informer import ObjectKey
 from controller.store import Store
+
+pytestmark = pytest.mark.integration
 
 
 def job_doc(name: str, completions: int) -> bytes:

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from pyetcd import etcdrpc
 
 from controller.store import Conflict, Expect, Put, Store
@@ -150,6 +151,7 @@ def test_a_failed_request_fails_every_transaction_in_it_and_the_next_go_on() -> 
     assert etcd.sent == [[["first"]], [["a"], ["b"]]]
 
 
+@pytest.mark.integration
 def test_real_etcd_concurrent_compare_and_swap_keeps_per_transaction_outcomes(
         store: Store) -> None:
     """32 threads each advance their own key 30 times by compare-and-swap (none may lose),
@@ -198,6 +200,7 @@ def _batches() -> tuple[float, float]:
             samples["docket_etcd_commit_batch_size_sum"])
 
 
+@pytest.mark.integration
 def test_real_etcd_accepts_a_full_batch(store: Store) -> None:
     """The operation budget holds against etcd's own limit (--max-txn-ops 128)."""
     etcd_send = store._send_txn

@@ -21,6 +21,8 @@ from controller.store import (
     WatchStream,
 )
 
+pytestmark = pytest.mark.integration
+
 
 def job_doc(name: str = "hello", completions: int = 1) -> bytes:
     return json.dumps({"apiVersion": "docket.dev/v1", "kind": "Job",
