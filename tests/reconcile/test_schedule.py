@@ -7,9 +7,9 @@ croniter whether the local wall time matches, then applies the DST rule as state
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -223,25 +223,36 @@ def test_queries_agree_with_the_minute_by_minute_oracle(window: tuple[str, datet
 
 # -- outages: counted, not visited -----------------------------------------------------------
 
-def test_a_year_of_outage_is_counted_exactly_and_quickly() -> None:
+def test_a_year_of_outage_is_counted_exactly_without_visiting_its_slots(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Work is counted in calls of the schedule's own steps, not timed: a timing bound fails
+    # on a busy machine, a count does not.
+    calls = 0
+    for name in ("_offset", "_day_ok", "_month_count", "_count_days", "_count_wall",
+                 "_transition", "_next_wall", "_prev_wall"):
+        original = getattr(Schedule, name)
+
+        def counted(self: Schedule, *args: Any, _original: Any = original) -> Any:
+            nonlocal calls
+            calls += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(Schedule, name, counted)
     every_minute = Schedule.parse("* * * * *", "Europe/Paris")
-    began = time.perf_counter()
     slot, missed = every_minute.most_recent_slot(utc(2025, 1, 1), utc(2026, 1, 1, 0, 0, 30))
-    elapsed = time.perf_counter() - began
     # A slot every UTC minute of 365 days, but for the autumn's repeated hour: its wall
     # times ran at their first occurrence, so its second pass holds no slot. (The spring
     # gap's wall times all run at 03:00, a minute that is a slot anyway.)
     assert missed == 365 * 1440 - 60
     assert slot == utc(2026, 1, 1, 0, 0)
-    assert elapsed < 0.05
+    # Days and months are looked at (about 700 steps), never the 525,540 minutes.
+    assert 0 < calls < 2_000, calls
 
 
 def test_ten_years_of_an_hourly_schedule_in_new_york() -> None:
     hourly = Schedule.parse("0 * * * *", "America/New_York")
     start, end = utc(2016, 1, 1, 5), utc(2026, 1, 1, 5)  # local midnights
-    began = time.perf_counter()
     count = hourly.count(start, end)
-    assert time.perf_counter() - began < 0.2
     # Every UTC hour, but for each autumn's repeated 01:00, which runs once.
     assert count == (end - start).days * 24 - 10
 
