@@ -141,6 +141,10 @@ class RealRuntime:
         self._killed: set[tuple[str, str]] = set()
         self._timed_out: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        # Executor threads, joined on shutdown: none may still write into a sandbox that the
+        # cluster is about to delete. Once shut down, a task that starts is killed at once.
+        self._threads: set[threading.Thread] = set()
+        self._shut = False
 
     def executor_dir(self, framework_id: str, executor_id: str) -> Path:
         return (self.work_dir / "slaves" / self.agent_id / "frameworks" / framework_id /
@@ -179,8 +183,11 @@ class RealRuntime:
                           "runs" / task.container_id)
         book.executors[task.executor_id] = run
         book.completed_seq = 0
-        threading.Thread(target=self._run_executor, args=(run,),
-                         name=f"task-{task.task_id[:40]}", daemon=True).start()
+        thread = threading.Thread(target=self._run_executor, args=(run,),
+                                  name=f"task-{task.task_id[:40]}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
 
     def sweep(self, tracked: Container[tuple[str, str]]) -> None:
         """Complete what a Mesos agent would have completed by now (called with the master
@@ -212,6 +219,8 @@ class RealRuntime:
             self._run(run.task, run.directory)
         finally:
             run.exited = True
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _argv(self, info: dict[str, Any]) -> list[str]:
         command = info.get("command") or {}
@@ -252,7 +261,7 @@ class RealRuntime:
             return
         with self._lock:
             self._procs[key] = proc
-            killed_early = key in self._killed
+            killed_early = key in self._killed or self._shut
         self._update(task, "TASK_RUNNING", container_status={"executor_pid": proc.pid})
         if killed_early:
             self._signal(proc, signal.SIGKILL)
@@ -308,6 +317,7 @@ class RealRuntime:
 
     def shutdown(self) -> None:
         with self._lock:
+            self._shut = True
             procs = list(self._procs.items())
             self._killed.update(k for k, _ in procs)
         for _, proc in procs:
@@ -316,6 +326,10 @@ class RealRuntime:
         for _, proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class SimulatedRuntime:
