@@ -5,6 +5,7 @@ short intervals. Jobs are written as users write them: raw JSON or YAML text at 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -150,3 +151,18 @@ class Process:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def controller_env(etcd_endpoint: str, prefix: str, lm: LocalMesos, **settings: str
+                   ) -> dict[str, str]:
+    """The environment of a `docket run` process under test: this test's etcd prefix, the
+    embedded Mesos, short intervals; `settings` (DOCKET_* names) override or add."""
+    return {**os.environ,
+            "DOCKET_ETCD_ENDPOINTS": etcd_endpoint,
+            "DOCKET_KEY_PREFIX": prefix,
+            "DOCKET_MESOS_MASTER": lm.master_url,
+            "DOCKET_METRICS_ADDRESS": "127.0.0.1:0",
+            "DOCKET_RESYNC_SECONDS": "1",
+            "DOCKET_DECLINE_REFUSE_SECONDS": "0.5",
+            "DOCKET_LOG_FORMAT": "json",
+            **settings}

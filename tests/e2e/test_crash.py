@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from controller.localmesos import LocalMesos
 from controller.store import EtcdServer, Store
-from tests.e2e.harness import Docket, Process, sim, wait_for
+from tests.e2e.harness import Docket, Process, controller_env, sim, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -27,14 +26,7 @@ def controller_process(etcd_server: EtcdServer, etcd_prefix: str,
     made: list[Process] = []
 
     def make(lm: LocalMesos) -> Process:
-        env = {**os.environ,
-               "DOCKET_ETCD_ENDPOINTS": etcd_server.endpoint,
-               "DOCKET_KEY_PREFIX": etcd_prefix,
-               "DOCKET_MESOS_MASTER": lm.master_url,
-               "DOCKET_METRICS_ADDRESS": "127.0.0.1:0",
-               "DOCKET_RESYNC_SECONDS": "1",
-               "DOCKET_DECLINE_REFUSE_SECONDS": "0.5",
-               "DOCKET_LOG_FORMAT": "json"}
+        env = controller_env(etcd_server.endpoint, etcd_prefix, lm)
         p = Process(env, tmp_path / "controller.log")
         made.append(p)
         return p

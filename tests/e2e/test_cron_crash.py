@@ -6,7 +6,6 @@ schedule take seconds; etcd and the embedded Mesos outlive it, as in production.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from controller.api import CronJobStatus, Job
 from controller.localmesos import LocalMesos
 from controller.reconcile.schedule import slot_id
 from controller.store import EtcdServer, Store
-from tests.e2e.harness import Process, sim, wait_for
+from tests.e2e.harness import Process, controller_env, sim, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -37,17 +36,11 @@ def test_sigkill_around_slot_boundaries_runs_every_slot_exactly_once(
     lm = local_mesos(agents=2, simulate=True)
     clock = tmp_path / "now"
     clock.write_text(T0.isoformat())
-    env = {**os.environ,
-           "DOCKET_ETCD_ENDPOINTS": etcd_server.endpoint,
-           "DOCKET_KEY_PREFIX": etcd_prefix,
-           "DOCKET_MESOS_MASTER": lm.master_url,
-           "DOCKET_METRICS_ADDRESS": "127.0.0.1:0",
-           # The clock jumps while nothing is due: the resync is what looks at the CronJob.
-           "DOCKET_RESYNC_SECONDS": "0.3",
-           "DOCKET_LEADER_LEASE_SECONDS": "2",
-           "DOCKET_DECLINE_REFUSE_SECONDS": "0.5",
-           "DOCKET_LOG_FORMAT": "json",
-           "DOCKET_TEST_TIME_FILE": str(clock)}
+    env = controller_env(etcd_server.endpoint, etcd_prefix, lm,
+                         # The clock jumps while nothing is due: the resync is what looks
+                         # at the CronJob.
+                         DOCKET_RESYNC_SECONDS="0.3", DOCKET_LEADER_LEASE_SECONDS="2",
+                         DOCKET_TEST_TIME_FILE=str(clock))
     log = tmp_path / "controller.log"
     proc = Process(env, log)
     proc.start()

@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -33,7 +29,7 @@ from controller.api import LAUNCHING, JobPhase
 from controller.localmesos import LocalMesos
 from controller.reconcile.job import NEVER_LAUNCHED
 from controller.store import EtcdServer, Store
-from tests.e2e.harness import Docket, sim, wait_for
+from tests.e2e.harness import Docket, Process, controller_env, sim, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -50,14 +46,12 @@ BOUND_SECONDS = 30.0
 LEASE_SECONDS = 15.0
 
 
-class Replica:
-    """One `docket run` process."""
+class Replica(Process):
+    """One `docket run` process of several, with the identity it leads under."""
 
     def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+        super().__init__(env, log)
         self.name = name
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def identity(self) -> str:
@@ -65,29 +59,9 @@ class Replica:
         assert self.proc is not None
         return f"{socket.gethostname()}:{self.proc.pid}"
 
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli.main", "run"],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
     def tail(self) -> str:
         text = self.log.read_text() if self.log.exists() else ""
         return f"\n--- {self.name} log (tail) ---\n{text[-3000:]}"
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -96,14 +70,7 @@ def replicas(etcd_server: EtcdServer, etcd_prefix: str,
     made: list[Replica] = []
 
     def make(lm: LocalMesos, name: str) -> Replica:
-        env = {**os.environ,
-               "DOCKET_ETCD_ENDPOINTS": etcd_server.endpoint,
-               "DOCKET_KEY_PREFIX": etcd_prefix,
-               "DOCKET_MESOS_MASTER": lm.master_url,
-               "DOCKET_METRICS_ADDRESS": "127.0.0.1:0",
-               "DOCKET_RESYNC_SECONDS": "1",
-               "DOCKET_DECLINE_REFUSE_SECONDS": "0.5",
-               "DOCKET_LOG_FORMAT": "json"}
+        env = controller_env(etcd_server.endpoint, etcd_prefix, lm)
         replica = Replica(name, env, tmp_path / f"{name}.log")
         made.append(replica)
         return replica
