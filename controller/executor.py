@@ -29,6 +29,7 @@ import structlog
 from controller import metrics
 from controller.api import LAUNCHING, ExecutionRecord, StatusBase, encode_model
 from controller.mesos.backend import LaunchRequest, MesosBackend
+from controller.queue_ops import etcd_ops
 from controller.reconcile import (
     CreateObject,
     DeleteObject,
@@ -38,6 +39,14 @@ from controller.reconcile import (
     Plan,
     UpdateExecution,
     WriteStatus,
+)
+from controller.reconcile.actions import (
+    AckItems,
+    ClaimItems,
+    DeadLetterItems,
+    ForgetExecutions,
+    RedisOp,
+    ReleaseClaims,
 )
 from controller.runtime import Fence
 from controller.store import Conflict, Delete, Expect, Put, Store
@@ -53,7 +62,14 @@ KILL_REASON_LABELS = {"TaskTimeout": "timeout", "DeadlineExceeded": "deadline",
 
 # A write and its condition, with what it writes when the caches must hear of it (a record or
 # the status; None for a child object, which its own kind's informer will see).
-_Op = tuple[Put, Expect, ExecutionRecord | StatusBase | None]
+@dataclass(frozen=True)
+class Forgotten:
+    """An execution record deleted by the plan (a Queue's done batch)."""
+
+    task_id: str
+
+
+_Op = tuple[Put | Delete, Expect | None, ExecutionRecord | StatusBase | Forgotten | None]
 
 
 @dataclass
@@ -65,6 +81,7 @@ class _Prepared:
     kills: list[Kill] = field(default_factory=list)
     delete_objects: list[DeleteObject] = field(default_factory=list)
     delete_data: DeleteOwnerData | None = None
+    source_ops: list[RedisOp] = field(default_factory=list)
 
     @property
     def launch_ids(self) -> tuple[str, ...]:
@@ -127,6 +144,8 @@ class Applied:
     """Every execution record written, with the revision it now has."""
     status: tuple[int, StatusBase] | None = None
     owner_data_deleted: bool = False
+    forgotten: tuple[str, ...] = ()
+    """Execution records deleted (at `revision`)."""
 
 
 class Executor:
@@ -141,8 +160,11 @@ class Executor:
                  on_launch_dropped: Callable[[Sequence[str]], None] | None = None,
                  on_written: Callable[[Snapshot, int, Sequence[ExecutionRecord],
                                        StatusBase | None], None] | None = None,
-                 fence: Callable[[], Fence | None] | None = None) -> None:
+                 fence: Callable[[], Fence | None] | None = None,
+                 run_source: Callable[[RedisOp], None] | None = None) -> None:
         self.store = store
+        # A Queue's Redis operations (controller/queues/sources.py); None where no Queue runs.
+        self._run_source = run_source
         self.backend = backend
         self._on_launch = on_launch
         self._on_launch_dropped = on_launch_dropped
@@ -240,7 +262,7 @@ class Executor:
             elif isinstance(action, Launch):
                 record = ExecutionRecord(task_id=action.task_id, index=action.index,
                                          attempt=action.attempt, state=LAUNCHING,
-                                         submitted_at=now)
+                                         submitted_at=now, **action.record)
                 key = keys.execution(snap.plural, snap.namespace, snap.name, action.task_id)
                 prep.ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
                 prep.launches.append(action)
@@ -255,6 +277,15 @@ class Executor:
                 prep.delete_objects.append(action)
             elif isinstance(action, DeleteOwnerData):
                 prep.delete_data = action
+            elif isinstance(action, ClaimItems | AckItems | ReleaseClaims | DeadLetterItems):
+                prep.ops += [(op, expect, None) for op, expect in etcd_ops(keys, action)]
+            elif isinstance(action, ForgetExecutions):
+                for tid in action.task_ids:
+                    _, rev = self._current(tid, snap, updated)
+                    key = keys.execution(snap.plural, snap.namespace, snap.name, tid)
+                    prep.ops.append((Delete(key), Expect(key, rev), Forgotten(tid)))
+            elif isinstance(action, RedisOp):
+                prep.source_ops.append(action)
             else:
                 assert_never(action)
         if status_op is not None:
@@ -276,6 +307,8 @@ class Executor:
         revisions = {rec.task_id: (rec, rev) for rev, rec in out.records}
         for kill in prep.kills:
             self._kill(kill, snap, revisions, out, now, logger)
+        for op in prep.source_ops:
+            self._source(op, logger)
         for d in prep.delete_objects:
             key = keys.object(d.plural, d.namespace, d.name)
             self._guarded_commit([Delete(key)], [Expect(key, d.expected_mod_revision)])
@@ -285,9 +318,24 @@ class Executor:
             d2 = prep.delete_data
             self._guarded_commit([
                 Delete(keys.status(d2.plural, d2.namespace, d2.name)),
-                Delete(keys.executions_prefix(d2.plural, d2.namespace, d2.name), prefix=True)])
+                Delete(keys.executions_prefix(d2.plural, d2.namespace, d2.name), prefix=True),
+                # A Queue's claims go with it (its claimed messages were given back).
+                *([Delete(keys.queue_claims_prefix(d2.namespace, d2.name), prefix=True)]
+                  if d2.plural == "queues" else [])])
             out.owner_data_deleted = True
             logger.info("status and execution records deleted")
+
+    def _source(self, op: RedisOp, logger: Any) -> None:
+        """A Queue's Redis operation. A failure is logged, not raised: every operation is
+        idempotent and the planner asks for it again while the source says it is needed."""
+        if self._run_source is None:
+            logger.error("no queue source runner; cannot run", op=op.op, tag=op.tag)
+            return
+        try:
+            self._run_source(op)
+        except Exception as exc:
+            logger.warning("queue source operation failed; it is retried", op=op.op,
+                           tag=op.tag, error=str(exc))
 
     @staticmethod
     def _current(task_id: str, snap: Snapshot, updated: Mapping[str, ExecutionRecord]
@@ -313,7 +361,7 @@ class Executor:
             # Earlier chunks stand (each is a complete, valid step: intents without their
             # launches are written off by the next reconciliation); the rest is planned again.
             revision = self._guarded_commit([p for p, _, _ in chunk],
-                                            [e for _, e, _ in chunk])
+                                            [e for _, e, _ in chunk if e is not None])
             self._written(chunk, revision, out, snap)
 
     def _commit_many(self, txns: Sequence[Sequence[_Op]]) -> list[int | Exception]:
@@ -328,7 +376,8 @@ class Executor:
             if token is None:
                 return [NotLeader("not the leader") for _ in txns]
             fence = [Expect(token.key, token.revision)]
-        results = self.store.commit_many([([p for p, _, _ in ops], [e for _, e, _ in ops] + fence)
+        results = self.store.commit_many([([p for p, _, _ in ops],
+                                           [e for _, e, _ in ops if e is not None] + fence)
                                           for ops in txns])
         out: list[int | Exception] = []
         lost: bool | None = None
@@ -353,6 +402,8 @@ class Executor:
             if isinstance(model, ExecutionRecord):
                 records.append(model)
                 out.records.append((revision, model))
+            elif isinstance(model, Forgotten):
+                out.forgotten += (model.task_id,)
             elif model is not None:
                 status = model
                 out.status = (revision, model)

@@ -41,13 +41,14 @@ class KindController:
     def __init__(self, kind: KindDef, store: Store, executor: Executor, records: RecordCache,
                  *, clock: Callable[[], datetime], workers: int = 4,
                  resync_seconds: float = 300.0, related: Related | None = None,
-                 on_status: Callable[[Any], None] | None = None) -> None:
+                 on_status: Callable[[Any], None] | None = None, sources: Any = None) -> None:
         self.kind = kind
         self.store = store
         self.executor = executor
         self.records = records
         self.now = clock
         self.related = related
+        self.sources = sources
         # Told of every object whose status this controller wrote (its owner may care).
         self._on_status = on_status
         self.informer = Informer(store, kind.plural, kind.kind, resync_seconds=resync_seconds)
@@ -129,20 +130,22 @@ class KindController:
         outcomes: list[Result | Exception] = [Result() for _ in keys]
         planned: list[tuple[Plan, Snapshot, Any]] = []
         where: list[tuple[int, str, str]] = []
+        before: list[Any] = []
         for i, key in enumerate(keys):
             assert isinstance(key, tuple)
             _kind, namespace, name = key
             try:
-                plan, snap = self._plan(namespace, name, now)
+                plan, snap, old_status = self._plan(namespace, name, now)
             except Exception as exc:
                 self.records.invalidate(namespace, name)
                 outcomes[i] = exc
                 continue
             planned.append((plan, snap, object_logger(self.kind.kind, namespace, name)))
             where.append((i, namespace, name))
+            before.append(old_status)
         applied = self.executor.apply_many(planned, now)
-        for (plan, _, logger), (i, namespace, name), outcome in zip(planned, where, applied,
-                                                                     strict=True):
+        for (plan, _, logger), (i, namespace, name), old_status, outcome in zip(
+                planned, where, before, applied, strict=True):
             if isinstance(outcome, StalePlan):
                 self.records.invalidate(namespace, name)
                 logger.debug("plan was stale; planning again", reason=str(outcome))
@@ -155,6 +158,12 @@ class KindController:
             else:
                 if outcome.owner_data_deleted:
                     self.records.deleted(namespace, name)
+                    if self.kind.status_written is not None:
+                        self.kind.status_written(namespace, name, old_status, None)
+                if outcome.forgotten:
+                    self.records.forgot(namespace, name, outcome.forgotten)
+                if plan.status is not None and self.kind.status_written is not None:
+                    self.kind.status_written(namespace, name, old_status, plan.status)
                 if plan.status is not None:
                     logger.info("status written",
                                 phase=str(getattr(plan.status, "phase", "")))
@@ -168,11 +177,13 @@ class KindController:
                 outcomes[i] = Result(requeue_after=plan.requeue_after)
         return outcomes
 
-    def _plan(self, namespace: str, name: str, now: datetime) -> tuple[Plan, Snapshot]:
+    def _plan(self, namespace: str, name: str, now: datetime
+              ) -> tuple[Plan, Snapshot, Any]:
         known = self.records.get(namespace, name)
         request = PlanRequest(self.kind.kind, namespace, name,
                               self.informer.get(namespace, name), known, now,
-                              **({"related": self.related} if self.related else {}))
+                              **({"related": self.related} if self.related else {}),
+                              sources=self.sources)
         plan = self.kind.plan(request)
         return plan, Snapshot(self.kind.plural, namespace, name, known.status_revision,
-                              known.executions)
+                              known.executions), known.status

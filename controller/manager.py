@@ -76,7 +76,8 @@ class Manager:
     def __init__(self, store: Store, make_backend: Callable[[KnownTasks], MesosBackend], *,
                  kinds: Sequence[KindDef] = KINDS, workers: int = 4,
                  resync_seconds: float = 300.0, clock: Clock | None = None,
-                 fence: Callable[[], Fence | None] | None = None) -> None:
+                 fence: Callable[[], Fence | None] | None = None,
+                 redis_factory: Callable[[str, str], Any] | None = None) -> None:
         clock = clock or RealClock()
         self.clock = clock
         self.store = store
@@ -84,14 +85,31 @@ class Manager:
         self.controllers: dict[str, KindController] = {}
         self.pump = TaskEventPump(store, self.controllers, clock=clock.utcnow, fence=fence)
         self.backend = make_backend(self.pump.known_tasks)
+        # Queue sources: a watch of every etcd queue's items (a new message wakes its Queue at
+        # once) and the Redis lists, read and changed only through QueueSources.
+        self.queue_items: Any = None
+        self.sources: Any = None
+        if any(k.kind == "Queue" for k in kinds):
+            from controller.queues.etcd_items import EtcdQueueItems
+            from controller.queues.sources import QueueSources
+
+            self.queue_items = EtcdQueueItems(store, on_change=self._queue_changed,
+                                              clock=clock.utcnow)
+            self.sources = (
+                QueueSources(store, self.queue_items, clock=clock.utcnow)
+                if redis_factory is None else
+                QueueSources(store, self.queue_items, clock=clock.utcnow,
+                             redis_factory=redis_factory))
         self.executor = Executor(store, self.backend, on_launch=self.pump.handed_over,
                                  on_launch_dropped=self.pump.dropped,
-                                 on_written=self._written, fence=fence)
+                                 on_written=self._written, fence=fence,
+                                 run_source=self.sources.run_redis if self.sources else None)
         for kind in kinds:
             self.controllers[kind.kind] = KindController(
                 kind, store, self.executor, self.records[kind.plural], clock=clock.utcnow,
                 workers=workers, resync_seconds=resync_seconds, related=self,
-                on_status=self._wake_owner)
+                on_status=self._wake_owner,
+                sources=self.sources if kind.kind == "Queue" else None)
         self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
         # Children by owner, kept by the informers' handlers, so an owner finds its children
         # without scanning every object of their kind. A child created, changed or deleted,
@@ -157,15 +175,24 @@ class Manager:
                  status: StatusBase | None) -> None:
         self.records[snap.plural].wrote(snap.namespace, snap.name, revision, records, status)
 
+    def _queue_changed(self, namespace: str, name: str) -> None:
+        controller = self.controllers.get("Queue")
+        if controller is not None:
+            controller.wake(namespace, name)
+
     def controller(self, kind: str) -> KindController:
         return self.controllers[kind]
 
     def _all_synced(self, timeout: float) -> bool:
         # Every kind reads other kinds' caches (a CronJob its Jobs), so no worker starts
-        # before every informer has listed.
-        return all(c.informer.wait_for_sync(timeout) for c in self.controllers.values())
+        # before every informer has listed; nor before the queue items are (a Queue planned
+        # from an empty cache would claim nothing, and count nothing pending).
+        return all(c.informer.wait_for_sync(timeout) for c in self.controllers.values()) and (
+            self.queue_items is None or self.queue_items.wait_for_sync(timeout))
 
     def start(self) -> None:
+        if self.queue_items is not None:
+            self.queue_items.start()
         for controller in self.controllers.values():
             controller.start(self._all_synced)
         self.backend.start()
@@ -179,6 +206,14 @@ class Manager:
         self.pump.stop()
         for controller in self.controllers.values():
             controller.stop()
+        if self.queue_items is not None:
+            self.queue_items.stop()
+        if self.sources is not None:
+            self.sources.close()
+            # A standby exports no queue gauges: the leader's are the truth.
+            from controller import queue_metrics
+
+            queue_metrics.forget_all()
 
     def ready(self) -> dict[str, bool]:
         return {"mesos": self.pump.subscribed and self.backend.connected,

@@ -6,7 +6,9 @@ Metrics owned elsewhere are not redefined here: the store defines
 (controller/store/metrics.py); the Mesos adapter defines offer, launch and connection metrics
 (controller/mesos/metrics.py). Labelled metrics are pre-initialised with zeros for every known
 label value, so dashboards show a zero rather than a gap (a controller-runtime habit). No label
-ever names a task or an object: cardinality must not grow with the workload.
+ever names a task, and only the Queue metrics name an object (`namespace`, `queue`): a queue's
+depth and age are what its operators watch, queues are few and long-lived, and a deleted
+Queue's series are removed (`controller/queue_metrics.py` keeps them).
 """
 
 from __future__ import annotations
@@ -92,6 +94,36 @@ CRONJOB_MISSED = Counter(
 )
 CRONJOB_JOBS_CREATED = Counter("docket_cronjob_jobs_created_total",
                                "Jobs created by CronJobs on schedule.")
+
+# Queues, by namespace and queue (set from each status the controller writes, by
+# controller/queue_metrics.py). Counters move by the status' exact counts, never estimates.
+QUEUE_RESULTS = ("succeeded", "dead_lettered")
+QUEUE_LABELS = ("namespace", "queue")
+QUEUE_MESSAGES = Counter(
+    "docket_queue_messages_total",
+    "Messages that left a queue: succeeded (acked) or dead_lettered.", [*QUEUE_LABELS, "result"],
+)
+QUEUE_PENDING = Gauge(
+    "docket_queue_pending_messages", "Messages in a queue's source, not claimed.", QUEUE_LABELS,
+)
+QUEUE_IN_FLIGHT = Gauge(
+    "docket_queue_in_flight_messages", "Messages claimed by a queue's open batches.",
+    QUEUE_LABELS,
+)
+QUEUE_OLDEST = Gauge(
+    "docket_queue_oldest_pending_seconds",
+    "Age of a queue's oldest pending message since Docket first saw it; 0 when none waits.",
+    QUEUE_LABELS,
+)
+QUEUE_SOURCE_UP = Gauge(
+    "docket_queue_source_up", "1 while a queue's source answers, 0 while it is unavailable.",
+    QUEUE_LABELS,
+)
+QUEUE_BATCH_SECONDS = Histogram(
+    "docket_queue_batch_duration_seconds",
+    "Run time of a finished queue batch's last task, from its start to its end.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
 
 for _kind in KINDS:
     RECONCILE_SECONDS.labels(_kind)

@@ -42,7 +42,7 @@ from controller.mesos.backend import (
 )
 from controller.reconcile import parse_task_id
 from controller.runtime import Fence, ObjectKey
-from controller.store import EtcdUnavailable, Expect, Put, Store, StoreError
+from controller.store import Delete, EtcdUnavailable, Expect, Put, Store, StoreError
 from controller.updates import end_reason, is_failure, is_final, record_update
 
 log = structlog.get_logger("docket.pump")
@@ -200,6 +200,7 @@ class TaskEventPump:
         keys = self.store.keys
         now = self.now()
         changed: dict[str, tuple[ExecutionRecord, int, KindController, ObjectKey]] = {}
+        extra: dict[str, list[Put | Delete]] = {}
         done: list[tuple[TaskUpdate, KindController | None, ObjectKey | None]] = []
         for update in updates:
             parts = parse_task_id(update.task_id)
@@ -243,6 +244,13 @@ class TaskEventPump:
             new = record_update(record, update, self.framework_id, now)
             if new is not record:
                 changed[key] = (new, revision, controller, owner)
+                hook = controller.kind.record_ops
+                if hook is not None:
+                    # E.g. a Queue batch's ack: its messages leave the source in the
+                    # transaction that records its success, before Mesos hears of it.
+                    more = hook(keys, owner.namespace, owner.name, record, new)
+                    if more:
+                        extra[key] = more
             # A task going on as planned changes no plan (its timeout wake-up is already
             # queued, and the periodic resync covers the rest): only wake the owner for
             # endings, kills under way and anything unusual.
@@ -250,7 +258,7 @@ class TaskEventPump:
                        and new.kill_reason is None)
             done.append((update, None if routine else controller, owner))
         if changed:
-            self._commit(list(changed.items()))
+            self._commit(list(changed.items()), extra)
         woken: set[tuple[KindController, ObjectKey]] = set()
         for update, to_wake, whom in done:
             self.backend.acknowledge(update)
@@ -262,13 +270,14 @@ class TaskEventPump:
             to_wake.wake(whom.namespace, whom.name)
 
     def _commit(self, items: list[tuple[str, tuple[ExecutionRecord, int, KindController,
-                                                    ObjectKey]]]) -> None:
-        for i in range(0, len(items), MAX_TXN_OPS):
-            chunk = items[i:i + MAX_TXN_OPS]
+                                                    ObjectKey]]],
+                extra: Mapping[str, list[Put | Delete]]) -> None:
+        for chunk in _chunks(items, extra):
             try:
                 revision = fenced_commit(
                     self.store, self._fence,
-                    [Put(k, encode_model(rec)) for k, (rec, _, _, _) in chunk],
+                    [op for k, (rec, _, _, _) in chunk
+                     for op in (Put(k, encode_model(rec)), *extra.get(k, ()))],
                     [Expect(k, rev) for k, (_, rev, _, _) in chunk])
             except Exception:
                 for _, (_, _, controller, owner) in chunk:
@@ -299,3 +308,18 @@ class TaskEventPump:
                            state=update.state)
             self.backend.kill(update.task_id, update.agent_id)
         self.backend.acknowledge(update)
+
+
+def _chunks(items: list[Any], extra: Mapping[str, list[Put | Delete]]) -> list[list[Any]]:
+    """`items` cut into transactions of at most MAX_TXN_OPS operations, the extra operations
+    of a record counted with it (one record and its extras are never split)."""
+    chunks: list[list[Any]] = []
+    size = 0
+    for item in items:
+        ops = 1 + len(extra.get(item[0], ()))
+        if not chunks or size + ops > MAX_TXN_OPS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += ops
+    return chunks

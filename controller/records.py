@@ -159,6 +159,14 @@ class RecordCache:
             if status is not None and owner.status_revision < revision:
                 owner.status, owner.status_revision = status, revision
 
+    def forgot(self, namespace: str, name: str, task_ids: Iterable[str]) -> None:
+        """Those execution records were deleted (a Queue's done batch)."""
+        with self._lock:
+            owner = self._owners.get((namespace, name))
+            if owner is not None:
+                for tid in task_ids:
+                    owner.executions.pop(tid, None)
+
     def deleted(self, namespace: str, name: str) -> None:
         """Status and records were deleted."""
         with self._lock:

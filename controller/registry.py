@@ -16,7 +16,21 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller import metrics
-from controller.api import CronJobStatus, Job, JobPhase, JobStatus, StatusBase
+from controller.api import (
+    CronJobStatus,
+    ExecutionRecord,
+    Job,
+    JobPhase,
+    JobStatus,
+    QueueStatus,
+    StatusBase,
+)
+from controller.queuekind import (
+    observe_queue,
+    plan_queue_request,
+    queue_record_ops,
+    queue_status_written,
+)
 from controller.reconcile import (
     Action,
     CreateObject,
@@ -35,7 +49,7 @@ from controller.reconcile.cronjob import (
     plan_cronjob,
 )
 from controller.records import OwnerRecords
-from controller.store import StoreError
+from controller.store import Delete, Keys, Put, StoreError
 
 
 class Related(Protocol):
@@ -65,6 +79,8 @@ class PlanRequest:
     """The object's status and execution records, with their revisions."""
     now: datetime
     related: Related = field(default_factory=_Nothing)
+    sources: Any = None
+    """Reads Queue sources (`controller.queues.sources.QueueSources`), where Queues run."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,12 @@ class KindDef:
     owner_cares: Callable[[StatusBase], bool] = lambda _status: True
     """Whether a status written for an object of this kind wakes its owner (if it has one):
     a CronJob needs to hear that its Job ended, not of every count along the way."""
+    record_ops: Callable[[Keys, str, str, ExecutionRecord, ExecutionRecord],
+                         list[Put | Delete]] | None = None
+    """etcd writes to make in the transaction that records a task's update (old record, new
+    record): a Queue acks a batch's messages with the record of its success."""
+    status_written: Callable[[str, str, StatusBase | None, StatusBase | None], None] | None = None
+    """Told of every status written (namespace, name, old, new): a kind's gauges."""
 
 
 def _status(req: PlanRequest, status_type: type[StatusBase]) -> Any:
@@ -172,7 +194,11 @@ def observe_cronjob(observation: Observation) -> None:
 
 CRONJOB = KindDef("CronJob", "cronjobs", CronJobStatus, plan_cronjob_request, observe_cronjob)
 
-KINDS: tuple[KindDef, ...] = (JOB, CRONJOB)
+# --- Queue (controller/queuekind.py) ---------------------------------------------------------
+QUEUE = KindDef("Queue", "queues", QueueStatus, plan_queue_request, observe_queue,
+                record_ops=queue_record_ops, status_written=queue_status_written)
+
+KINDS: tuple[KindDef, ...] = (JOB, CRONJOB, QUEUE)
 
 
 def by_name(kinds: tuple[KindDef, ...]) -> Mapping[str, KindDef]:

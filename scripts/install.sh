@@ -35,14 +35,22 @@ fi
 "${PIP[@]}" install -e "$ROOT[dev]"
 "$VENV/bin/etcd" --version >/dev/null || { echo "install.sh: etcd did not install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import pymesos, pyetcd' || { echo "install.sh: pymesos or pyetcd does not import" >&2; exit 1; }
-# --- promtool (checks deploy/prometheus rules; tests/deploy run it) --------------------------
-# Debian's `prometheus` package ships it, and the prometheus binary that tests/deploy start on
-# a temporary port. Installing the package must not start a server, so a policy-rc.d that
-# forbids service starts is put in place for the install when none exists.
-install_promtool() {
-  command -v promtool >/dev/null && command -v prometheus >/dev/null && return 0
+# --- Debian packages: promtool, redis-server --------------------------------------------------
+# Installing a Debian package that ships a daemon must not start it here (the tests and `docket
+# up` start their own on ports of their choosing), so a policy-rc.d that forbids service starts
+# is put in place for the install when none exists. Package lists may be missing or stale (a
+# fresh machine): the install is tried once, then after one `apt-get update`. A failure is
+# reported with apt's last lines and does not stop the script: only what needs the package
+# fails, saying so.
+#   apt_install PACKAGE WHAT CONSEQUENCE COMMAND...  — installs PACKAGE unless every COMMAND is
+#   already on PATH; WHAT names it in messages, CONSEQUENCE says what fails without it.
+apt_install() {
+  local package=$1 what=$2 consequence=$3; shift 3
+  local missing= cmd
+  for cmd in "$@"; do command -v "$cmd" >/dev/null || missing=1; done
+  [ -n "$missing" ] || return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "install.sh: promtool missing; install Debian's 'prometheus' package as root (not root or no apt-get here); tests/deploy will fail until then" >&2
+    echo "install.sh: $what missing; install Debian's '$package' package as root (not root or no apt-get here); $consequence until then" >&2
     return 0
   fi
   local policy=/usr/sbin/policy-rc.d made_policy=
@@ -50,20 +58,29 @@ install_promtool() {
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
   fi
   local log; log=$(mktemp)
-  # Package lists may be missing or stale (a fresh machine): update once, then retry.
-  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >"$log" 2>&1 \
+  local installed=1
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >"$log" 2>&1 \
      || { apt-get update -qq >>"$log" 2>&1 \
-          && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >>"$log" 2>&1; } \
-     && command -v promtool >/dev/null && command -v prometheus >/dev/null; then
-    echo "install.sh: installed promtool (Debian package prometheus; its service is not started)"
+          && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >>"$log" 2>&1; }; then
+    for cmd in "$@"; do command -v "$cmd" >/dev/null || installed=; done
   else
-    echo "install.sh: could not install promtool (apt-get install prometheus failed; tests/deploy will fail until it is installed):" >&2
+    installed=
+  fi
+  if [ -n "$installed" ]; then
+    echo "install.sh: installed $what (Debian package $package; its service is not started)"
+  else
+    echo "install.sh: could not install $what (apt-get install $package failed; $consequence until it is installed):" >&2
     tail -n 5 "$log" >&2
   fi
   rm -f "$log"
   [ -z "$made_policy" ] || rm -f "$policy"
 }
-install_promtool
-# --- end promtool -------------------------------------------------------------------------
+# promtool checks deploy/prometheus rules; Debian's `prometheus` package ships it and the
+# prometheus binary that tests/deploy start on a temporary port.
+apt_install prometheus promtool "tests/deploy will fail" promtool prometheus
+# redis-server backs Redis Queues: the test fixtures (tests/fixtures/redis.py) start it on a
+# free port with a temporary directory, and `docket up` starts it on 6379 when it is installed.
+apt_install redis-server redis-server "tests that need Redis will fail and docket up runs without Redis" redis-server
+# --- end Debian packages ----------------------------------------------------------------------
 
 echo "install.sh: ready in $VENV (docket, etcd, etcdctl in $VENV/bin)"

@@ -1,4 +1,5 @@
-"""The metrics server over real HTTP, readiness checks, and pre-initialised zeros."""
+"""The metrics server over real HTTP, readiness checks, pre-initialised zeros, and the Queue
+metrics kept from statuses (`controller/queue_metrics.py`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import metrics
+from controller.api import Condition, QueueStatus
 from controller.metrics import MetricsServer, ReadinessChecks, parse_address
 
 
@@ -125,3 +128,109 @@ def test_parse_address() -> None:
         parse_address("host:abc")
     with pytest.raises(ValueError, match="out of range"):
         parse_address(":70000")
+
+
+# --- Queues -------------------------------------------------------------------------------------
+QUEUE_SERIES = {"docket_queue_messages_total", "docket_queue_pending_messages",
+                "docket_queue_in_flight_messages", "docket_queue_oldest_pending_seconds",
+                "docket_queue_source_up", "docket_queue_batch_duration_seconds"}
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def _queue_status(uid: int = 7, **counts: Any) -> QueueStatus:
+    return QueueStatus(uid=uid, phase="Active", **counts)
+
+
+def test_queue_metrics_are_defined_with_their_labels() -> None:
+    assert metric_names(metrics) >= QUEUE_SERIES
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase) and value._name.startswith("docket_queue_"):
+            labels = set(value._labelnames)
+            if value._name == "docket_queue_batch_duration_seconds":
+                assert labels == set(), "no per-queue or per-task label on the histogram"
+            elif value._name == "docket_queue_messages":
+                assert labels == {"namespace", "queue", "result"}
+            else:
+                assert labels == {"namespace", "queue"}, value._name
+
+
+def test_observe_status_sets_gauges_and_counts_growth_once() -> None:
+    from controller import queue_metrics
+
+    q = {"namespace": "team-m", "queue": "gauges"}
+    # First status of a new Queue: its own counts are all new; both results exist at 0 first.
+    queue_metrics.observe_status("team-m", "gauges", None, _queue_status(
+        pending=12, in_flight=3, succeeded=0, dead_lettered=1, oldest_pending_seconds=42))
+    assert _sample("docket_queue_pending_messages", **q) == 12
+    assert _sample("docket_queue_in_flight_messages", **q) == 3
+    assert _sample("docket_queue_oldest_pending_seconds", **q) == 42
+    assert _sample("docket_queue_source_up", **q) == 1
+    assert _sample("docket_queue_messages_total", **q, result="succeeded") == 0
+    assert _sample("docket_queue_messages_total", **q, result="dead_lettered") == 1
+
+    old = _queue_status(pending=12, in_flight=3, dead_lettered=1, oldest_pending_seconds=42)
+    new = _queue_status(pending=2, in_flight=10, succeeded=5, dead_lettered=3,
+                        conditions=[Condition(type="SourceUnavailable", status="True",
+                                              reason="SourceError", message="refused")])
+    queue_metrics.observe_status("team-m", "gauges", old, new)
+    assert _sample("docket_queue_messages_total", **q, result="succeeded") == 5
+    assert _sample("docket_queue_messages_total", **q, result="dead_lettered") == 3
+    assert _sample("docket_queue_oldest_pending_seconds", **q) == 0  # none known: 0
+    assert _sample("docket_queue_source_up", **q) == 0
+
+    # The same status written again (a retry, another process) counts nothing more.
+    queue_metrics.observe_status("team-m", "gauges", new, new)
+    assert _sample("docket_queue_messages_total", **q, result="succeeded") == 5
+    # Totals never shrink a counter.
+    queue_metrics.observe_status("team-m", "gauges", new, _queue_status(succeeded=4))
+    assert _sample("docket_queue_messages_total", **q, result="succeeded") == 5
+    # A Queue created again under the same name (another uid) starts from its own counts.
+    queue_metrics.observe_status("team-m", "gauges", new, _queue_status(uid=99, succeeded=2))
+    assert _sample("docket_queue_messages_total", **q, result="succeeded") == 7
+
+
+def test_forget_removes_every_series_of_a_queue() -> None:
+    from controller import queue_metrics
+
+    queue_metrics.observe_status("team-m", "gone", None, _queue_status(pending=1))
+    queue_metrics.observe_status("team-m", "kept", None, _queue_status(pending=4))
+    queue_metrics.forget("team-m", "gone")
+    queue_metrics.forget("team-m", "never-seen")  # no-op
+    for name in ("docket_queue_pending_messages", "docket_queue_in_flight_messages",
+                 "docket_queue_oldest_pending_seconds", "docket_queue_source_up"):
+        assert _sample(name, namespace="team-m", queue="gone") is None, name
+    for result in ("succeeded", "dead_lettered"):
+        assert _sample("docket_queue_messages_total", namespace="team-m", queue="gone",
+                       result=result) is None
+    assert _sample("docket_queue_pending_messages", namespace="team-m", queue="kept") == 4
+
+
+def test_observe_batch_fills_the_histogram() -> None:
+    from controller import queue_metrics
+
+    before = _sample("docket_queue_batch_duration_seconds_count") or 0
+    low = _sample("docket_queue_batch_duration_seconds_bucket", le="1.0") or 0
+    queue_metrics.observe_batch(0.5)
+    queue_metrics.observe_batch(90)
+    assert _sample("docket_queue_batch_duration_seconds_count") == before + 2
+    assert _sample("docket_queue_batch_duration_seconds_bucket", le="1.0") == low + 1
+
+
+def test_forget_all_when_leadership_is_lost() -> None:
+    from controller import queue_metrics
+
+    queue_metrics.observe_status("team-l", "a", None, _queue_status(pending=1))
+    queue_metrics.observe_status("team-l", "b", None, _queue_status(pending=2))
+    queue_metrics.forget_all()
+    for name in ("a", "b"):
+        assert _sample("docket_queue_pending_messages", namespace="team-l", queue=name) is None
+    # Leading again: the series come back, the counters from zero.
+    queue_metrics.observe_status("team-l", "a", None, _queue_status(pending=3))
+    assert _sample("docket_queue_pending_messages", namespace="team-l", queue="a") == 3
+    assert _sample("docket_queue_messages_total", namespace="team-l", queue="a",
+                   result="succeeded") == 0

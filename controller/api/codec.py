@@ -243,7 +243,7 @@ def yaml_reason(exc: yaml.YAMLError) -> str:
 
 # Fields holding a union discriminated on `type`: pydantic puts the tag in the error location
 # (spec.source.redis.url), which is not a JSON path the user wrote.
-_TAGGED_UNION_FIELDS = {"source", "deadLetter"}
+_TAGGED_UNION_FIELDS = {"source"}
 _INTERNAL_STEP = re.compile(
     r"^(function-(after|before|wrap|plain)|lax-or-strict|json-or-python|chain|nullable|"
     r"tagged-union|union|list|dict|set|tuple|model|default)\["

@@ -186,13 +186,14 @@ class CronJobSpec(DocketModel):
 
 
 class EtcdSource(DocketModel):
-    """Items are keys under `<prefix>/queue-items/<namespace>/<queue>/`."""
+    """Messages are keys under `<prefix>/queue-items/<namespace>/<queue>/`, taken oldest first
+    (by create revision); any producer writes them, e.g. with `etcdctl put`."""
 
     type: Literal["etcd"] = Field(description="etcd. Required.")
 
 
 class RedisSource(DocketModel):
-    """Items are elements of a Redis list."""
+    """Messages are elements of a Redis list: producers RPUSH, Docket takes from the head."""
 
     type: Literal["redis"] = Field(description="redis. Required.")
     url: str = Field(pattern=r"^rediss?://", description="redis:// or rediss:// URL. Required.")
@@ -201,27 +202,72 @@ class RedisSource(DocketModel):
 
 QueueSource = Annotated[EtcdSource | RedisSource, Field(discriminator="type")]
 
+ETCD_MAX_BATCH = 100
+"""A batch is claimed in one etcd transaction with its launch intent, one claim key per
+message; etcd refuses transactions of more than 128 operations by default (--max-txn-ops)."""
+
+MAX_BATCH_BYTES = 1024 * 1024
+"""A batch travels in the task's environment (DOCKET_BATCH and DOCKET_BATCH_B64); Linux
+refuses an exec whose environment is larger than a few MiB."""
+
+
+class DeadLetter(DocketModel):
+    """Where a batch's messages go when its retries are exhausted."""
+
+    key: str = Field(
+        min_length=1,
+        description="For an etcd source, a key prefix starting with '/' (each message becomes "
+        "<key><itemId>); for a Redis source, a list in the same Redis. Required.",
+    )
+
 
 class QueueSpec(RetryPolicy):
     source: QueueSource = Field(description="Where messages come from. Required.")
     batch_size: Int = Field(
-        default=1, ge=1, le=MAX_COUNT, description="Messages per task. Default: 1."
+        default=1, ge=1, le=MAX_COUNT,
+        description=f"Messages per task at most. Default: 1; at most {ETCD_MAX_BATCH} for an "
+        "etcd source."
     )
     batch_separator: str = Field(
         default="\n", description="Joins a batch in DOCKET_BATCH. Default: newline."
     )
+    max_batch_bytes: Int = Field(
+        default=64 * 1024, ge=1, le=MAX_BATCH_BYTES,
+        description="A batch is cut before it grows past this many bytes (separators "
+        "included); a single larger message goes to the dead letter as MessageTooLarge. "
+        "Default: 65536."
+    )
     max_concurrent: Int = Field(
-        default=1, ge=1, le=MAX_COUNT, description="Tasks at once. Default: 1."
+        default=1, ge=1, le=MAX_COUNT,
+        description="Batches claimed at once at most (running, or waiting for a retry). "
+        "Default: 1."
     )
     poll_interval_seconds: Number = Field(
-        default=5, gt=0, le=MAX_SECONDS, description="Seconds between polls of the source. "
-        "Default: 5."
+        default=5, gt=0, le=MAX_SECONDS, description="Seconds between polls of a Redis source "
+        "(an etcd source is watched). Default: 5."
     )
-    suspend: Flag = Field(default=False, description="Stop consuming. Default: false.")
-    dead_letter: QueueSource | None = Field(
-        default=None, description="Where failed messages go. Default: a dead-letter prefix."
+    suspend: Flag = Field(
+        default=False,
+        description="Claim nothing and launch nothing; running tasks finish. Default: false."
+    )
+    dead_letter: DeadLetter | None = Field(
+        default=None,
+        description="Where exhausted batches go. Default: <prefix>/queue-dead/<namespace>/"
+        "<queue>/ for etcd, the list <key>:dead for Redis."
     )
     template: TaskTemplate = Field(description="The task run for each batch. Required.")
+
+    @model_validator(mode="after")
+    def _check_source_limits(self) -> QueueSpec:
+        if isinstance(self.source, EtcdSource):
+            if self.batch_size > ETCD_MAX_BATCH:
+                raise FieldError("batchSize", f"must be at most {ETCD_MAX_BATCH} for an "
+                                 "etcd source (a batch is claimed in one etcd transaction, "
+                                 "and etcd allows 128 operations in one)")
+            if self.dead_letter is not None and not self.dead_letter.key.startswith("/"):
+                raise FieldError("deadLetter.key",
+                                 "must be a key prefix starting with '/' for an etcd source")
+        return self
 
 
 class UpgradeStrategy(DocketModel):

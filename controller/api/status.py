@@ -75,11 +75,53 @@ class CronJobStatus(StatusBase):
     )
 
 
-class QueueStatus(StatusBase):
-    in_flight: int = 0
-    processed: int = 0
-    failed: int = 0
+class QueueTotals(DocketModel):
+    """Counts of batches whose execution records were deleted once they were done (acked or
+    dead-lettered): added in the same transaction as the deletion, so nothing is counted twice
+    or lost."""
+
+    succeeded: int = 0
     dead_lettered: int = 0
+    failed_attempts: int = 0
+
+
+class BatchSummary(DocketModel):
+    """A finished batch, kept in status after its records were deleted (`docket describe`)."""
+
+    batch: int
+    task_id: str = Field(description="Its last execution.")
+    messages: int
+    result: Literal["Succeeded", "DeadLettered", "Vanished"]
+    reason: str = ""
+    attempts: int = 1
+    exit_code: int | None = None
+    finished_at: AwareDatetime | None = None
+
+
+class QueueStatus(StatusBase):
+    """Exact counts: at any instant of a quiet queue, succeeded + deadLettered + pending +
+    inFlight equals the messages ever produced."""
+
+    phase: Literal["Pending", "Active", "Idle", "Suspended", "Invalid"] = "Pending"
+    pending: int = Field(default=0, description="Messages in the source, not claimed.")
+    in_flight: int = Field(default=0, description="Messages claimed by open batches.")
+    succeeded: int = Field(default=0, description="Messages acked, since creation.")
+    dead_lettered: int = Field(default=0, description="Messages dead-lettered, since creation.")
+    failed_attempts: int = Field(default=0, description="Failed tasks, since creation.")
+    active: int = Field(default=0, description="Tasks that may be running.")
+    oldest_pending_seconds: int | None = Field(
+        default=None, description="Age of the oldest pending message since Docket first saw it "
+        "(refreshed every few seconds).")
+    oldest_pending_since: AwareDatetime | None = None
+    next_batch: int = Field(default=0, description="The number the next batch takes.")
+    claiming: dict[int, str] = Field(
+        default_factory=dict,
+        description="Redis batches reserved before their messages are moved (batch -> Claiming "
+        "or TooLarge): the first step of the two-step Redis claim.")
+    source: dict[str, str] | None = Field(
+        default=None, description="The source the open batches were claimed from.")
+    archived: QueueTotals = Field(default_factory=QueueTotals)
+    recent_batches: list[BatchSummary] = Field(default_factory=list)
     last_poll_time: AwareDatetime | None = None
 
 
@@ -116,3 +158,7 @@ class ExecutionRecord(DocketModel):
     finished_at: AwareDatetime | None = None
     duration_seconds: float | None = None
     sandbox_path: str | None = None
+    message_ids: list[str] | None = Field(
+        default=None, description="A Queue batch's etcd item ids (etcd sources).")
+    message_count: int | None = Field(
+        default=None, description="How many messages a Queue batch carries.")

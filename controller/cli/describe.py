@@ -6,6 +6,11 @@ logs) and executions are in the order they happened. A CronJob runs no task itse
 of executions it lists the Jobs it owns (by owner reference and uid, as the controller counts
 them) with their phases, newest first, and its status says when it last ran, when it runs next
 and how many slots it missed, by reason.
+
+A Queue's task attempts are grouped by batch: its status' exact counts (pending, in flight,
+succeeded, dead-lettered), the recent finished batches it keeps in status (their records are
+deleted once done), and its open batches from their execution records — the latest attempt of
+each, with how many messages it carries and how many attempts it took.
 """
 
 from __future__ import annotations
@@ -22,8 +27,17 @@ from controller.cli._output import (
 )
 
 if TYPE_CHECKING:
-    from controller.api import CronJobStatus, ExecutionRecord, JobSpec, QueueSpec, TaskTemplate
+    from controller.api import (
+        CronJobStatus,
+        ExecutionRecord,
+        JobSpec,
+        Queue,
+        QueueSpec,
+        QueueStatus,
+        TaskTemplate,
+    )
     from controller.cli._output import Entry
+    from controller.store import Keys
 
 NAME = "describe"
 HELP = ("Show one object in detail: spec summary, status, conditions and recent executions "
@@ -35,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="NS/NAME", help="The object: NS/NAME, or NAME with -n.")
     add_namespace_argument(parser)
     parser.add_argument("--executions", type=int, default=20, metavar="N",
-                        help="Show the N most recent executions; 0 for all.")
+                        help="Show the N most recent executions (a Queue: open batches); 0 for "
+                             "all.")
     parser.add_argument("--jobs", type=int, default=10, metavar="N",
                         help="CronJob: show its N most recent Jobs; 0 for all.")
     add_store_arguments(parser)
@@ -60,14 +75,17 @@ def _run(args: argparse.Namespace) -> int:
 
             jobs = owned_jobs(list_jobs(store, namespace), namespace, name, entry.stored.uid)
     print(render(entry, records, key=key, limit=args.executions, jobs=jobs,
-                 jobs_limit=args.jobs))
+                 jobs_limit=args.jobs, keys=store.keys))
     return 0
 
 
 def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int = 20,
-           jobs: list[Entry] | None = None, jobs_limit: int = 10) -> str:
-    """`jobs`: a CronJob's Jobs, newest first; shown instead of executions when given."""
-    from controller.api import CronJob, Job, Queue, Service
+           jobs: list[Entry] | None = None, jobs_limit: int = 10,
+           keys: Keys | None = None) -> str:
+    """`jobs`: a CronJob's Jobs, newest first; shown instead of executions when given.
+    `keys`: the store's key layout (where a Queue's messages are); /docket when not given."""
+    from controller.api import CronJob, Job, Queue, QueueStatus, Service
+    from controller.store import Keys
 
     stored = entry.stored
     obj = stored.object
@@ -86,13 +104,17 @@ def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int
             lines.append("Labels:     " + ", ".join(
                 f"{k}={v}" for k, v in sorted(obj.metadata.labels.items())))
         lines.append("Spec:")
-        lines += [f"  {line}" for line in _spec_lines(obj)]
+        lines += [f"  {line}" for line in _spec_lines(obj, entry, keys or Keys())]
     lines.append("Status:")
     lines += [f"  {line}" for line in _status_lines(entry)]
     lines.append("Conditions:")
     lines.append(_conditions(entry))
     if jobs is not None:
         lines.append(_jobs(jobs, jobs_limit))
+    elif obj.kind == "Queue":
+        status = entry.status if isinstance(entry.status, QueueStatus) else None
+        lines.append(_recent_batches(status))
+        lines.append(_open_batches(records, stored.uid, limit))
     else:
         lines.append(_executions(records, limit))
     return "\n".join(lines)
@@ -129,7 +151,7 @@ def _retry_lines(spec: JobSpec | QueueSpec) -> list[str]:
     ]
 
 
-def _spec_lines(obj: object) -> list[str]:
+def _spec_lines(obj: object, entry: Entry, keys: Keys) -> list[str]:
     from controller.api import CronJob, Job, Queue, Service
 
     if isinstance(obj, Job):
@@ -165,18 +187,31 @@ def _spec_lines(obj: object) -> list[str]:
         out += _retry_lines(job)
         return out
     if isinstance(obj, Queue):
-        q = obj.spec
-        out = [f"Source:       {q.source.type}", f"Batches:      {q.batch_size} message(s), "
-               f"{q.max_concurrent} at a time, poll every {q.poll_interval_seconds:g}s"
-               + (", suspended" if q.suspend else "")]
-        return out + _template_lines(q.template) + _retry_lines(q)
+        return _queue_spec_lines(obj, entry, keys)
     if isinstance(obj, Service):
         return [f"Instances:    {obj.spec.instances}", *_template_lines(obj.spec.template)]
     return []
 
 
+def _queue_spec_lines(queue: Queue, entry: Entry, keys: Keys) -> list[str]:
+    from controller.cli._queues import dead_letter_text, source_text
+
+    q = queue.spec
+    ns, name = entry.stored.namespace, entry.stored.name
+    poll = (f", polled every {q.poll_interval_seconds:g}s" if q.source.type == "redis"
+            else ", watched")
+    return [
+        f"Source:       {source_text(queue, keys.queue_items_prefix(ns, name))}{poll}",
+        f"Batches:      up to {q.batch_size} message(s) and {q.max_batch_bytes} bytes each "
+        f"(separator {q.batch_separator!r}), max concurrent {q.max_concurrent}"
+        + (", suspended" if q.suspend else ""),
+        f"Dead letter:  {dead_letter_text(queue, keys.queue_dead_prefix(ns, name))}",
+        *_template_lines(q.template), *_retry_lines(q),
+    ]
+
+
 def _status_lines(entry: Entry) -> list[str]:
-    from controller.api import CronJobStatus, JobStatus
+    from controller.api import CronJobStatus, JobStatus, QueueStatus
     from controller.cli._output import between, human_duration, timestamp
 
     status = entry.status
@@ -195,6 +230,8 @@ def _status_lines(entry: Entry) -> list[str]:
             out.append("Completed indexes: " + ",".join(map(str, status.completed_indexes)))
     elif isinstance(status, CronJobStatus):
         out += _cronjob_status_lines(status)
+    elif isinstance(status, QueueStatus):
+        out += _queue_status_lines(status)
     else:
         skip = {"phase", "conditions", "observed_revision", "uid"}
         for field, value in status.model_dump(exclude_none=True).items():
@@ -220,6 +257,80 @@ def _cronjob_status_lines(status: CronJobStatus) -> list[str]:
         f"Accounted:    every slot up to {timestamp(status.scheduled_through)}",
         f"Missed:       {missed or 'none'}",
     ]
+
+
+def _queue_status_lines(status: QueueStatus) -> list[str]:
+    from controller.cli._output import human_duration, timestamp
+
+    oldest = "-"
+    if status.oldest_pending_seconds is not None:
+        oldest = (f"{human_duration(status.oldest_pending_seconds)} (seen first "
+                  f"{timestamp(status.oldest_pending_since)})")
+    out = [
+        f"Messages:     {status.pending} pending, {status.in_flight} in flight, "
+        f"{status.succeeded} succeeded, {status.dead_lettered} dead-lettered",
+        f"Tasks:        {status.active} active, {status.failed_attempts} failed attempts",
+        f"Oldest:       {oldest}",
+        f"Next batch:   {status.next_batch}",
+    ]
+    if status.claiming:
+        out.append("Claiming:     " + ", ".join(
+            f"batch {b} ({state})" for b, state in sorted(status.claiming.items())))
+    if status.last_poll_time is not None:
+        out.append(f"Last poll:    {timestamp(status.last_poll_time)}")
+    return out
+
+
+def _recent_batches(status: QueueStatus | None) -> str:
+    """The last finished batches the controller keeps in status, newest first."""
+    from controller.cli._output import table, timestamp
+
+    recent = list(reversed(status.recent_batches)) if status is not None else []
+    if not recent:
+        return "Recent batches:\n  <none>"
+    return f"Recent batches ({len(recent)}, newest first):\n" + table(
+        ("BATCH", "TASK", "MESSAGES", "RESULT", "REASON", "ATTEMPTS", "EXIT-CODE",
+         "FINISHED"),
+        [(str(b.batch), b.task_id, str(b.messages), b.result, b.reason or "-",
+          str(b.attempts), "-" if b.exit_code is None else str(b.exit_code),
+          timestamp(b.finished_at)) for b in recent], indent="  ")
+
+
+def _open_batches(records: list[ExecutionRecord], uid: int, limit: int) -> str:
+    """A Queue's batches that still have execution records (running, waiting for a retry,
+    or being acked or dead-lettered): the latest attempt of each, oldest batch first."""
+    from controller.cli._output import table, timestamp
+    from controller.reconcile.taskid import parse_task_id
+
+    batches: dict[int, list[ExecutionRecord]] = {}
+    earlier = 0
+    for r in records:
+        parts = parse_task_id(r.task_id)
+        if parts is not None and parts.uid != uid:
+            earlier += 1  # of a Queue deleted before this one was created: being cleaned up
+            continue
+        batches.setdefault(r.index, []).append(r)
+    note = (f"  ({earlier} execution record(s) of an earlier Queue of this name, being "
+            "cleaned up)") if earlier else ""
+    if not batches:
+        return "Open batches:\n  <none>" + ("\n" + note if note else "")
+    indexes = sorted(batches)
+    shown = indexes[-limit:] if limit > 0 else indexes
+    title = (f"Open batches ({len(indexes)}):" if len(shown) == len(indexes)
+             else f"Open batches (latest {len(shown)} of {len(indexes)}):")
+    rows = []
+    for index in shown:
+        attempts = batches[index]
+        r = max(attempts, key=lambda x: x.attempt)
+        count = r.message_count if r.message_count is not None else len(r.message_ids or ())
+        rows.append((str(index), r.task_id, str(count), r.state,
+                     r.kill_reason or r.reason or "-",
+                     "-" if r.exit_code is None else str(r.exit_code), str(len(attempts)),
+                     r.hostname or "-", timestamp(r.started_at)))
+    text = title + "\n" + table(
+        ("BATCH", "TASK", "MESSAGES", "STATE", "REASON", "EXIT-CODE", "ATTEMPTS", "HOST",
+         "STARTED"), rows, indent="  ")
+    return text + ("\n" + note if note else "")
 
 
 def _jobs(jobs: list[Entry], limit: int) -> str:

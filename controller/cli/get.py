@@ -10,6 +10,10 @@ CronJobs show what kubectl shows (SCHEDULE, TIMEZONE, SUSPEND, ACTIVE, LAST as a
 NEXT, the next slot relative to now ("in 42s"; "42s overdue" when the controller has not acted
 on it yet, so a stalled controller is visible at a glance); an invalid one says `<invalid>`
 there, since it has no next slot.
+
+Queues show their exact counts from status (PENDING in the source and not claimed, IN-FLIGHT
+in open batches, SUCCEEDED and DEAD since creation), how long the OLDEST pending message has
+waited (in its largest unit: 45s, 3m, 2h) and the ACTIVE tasks.
 """
 
 from __future__ import annotations
@@ -222,10 +226,12 @@ def _queue_row(entry: Entry, wide: bool) -> list[str]:
     zero = None if entry.invalid else 0
     row = [
         entry.stored.name, entry.phase, spec.source.type if spec else "-",
+        _count(status.pending if status else zero),
         _count(status.in_flight if status else zero),
-        _count(status.processed if status else zero),
-        _count(status.failed if status else zero),
+        _count(status.succeeded if status else zero),
         _count(status.dead_lettered if status else zero),
+        _coarse(status.oldest_pending_seconds if status else None),
+        _count(status.active if status else zero),
     ]
     if wide:
         row += [
@@ -235,6 +241,17 @@ def _queue_row(entry: Entry, wide: bool) -> list[str]:
             _what(entry), _reason(entry),
         ]
     return row
+
+
+def _coarse(seconds: int | None) -> str:
+    """An age in its largest whole unit (45s, 3m, 2h, 4d): how long the oldest message has
+    waited, readable at a glance; '-' when nothing waits."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(0, seconds)}s"
 
 
 def _service_row(entry: Entry, wide: bool) -> list[str]:
@@ -261,8 +278,8 @@ _COLUMNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], Row]] = {
     "cronjobs": ((("NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE"),
                   ("PHASE", "CONCURRENCY", "LAST-SUCCESS", "MISSED", "COMMAND", "REASON")),
                  _cronjob_row),
-    "queues": ((("NAME", "PHASE", "SOURCE", "IN-FLIGHT", "PROCESSED", "FAILED",
-                 "DEAD-LETTERED"),
+    "queues": ((("NAME", "PHASE", "SOURCE", "PENDING", "IN-FLIGHT", "SUCCEEDED", "DEAD",
+                 "OLDEST", "ACTIVE"),
                 ("BATCH", "MAX-CONCURRENT", "LAST-POLL", "COMMAND", "REASON")), _queue_row),
     "services": ((("NAME", "PHASE", "RUNNING", "UPDATED"), ("STAGED", "COMMAND", "REASON")),
                  _service_row),

@@ -1,12 +1,18 @@
-"""`docket up`: the whole system on one machine — embedded etcd, embedded Mesos, controller.
+"""`docket up`: the whole system on one machine — embedded etcd, a local Redis, embedded Mesos,
+controller.
 
-Ports are the ones each tool's users expect (etcd 2379, Mesos master 5050, its agent 5051,
-metrics 9102), so a bare `etcdctl` works. State lives in a data dir so a restart keeps every
-object. Ctrl-C or SIGTERM stops everything cleanly, newest first: the controller, then Mesos
-(which kills its tasks), then etcd.
+Ports are the ones each tool's users expect (etcd 2379, Redis 6379, Mesos master 5050, its
+agent 5051, metrics 9102), so a bare `etcdctl` or `redis-cli` works. State lives in a data dir
+so a restart keeps every object and every Redis list (Redis keeps an append-only file there).
+Ctrl-C or SIGTERM stops everything cleanly, newest first: the controller, then Mesos (which
+kills its tasks), then Redis, then etcd.
 
-etcd and the controller run as child processes in sessions of their own, so a Ctrl-C in the
-terminal reaches only this process and the shutdown order above holds. The controller is
+Redis is only for Redis-backed Queues, so it is started only when Debian's `redis-server` is
+installed (scripts/install.sh installs it); without it `up` says so in one line and runs the
+rest.
+
+etcd, Redis and the controller run as child processes in sessions of their own, so a Ctrl-C in
+the terminal reaches only this process and the shutdown order above holds. The controller is
 `docket run` pointed at the embedded parts; its log goes to a file in the data dir. The
 embedded Mesos runs in this process: its tasks are this process's children.
 """
@@ -29,10 +35,12 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from controller.localmesos import LocalMesos
+    from controller.queues.redis_server import RedisServer
     from controller.store import EtcdServer
 
 NAME = "up"
-HELP = "Start embedded etcd, the embedded Mesos and the controller in one command."
+HELP = ("Start embedded etcd, a local Redis (when redis-server is installed), the embedded "
+        "Mesos and the controller in one command.")
 
 HELLO_JOB = {"apiVersion": "docket.dev/v1", "kind": "Job",
              "spec": {"completions": 3, "template": {"command": "echo hello"}}}
@@ -55,11 +63,15 @@ def default_data_dir() -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None,
-        help="Where etcd data, task sandboxes and logs live (default: ./.docket-data if the "
-             "current directory is writable, else ~/.local/share/docket).")
+        help="Where etcd and Redis data, task sandboxes and logs live (default: "
+             "./.docket-data if the current directory is writable, else "
+             "~/.local/share/docket).")
     parser.add_argument("--etcd-port", type=int, default=2379, help="etcd client port.")
     parser.add_argument("--etcd-peer-port", type=int, default=2380,
                         help="etcd peer port.")
+    parser.add_argument("--redis-port", type=int, default=6379,
+                        help="Local Redis port for Redis-backed Queues, started only when "
+                             "redis-server is installed.")
     parser.add_argument("--mesos-port", type=int, default=5050,
                         help="Embedded Mesos master port.")
     parser.add_argument("--agent-port", type=int, default=5051,
@@ -92,12 +104,14 @@ def controller_available() -> bool:
     return importlib.util.find_spec("controller.cli.run") is not None
 
 
-def _check_ports(args: argparse.Namespace, with_controller: bool) -> None:
+def _check_ports(args: argparse.Namespace, with_controller: bool, with_redis: bool) -> None:
     from controller.store.etcd_server import port_in_use
 
     wanted = [(args.etcd_port, "etcd", "--etcd-port"),
               (args.etcd_peer_port, "etcd peer", "--etcd-peer-port"),
               (args.mesos_port, "Mesos master", "--mesos-port")]
+    if with_redis:
+        wanted.append((args.redis_port, "Redis", "--redis-port"))
     if not args.simulate:
         wanted += [(args.agent_port + i, "Mesos agent", "--agent-port")
                    for i in range(args.agents)]
@@ -110,8 +124,8 @@ def _check_ports(args: argparse.Namespace, with_controller: bool) -> None:
                           f"change one with {flag}")
         seen[port] = what
         if port_in_use(port):
-            raise UpError(f"port {port} ({what}) is already in use — is another etcd, Mesos "
-                          f"or docket up running? Change it with {flag}")
+            raise UpError(f"port {port} ({what}) is already in use — is another etcd, Redis, "
+                          f"Mesos or docket up running? Change it with {flag}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,15 +155,18 @@ class _Up:
         self.stop = stop
         self.data = (args.data_dir or default_data_dir()).resolve()
         self.etcd: EtcdServer | None = None
+        self.redis: RedisServer | None = None
         self.mesos: LocalMesos | None = None
         self.controller: subprocess.Popen[bytes] | None = None
         self.controller_log = self.data / "controller.log"
 
     def run(self) -> int:
+        from controller.queues.redis_server import redis_installed
         from controller.store import EtcdServer, EtcdServerError
 
         with_controller = controller_available()
-        _check_ports(self.args, with_controller)
+        with_redis = redis_installed()
+        _check_ports(self.args, with_controller, with_redis)
         self.data.mkdir(parents=True, exist_ok=True)
         self.etcd = EtcdServer(data_dir=self.data / "etcd", client_port=self.args.etcd_port,
                                peer_port=self.args.etcd_peer_port,
@@ -160,6 +177,7 @@ class _Up:
             raise UpError(str(exc)) from None
         print(f"etcd        {self.etcd.endpoint}  (data {self.etcd.data_dir}, "
               f"log {self.etcd.log_path})", flush=True)
+        self._start_redis(with_redis)
         self._start_mesos()
         if with_controller:
             self._start_controller()
@@ -168,6 +186,22 @@ class _Up:
                   "objects can be stored, validated and read", flush=True)
         self._banner()
         return self._watch()
+
+    def _start_redis(self, installed: bool) -> None:
+        from controller.queues.redis_server import INSTALL_HINT, RedisServer, RedisServerError
+
+        if not installed:
+            print(f"redis       not started: Redis-backed Queues need redis-server, which is "
+                  f"not installed; {INSTALL_HINT}", flush=True)
+            return
+        self.redis = RedisServer(data_dir=self.data / "redis", port=self.args.redis_port,
+                                 log_path=self.data / "redis.log")
+        try:
+            self.redis.start()
+        except RedisServerError as exc:
+            raise UpError(str(exc)) from None
+        print(f"redis       {self.redis.url}  (data {self.redis.data_dir}, "
+              f"log {self.redis.log_path})", flush=True)
 
     def _start_mesos(self) -> None:
         from controller.localmesos import LocalMesos, LocalMesosConfig
@@ -243,6 +277,8 @@ class _Up:
         while not self.stop.wait(0.5):
             if self.etcd is not None and not self.etcd.running:
                 raise UpError(f"etcd exited unexpectedly; see {self.etcd.log_path}")
+            if self.redis is not None and not self.redis.running:
+                raise UpError(f"redis-server exited unexpectedly; see {self.redis.log_path}")
             if self.controller is not None and self.controller.poll() is not None:
                 raise UpError(f"the controller exited with status "
                               f"{self.controller.returncode}; last lines of "
@@ -262,6 +298,8 @@ class _Up:
                 self.controller.wait()
         if self.mesos is not None:
             self.mesos.stop()
+        if self.redis is not None:
+            self.redis.stop()
         if self.etcd is not None:
             self.etcd.stop()
         if self.etcd is not None or self.mesos is not None:

@@ -16,8 +16,10 @@ frameworks and executors as a Mesos agent does, live and completed, for its `/st
 (state_json.py).
 
 Simulated mode spawns nothing: a task's duration and exit code come from the environment
-variables or labels DOCKET_SIM_DURATION (seconds) and DOCKET_SIM_EXIT_CODE, and the master's
-timer heap plays its life, so one machine carries thousands of agents and tasks.
+variables or labels DOCKET_SIM_DURATION (seconds) and DOCKET_SIM_EXIT_CODE (or, when the task
+id matches the regular expression DOCKET_SIM_FAIL_TASKS, exit code 1: some attempts of a kind
+fail, the rest succeed), and the master's timer heap plays its life, so one machine carries
+thousands of agents and tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import functools
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +50,7 @@ log = structlog.get_logger("docket.localmesos.agent")
 
 SIM_DURATION = "DOCKET_SIM_DURATION"
 SIM_EXIT_CODE = "DOCKET_SIM_EXIT_CODE"
+SIM_FAIL_TASKS = "DOCKET_SIM_FAIL_TASKS"
 
 # How much a Mesos agent remembers of what has completed (src/slave/constants.hpp
 # MAX_COMPLETED_FRAMEWORKS; the default of --max_completed_executors_per_framework).
@@ -355,7 +359,10 @@ class SimulatedRuntime:
         try:
             duration = float(settings.get(SIM_DURATION, self.default_duration))
             code = int(settings.get(SIM_EXIT_CODE, 0))
-        except ValueError:
+            failing = settings.get(SIM_FAIL_TASKS)
+            if failing and re.search(failing, task.task_id):
+                code = 1
+        except (ValueError, re.error):
             duration, code = self.default_duration, 0
         mct = ((task.info.get("max_completion_time") or {}).get("nanoseconds"))
         timed_out = mct is not None and mct / 1e9 < duration

@@ -8,7 +8,8 @@ the kills they explain, launch intents before status, deletions last.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from controller.api import StatusBase, TaskTemplate
 
@@ -40,6 +41,8 @@ class Launch:
     attempt: int
     template: TaskTemplate
     env: dict[str, str] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of the intent's ExecutionRecord (a Queue batch's messages)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,92 @@ class DeleteOwnerData:
     name: str
 
 
+# --- Queue sources ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClaimItems:
+    """Claim etcd queue items for a batch: a claim key per item, each written only if absent,
+    in the plan's transaction (with the batch's launch intent)."""
+
+    namespace: str
+    queue: str
+    value: str
+    """`<uid>.<batch>`: which batch of which incarnation holds them."""
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AckItems:
+    """Delete etcd queue items of a succeeded batch, and their claims (the ack)."""
+
+    namespace: str
+    queue: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReleaseClaims:
+    """Delete claim keys of batches that are no longer open."""
+
+    namespace: str
+    queue: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeadItem:
+    id: str
+    payload: bytes
+    mod_revision: int
+    """The item is moved only if it is still at this revision."""
+
+
+@dataclass(frozen=True)
+class DeadLetterItems:
+    """Move etcd queue items to the queue's dead letter (with the reason and the last
+    execution's id), deleting them and their claims, in the plan's transaction."""
+
+    namespace: str
+    queue: str
+    items: tuple[DeadItem, ...]
+    reason: str
+    execution: str
+    at: datetime
+    prefix: str | None = None
+    """The dead letter's key prefix; None: `<prefix>/queue-dead/<namespace>/<queue>/`."""
+
+
+@dataclass(frozen=True)
+class RedisOp:
+    """An operation on the Queue's Redis source, run after the plan's etcd writes (Redis
+    cannot join an etcd transaction; every op is atomic and idempotent, so a crash around it
+    is repaired by planning again). `op`: claim, ack, dead_letter or give_back of the batch's
+    processing list `tag`."""
+
+    op: Literal["claim", "ack", "dead_letter", "give_back"]
+    url: str
+    key: str
+    """The source list."""
+    tag: str
+    dead_key: str = ""
+    count: int = 0
+    max_bytes: int = 0
+    separator_len: int = 1
+    reason: str = ""
+    execution: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ForgetExecutions:
+    """Delete execution records of a done batch, each only if unchanged, in the transaction
+    that writes the status counting it."""
+
+    task_ids: tuple[str, ...]
+
+
 Action = (Launch | Kill | UpdateExecution | WriteStatus | DeleteObject | DeleteOwnerData
-          | CreateObject)
+          | CreateObject | ClaimItems | AckItems | ReleaseClaims | DeadLetterItems | RedisOp
+          | ForgetExecutions)
 
 
 @dataclass(frozen=True)

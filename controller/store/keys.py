@@ -6,7 +6,9 @@
                                                       one record per task attempt; the kind is
                                                       part of the key, as two kinds may share
                                                       a name
-    <prefix>/queue-items/<namespace>/<queue>/<item>   messages of etcd-backed Queues
+    <prefix>/queue-items/<namespace>/<queue>/<item>   messages of etcd-backed Queues (producers)
+    <prefix>/queue-claims/<namespace>/<queue>/<item>  which batch holds a message (controller)
+    <prefix>/queue-dead/<namespace>/<queue>/<item>    default dead letter of etcd-backed Queues
     <prefix>/controller/...                           leader lease, Mesos FrameworkID
 """
 
@@ -54,6 +56,22 @@ class Keys:
 
     def queue_items_prefix(self, namespace: str, queue: str) -> str:
         return f"{self.prefix}/queue-items/{namespace}/{queue}/"
+
+    def queue_item(self, namespace: str, queue: str, item: str) -> str:
+        return f"{self.prefix}/queue-items/{namespace}/{queue}/{item}"
+
+    def queue_root(self) -> str:
+        """Every queue item, claim and dead letter under the default prefixes."""
+        return f"{self.prefix}/queue-"
+
+    def queue_claims_prefix(self, namespace: str, queue: str) -> str:
+        return f"{self.prefix}/queue-claims/{namespace}/{queue}/"
+
+    def queue_claim(self, namespace: str, queue: str, item: str) -> str:
+        return f"{self.prefix}/queue-claims/{namespace}/{queue}/{item}"
+
+    def queue_dead_prefix(self, namespace: str, queue: str) -> str:
+        return f"{self.prefix}/queue-dead/{namespace}/{queue}/"
 
     def controller(self, name: str) -> str:
         return f"{self.prefix}/controller/{name}"

@@ -54,7 +54,7 @@ def _listening(port: int) -> bool:
 def test_quickstart_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
     ports = {"--etcd-port": free_port(), "--etcd-peer-port": free_port(),
              "--mesos-port": free_port(), "--agent-port": free_port(),
-             "--metrics-port": free_port()}
+             "--metrics-port": free_port(), "--redis-port": free_port()}
     argv = [str(BIN / "docket"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
         argv += [flag, str(port)]

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 # Importing these modules registers every metric the controller defines.
@@ -23,10 +24,12 @@ assert controller.metrics and controller.store.metrics and controller.mesos.metr
 EXTERNAL_SERIES = frozenset({"up", "probe_success"})
 # Labels Prometheus attaches (job, instance) or histograms carry (le).
 TARGET_LABELS = frozenset({"job", "instance", "le"})
-# Labels whose values grow with the workload: no metric, panel or rule may use them.
+# Labels whose values grow with the workload: no metric, panel or rule may use them. (The
+# Queue metrics are labelled by `namespace` and `queue`: queues are few and long-lived, and a
+# deleted one's series are removed; no other metric names an object.)
 PER_TASK_LABELS = frozenset({
     "task", "task_id", "taskid", "agent", "agent_id", "slave_id", "hostname", "host",
-    "executor_id", "framework_id", "object", "namespace", "job_name", "uid", "key",
+    "executor_id", "framework_id", "object", "job_name", "uid", "key",
 })
 
 _SUFFIXES = {
@@ -64,6 +67,15 @@ def exported() -> Exported:
             labels.setdefault(family.name + suffix, set())
         for sample in family.samples:
             labels.setdefault(sample.name, set()).update(sample.labels)
+    # A labelled metric has no sample before its first label set (a Queue's, before any Queue
+    # is seen): its declared labels count as well.
+    for module in (controller.metrics, controller.store.metrics, controller.mesos.metrics):
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                for described in value.describe():
+                    for suffix in _SUFFIXES.get(described.type, ("",)):
+                        labels.setdefault(described.name + suffix, set()).update(
+                            value._labelnames)
     return Exported({name: frozenset(ls - {"le"}) for name, ls in labels.items()})
 
 

@@ -85,7 +85,7 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
 def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows == ["Controller health", "Reconciliation", "Workqueue", "Tasks",
-                    "Mesos offers", "etcd", "Objects", "CronJobs"]
+                    "Mesos offers", "etcd", "Objects", "CronJobs", "Queues"]
     used = set().union(*(reads(expr).metrics for _, expr, _ in queries(dashboard)))
     for series in ("up", "docket_leader", "docket_mesos_connected", "probe_success",
                    "docket_reconcile_total", "docket_reconcile_duration_seconds_bucket",
@@ -100,7 +100,10 @@ def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
                    "docket_etcd_request_errors_total", "docket_etcd_watch_restarts_total",
                    "docket_informer_objects", "docket_invalid_objects",
                    "docket_cronjob_schedule_lateness_seconds_bucket",
-                   "docket_cronjob_missed_schedules_total", "docket_cronjob_jobs_created_total"):
+                   "docket_cronjob_missed_schedules_total", "docket_cronjob_jobs_created_total",
+                   "docket_queue_pending_messages", "docket_queue_in_flight_messages",
+                   "docket_queue_messages_total", "docket_queue_oldest_pending_seconds",
+                   "docket_queue_batch_duration_seconds_bucket", "docket_queue_source_up"):
         assert series in used, f"no panel shows {series}"
 
 

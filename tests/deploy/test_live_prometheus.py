@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controller import queue_metrics
+from controller.api import QueueStatus
 from controller.metrics import MetricsServer
 from controller.store.etcd_server import free_port
 from tests.deploy.test_grafana import DASHBOARD, queries
@@ -64,6 +66,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     if binary is None:
         pytest.fail("prometheus is not installed: it comes with Debian's 'prometheus' package "
                     "(scripts/install.sh installs it when run as root with apt-get)")
+    # One Queue seen, so that its labelled series exist (a Queue's appear once one is seen).
+    queue_metrics.observe_status("default", "live-test", None,
+                                 QueueStatus(uid=1, pending=3, in_flight=1))
     docket = MetricsServer("127.0.0.1:0")
     docket.start()
     workdir = tmp_path_factory.mktemp("prometheus")
@@ -102,6 +107,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             proc.wait()
         log.close()
         docket.stop()
+        queue_metrics.forget("default", "live-test")
         if proc.returncode not in (0, -15):
             print((workdir / "prometheus.log").read_text()[-3000:])
 

@@ -20,7 +20,8 @@ RULES_TEST = PROMETHEUS / "rules_test.yaml"
 ALERTS = {"DocketDown", "DocketNotLeader", "DocketMesosDisconnected", "DocketEtcdErrors",
           "DocketReconcileErrors", "DocketWorkqueueBacklog", "DocketInvalidObjects",
           "DocketTaskFailuresHigh", "DocketPendingLaunchesStuck", "DocketCronJobMissedSchedules",
-          "DocketCronJobLate"}
+          "DocketCronJobLate", "DocketQueueOldestMessageTooOld", "DocketQueueDeadLettersGrowing",
+          "DocketQueueSourceUnavailable"}
 SEVERITIES = {"critical", "warning", "info"}
 
 

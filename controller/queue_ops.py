@@ -1,0 +1,62 @@
+"""The etcd writes of a Queue's source actions, as the executor commits them
+(docs/architecture.md §8).
+
+A Queue's planner asks for claims, acks, releases and dead letters in its own terms
+(`controller/reconcile/actions.py`); this module turns each into keys, values and conditions:
+- a claim key is written only if absent, so a message is never held by two batches even if
+  two plans raced (the loser's whole transaction, launch intent included, fails);
+- a dead letter entry is written with the item's deletion, on the condition that the item is
+  still the one the plan saw, so a message is moved once and never both acked and dead;
+- acks and releases are plain deletions: deleting what is already gone changes nothing, so a
+  repeated ack after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from controller.reconcile.actions import AckItems, ClaimItems, DeadLetterItems, ReleaseClaims
+from controller.store import Delete, Expect, Keys, Put
+
+SourceOp = tuple[Put | Delete, Expect | None]
+
+
+def dead_entry(payload: bytes, reason: str, execution: str, at: str) -> bytes:
+    """A dead letter entry: the message (as text, or base64 when it is not UTF-8) with why it
+    is there and the last execution that held it."""
+    entry: dict[str, Any] = {"reason": reason, "execution": execution, "at": at}
+    try:
+        entry["message"] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["message"] = base64.b64encode(payload).decode("ascii")
+        entry["encoding"] = "base64"
+    return json.dumps(entry, sort_keys=True).encode()
+
+
+def etcd_ops(keys: Keys, action: ClaimItems | AckItems | ReleaseClaims | DeadLetterItems
+             ) -> list[SourceOp]:
+    ns, queue = action.namespace, action.queue
+    ops: list[SourceOp] = []
+    if isinstance(action, ClaimItems):
+        for item in action.item_ids:
+            claim = keys.queue_claim(ns, queue, item)
+            ops.append((Put(claim, action.value.encode()), Expect(claim, 0)))
+    elif isinstance(action, AckItems):
+        for item in action.item_ids:
+            ops.append((Delete(keys.queue_item(ns, queue, item)), None))
+            ops.append((Delete(keys.queue_claim(ns, queue, item)), None))
+    elif isinstance(action, ReleaseClaims):
+        ops += [(Delete(keys.queue_claim(ns, queue, item)), None) for item in action.item_ids]
+    else:
+        prefix = action.prefix or keys.queue_dead_prefix(ns, queue)
+        at = action.at.isoformat()
+        for dead in action.items:
+            item = keys.queue_item(ns, queue, dead.id)
+            ops.append((Put(prefix + dead.id,
+                            dead_entry(dead.payload, action.reason, action.execution, at)),
+                        None))
+            ops.append((Delete(item), Expect(item, dead.mod_revision)))
+            ops.append((Delete(keys.queue_claim(ns, queue, dead.id)), None))
+    return ops
