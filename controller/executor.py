@@ -74,9 +74,16 @@ _Op = tuple[Put | Delete, Expect | None, ExecutionRecord | StatusBase | Forgotte
 
 @dataclass
 class _Prepared:
-    """A plan taken apart: the writes to commit first, then what to do with Mesos."""
+    """A plan taken apart: the writes to commit first, then what to do with Mesos.
 
-    ops: list[_Op] = field(default_factory=list)
+    The writes are `units`, each committed whole (a launch intent with the claims of its
+    batch), then `final`: what the status describes, committed in one transaction with it
+    (children created, records deleted as they are counted). A plan's writes travel in one
+    transaction when they fit; otherwise units are packed into transactions in order, and
+    `final` comes last."""
+
+    units: list[list[_Op]] = field(default_factory=list)
+    final: list[_Op] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     delete_objects: list[DeleteObject] = field(default_factory=list)
@@ -86,6 +93,27 @@ class _Prepared:
     @property
     def launch_ids(self) -> tuple[str, ...]:
         return tuple(a.task_id for a in self.launches)
+
+    @property
+    def ops(self) -> list[_Op]:
+        return [op for unit in self.units for op in unit] + self.final
+
+    def transactions(self) -> list[list[_Op]]:
+        """The writes cut into transactions of at most MAX_TXN_OPS operations, no unit cut
+        (a unit larger than that is a transaction of its own), `final` in the last."""
+        if len(self.final) > MAX_TXN_OPS:
+            raise ValueError(f"{len(self.final)} writes must be committed with the status, "
+                             f"more than one transaction may carry ({MAX_TXN_OPS})")
+        txns: list[list[_Op]] = []
+        for unit in self.units:
+            if not txns or len(txns[-1]) + len(unit) > MAX_TXN_OPS:
+                txns.append([])
+            txns[-1].extend(unit)
+        if self.final:
+            if not txns or len(txns[-1]) + len(self.final) > MAX_TXN_OPS:
+                txns.append([])
+            txns[-1].extend(self.final)
+        return txns
 
 
 class StalePlan(Exception):
@@ -181,7 +209,7 @@ class Executor:
         if ids and self._on_launch is not None:
             self._on_launch(ids)
         try:
-            self._commit(prep.ops, out, snap)
+            self._commit(prep, out, snap)
             # Launches before kills: a kill whose write fails must not strand intents that
             # are already in etcd (they would wait for the next reconciliation with Mesos).
             self._launch(prep.launches)
@@ -252,19 +280,24 @@ class Executor:
         prep = _Prepared()
         status_op: _Op | None = None
         updated: dict[str, ExecutionRecord] = {}
+        claims: list[_Op] | None = None  # a batch's claims, waiting for its launch intent
         for action in plan.actions:
+            if claims is not None and not isinstance(action, Launch):
+                raise ValueError("a batch's claims must be followed by its launch")
             if isinstance(action, UpdateExecution):
                 rec, rev = self._current(action.task_id, snap, updated)
                 new = rec.model_copy(update=action.changes)
                 updated[action.task_id] = new
                 key = keys.execution(snap.plural, snap.namespace, snap.name, action.task_id)
-                prep.ops.append((Put(key, encode_model(new)), Expect(key, rev), new))
+                prep.units.append([(Put(key, encode_model(new)), Expect(key, rev), new)])
             elif isinstance(action, Launch):
                 record = ExecutionRecord(task_id=action.task_id, index=action.index,
                                          attempt=action.attempt, state=LAUNCHING,
                                          submitted_at=now, **action.record)
                 key = keys.execution(snap.plural, snap.namespace, snap.name, action.task_id)
-                prep.ops.append((Put(key, encode_model(record)), Expect(key, 0), record))
+                intent: _Op = (Put(key, encode_model(record)), Expect(key, 0), record)
+                prep.units.append([*(claims or []), intent])
+                claims = None
                 prep.launches.append(action)
             elif isinstance(action, WriteStatus):
                 status_op = self._status_put(action.status, snap)
@@ -272,24 +305,35 @@ class Executor:
                 prep.kills.append(action)
             elif isinstance(action, CreateObject):
                 key = keys.object(action.plural, action.namespace, action.name)
-                prep.ops.append((Put(key, encode_model(action.document)), Expect(key, 0), None))
+                prep.final.append((Put(key, encode_model(action.document)), Expect(key, 0),
+                                   None))
             elif isinstance(action, DeleteObject):
                 prep.delete_objects.append(action)
             elif isinstance(action, DeleteOwnerData):
                 prep.delete_data = action
-            elif isinstance(action, ClaimItems | AckItems | ReleaseClaims | DeadLetterItems):
-                prep.ops += [(op, expect, None) for op, expect in etcd_ops(keys, action)]
+            elif isinstance(action, ClaimItems):
+                claims = [(op, expect, None) for unit in etcd_ops(keys, action)
+                          for op, expect in unit]
+            elif isinstance(action, AckItems | ReleaseClaims | DeadLetterItems):
+                units: list[list[_Op]] = [[(op, expect, None) for op, expect in unit]
+                                          for unit in etcd_ops(keys, action)]
+                if isinstance(action, DeadLetterItems) and action.counted:
+                    prep.final += [op for unit in units for op in unit]
+                else:
+                    prep.units += units
             elif isinstance(action, ForgetExecutions):
                 for tid in action.task_ids:
                     _, rev = self._current(tid, snap, updated)
                     key = keys.execution(snap.plural, snap.namespace, snap.name, tid)
-                    prep.ops.append((Delete(key), Expect(key, rev), Forgotten(tid)))
+                    prep.final.append((Delete(key), Expect(key, rev), Forgotten(tid)))
             elif isinstance(action, RedisOp):
                 prep.source_ops.append(action)
             else:
                 assert_never(action)
+        if claims is not None:
+            raise ValueError("a batch's claims must be followed by its launch")
         if status_op is not None:
-            prep.ops.append(status_op)  # last: it describes the intents written before it
+            prep.final.append(status_op)  # last: it describes the intents written before it
         return prep
 
     def _launch(self, launches: Sequence[Launch]) -> None:
@@ -355,9 +399,8 @@ class Executor:
         key = self.store.keys.status(snap.plural, snap.namespace, snap.name)
         return Put(key, encode_model(status)), Expect(key, snap.status_revision), status
 
-    def _commit(self, ops: Sequence[_Op], out: Applied, snap: Snapshot) -> None:
-        for i in range(0, len(ops), MAX_TXN_OPS):
-            chunk = ops[i:i + MAX_TXN_OPS]
+    def _commit(self, prep: _Prepared, out: Applied, snap: Snapshot) -> None:
+        for chunk in prep.transactions():
             # Earlier chunks stand (each is a complete, valid step: intents without their
             # launches are written off by the next reconciliation); the rest is planned again.
             revision = self._guarded_commit([p for p, _, _ in chunk],

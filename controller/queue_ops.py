@@ -36,27 +36,29 @@ def dead_entry(payload: bytes, reason: str, execution: str, at: str) -> bytes:
 
 
 def etcd_ops(keys: Keys, action: ClaimItems | AckItems | ReleaseClaims | DeadLetterItems
-             ) -> list[SourceOp]:
+             ) -> list[list[SourceOp]]:
+    """The action's writes as units, each to be committed whole: a batch's claims are one
+    unit (with its launch intent, which the executor adds), a dead letter is one unit per
+    message (its entry and the item's deletion); an ack or a release is a unit per key."""
     ns, queue = action.namespace, action.queue
-    ops: list[SourceOp] = []
     if isinstance(action, ClaimItems):
-        for item in action.item_ids:
-            claim = keys.queue_claim(ns, queue, item)
-            ops.append((Put(claim, action.value.encode()), Expect(claim, 0)))
-    elif isinstance(action, AckItems):
-        for item in action.item_ids:
-            ops.append((Delete(keys.queue_item(ns, queue, item)), None))
-            ops.append((Delete(keys.queue_claim(ns, queue, item)), None))
-    elif isinstance(action, ReleaseClaims):
-        ops += [(Delete(keys.queue_claim(ns, queue, item)), None) for item in action.item_ids]
-    else:
-        prefix = action.prefix or keys.queue_dead_prefix(ns, queue)
-        at = action.at.isoformat()
-        for dead in action.items:
-            item = keys.queue_item(ns, queue, dead.id)
-            ops.append((Put(prefix + dead.id,
-                            dead_entry(dead.payload, action.reason, action.execution, at)),
-                        None))
-            ops.append((Delete(item), Expect(item, dead.mod_revision)))
-            ops.append((Delete(keys.queue_claim(ns, queue, dead.id)), None))
-    return ops
+        claims = [keys.queue_claim(ns, queue, item) for item in action.item_ids]
+        return [[(Put(claim, action.value.encode()), Expect(claim, 0)) for claim in claims]]
+    if isinstance(action, AckItems):
+        return [[(Delete(keys.queue_item(ns, queue, item)), None),
+                 (Delete(keys.queue_claim(ns, queue, item)), None)]
+                for item in action.item_ids]
+    if isinstance(action, ReleaseClaims):
+        return [[(Delete(keys.queue_claim(ns, queue, item)), None)]
+                for item in action.item_ids]
+    prefix = action.prefix or keys.queue_dead_prefix(ns, queue)
+    at = action.at.isoformat()
+    units: list[list[SourceOp]] = []
+    for dead in action.items:
+        item = keys.queue_item(ns, queue, dead.id)
+        units.append([
+            (Put(prefix + dead.id, dead_entry(dead.payload, action.reason, action.execution,
+                                              at)), None),
+            (Delete(item), Expect(item, dead.mod_revision)),
+            (Delete(keys.queue_claim(ns, queue, dead.id)), None)])
+    return units

@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "mesos": {"api", "reconcile", "clock"},
     "runtime": {"metrics", "clock"},
     "localmesos": set(),
+    # A Queue's sources: their I/O, read through the pure planner's vocabulary.
+    "queues": {"api", "reconcile", "store", "clock", "metrics"},
 }
 
 

@@ -27,7 +27,7 @@ has been down longer than `stale_after` seconds, or before the first list, views
 source is unavailable.
 
 Snapshots: a view's `items` and `claims` are read-only mappings that later changes do not
-alter, without copying the queue per view. Each is an `_UndoLog` snapshot: it reads through
+alter, without copying the queue per view. Each is an `UndoLog` snapshot: it reads through
 to the live dict, and every change made after it was taken first records the old value in the
 snapshot's own undo log (only while the snapshot is alive: weak references). A view therefore
 costs O(head_limit), and a change O(1) per live snapshot.
@@ -36,20 +36,19 @@ costs O(head_limit), and a change O(1) per live snapshot.
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 import queue
 import threading
-import weakref
-from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pyetcd.events
 import pyetcd.exceptions
 import structlog
 
+from controller.queues.snapshots import UndoLog
 from controller.reconcile.queue import Message, SourceView
 from controller.store import Compacted, Store
 from controller.store.client import is_transient
@@ -64,159 +63,17 @@ STALE_AFTER = 5.0
 ride out an etcd restart or a leader change, short enough that SourceUnavailable shows."""
 
 
-class _Mark(enum.Enum):
-    UNTOUCHED = 0  # not in a snapshot's undo log: read the live dict
-    ABSENT = 1  # in an undo log: the key did not exist when the snapshot was taken
-
-
-class _UndoLog(Generic[V]):
-    """A dict that hands out read-only snapshots in O(1) (see the module docstring). Changes
-    are made under `lock` (the cache's), and so is every iteration of a snapshot; looking a
-    key up in a snapshot takes no lock (`_Snapshot.__getitem__` says why that is safe)."""
-
-    __slots__ = ("_latest", "_snapshots", "data", "lock")
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.lock = lock
-        # Read (not changed) by the owner directly; changed only through set/pop/reorder.
-        self.data: dict[str, V] = {}
-        self._snapshots: list[weakref.ref[_Snapshot[V]]] = []
-        # The snapshot handed out since the last change, handed out again until the next one
-        # (a view per pass with no change in between costs no new snapshot).
-        self._latest: _Snapshot[V] | None = None
-
-    def _live_snapshots(self) -> list[_Snapshot[V]]:
-        self._latest = None
-        if not self._snapshots:
-            return []
-        alive = [s for s in (ref() for ref in self._snapshots) if s is not None]
-        if len(alive) != len(self._snapshots):
-            self._snapshots = [weakref.ref(s) for s in alive]
-        return alive
-
-    def _touch(self, key: str) -> None:
-        """Record the value of `key` in every live snapshot that has not recorded it yet:
-        always BEFORE the live dict changes (lock-free readers rely on that order)."""
-        for snap in self._live_snapshots():
-            if key not in snap.undo:
-                snap.undo[key] = self.data.get(key, _Mark.ABSENT)
-
-    def set(self, key: str, value: V) -> None:
-        self._touch(key)
-        self.data[key] = value
-
-    def pop(self, key: str) -> None:
-        if key in self.data:
-            self._touch(key)
-            del self.data[key]
-
-    def reorder(self, key: Callable[[str], Any]) -> None:
-        """Sort the keys by `key`. The dict is emptied and refilled, which a lock-free reader
-        could see half done: every live snapshot records every key first (a rare path: a
-        watch never needs it)."""
-        for snap in self._live_snapshots():
-            for k, v in self.data.items():
-                snap.undo.setdefault(k, v)
-        ordered = sorted(self.data.items(), key=lambda kv: key(kv[0]))
-        self.data.clear()
-        self.data.update(ordered)
-
-    def snapshot(self) -> _Snapshot[V]:
-        if self._latest is None:
-            self._latest = _Snapshot(self)
-            self._snapshots.append(weakref.ref(self._latest))
-        return self._latest
-
-
-class _Snapshot(Mapping[str, V]):
-    """The contents of an `_UndoLog` when this was taken. Iteration order is not meaningful."""
-
-    __slots__ = ("__weakref__", "_len", "_live", "_lock", "undo")
-
-    def __init__(self, owner: _UndoLog[V]) -> None:
-        self._live = owner.data  # the same dict object for the owner's whole life
-        self._lock = owner.lock
-        self._len = len(owner.data)
-        self.undo: dict[str, V | Literal[_Mark.ABSENT]] = {}
-
-    def __getitem__(self, key: str) -> V:
-        # No lock: the planner looks up thousands of ids per pass. Safe because the writer
-        # records a key's old value in `undo` before it changes the live dict, and this reads
-        # the live dict before `undo`: if `undo` has no entry yet, the live value read just
-        # before cannot be a change made after this snapshot. (Each dict operation is atomic
-        # and they are seen in order, as CPython's GIL guarantees.)
-        live: V | Literal[_Mark.ABSENT] = self._live.get(key, _Mark.ABSENT)
-        old = self.undo.get(key, _Mark.UNTOUCHED)
-        if old is _Mark.UNTOUCHED:
-            if live is _Mark.ABSENT:
-                raise KeyError(key)
-            return live
-        if old is _Mark.ABSENT:
-            raise KeyError(key)
-        return old
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        present = key in self._live  # the order of __getitem__, for the same reason
-        old = self.undo.get(key, _Mark.UNTOUCHED)
-        if old is not _Mark.UNTOUCHED:
-            return old is not _Mark.ABSENT
-        return present
-
-    def __len__(self) -> int:
-        return self._len
-
-    def _pairs(self) -> list[tuple[str, V]]:
-        with self._lock:  # iterating the live dict must not race a change
-            undo = self.undo
-            pairs = [(k, v) for k, v in self._live.items() if k not in undo]
-            pairs += [(k, v) for k, v in undo.items() if v is not _Mark.ABSENT]
-        return pairs
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([k for k, _ in self._pairs()])
-
-    def items(self) -> ItemsView[str, V]:
-        return _Items(self, self._pairs())
-
-    def values(self) -> ValuesView[V]:
-        return _Values(self, [v for _, v in self._pairs()])
-
-    def __repr__(self) -> str:
-        return f"<snapshot of {self._len} keys>"
-
-
-class _Items(ItemsView[str, V]):
-    """A snapshot's items, read under one lock rather than one lookup per key."""
-
-    def __init__(self, mapping: _Snapshot[V], pairs: list[tuple[str, V]]) -> None:
-        super().__init__(mapping)
-        self._pairs = pairs
-
-    def __iter__(self) -> Iterator[tuple[str, V]]:
-        return iter(self._pairs)
-
-
-class _Values(ValuesView[V]):
-    def __init__(self, mapping: _Snapshot[V], values: list[V]) -> None:
-        super().__init__(mapping)
-        self._values = values
-
-    def __iter__(self) -> Iterator[V]:
-        return iter(self._values)
-
-
 @dataclass
 class _Queue:
     """One queue's items and claims (guarded by the cache's lock)."""
 
-    items: _UndoLog[Message]
-    claims: _UndoLog[str]
+    items: UndoLog[Message]
+    claims: UndoLog[str]
     # id -> (create revision, first seen), for the items in `items`.
     meta: dict[str, tuple[int, datetime]] = field(default_factory=dict)
-    # The items with no claim, in create-revision order (a dict as an ordered set).
-    unclaimed: dict[str, None] = field(default_factory=dict)
+    # The items with no claim, in create-revision order, with their messages (a head is a
+    # slice of it).
+    unclaimed: dict[str, Message] = field(default_factory=dict)
     # `unclaimed` is not in order (a claim released on an old item, an item seen out of
     # order): rebuilt from `items` at the next view. Releases come in batches, so this costs
     # one pass over the queue per batch of releases, not one per release.
@@ -227,7 +84,7 @@ class _Queue:
 
     @classmethod
     def new(cls, lock: threading.Lock) -> _Queue:
-        return cls(_UndoLog(lock), _UndoLog(lock))
+        return cls(UndoLog(lock), UndoLog(lock))
 
     def empty(self) -> bool:
         return not self.items.data and not self.claims.data
@@ -243,6 +100,8 @@ class _Queue:
         message = Message(item_id, payload, mod)
         if old is not None and old[0] == create:
             self.items.set(item_id, message)  # an update in place keeps its place in line
+            if item_id in self.unclaimed:
+                self.unclaimed[item_id] = message
             return
         if old is not None:  # deleted and written again, a delete this cache missed
             self.delete_item(item_id)
@@ -280,7 +139,7 @@ class _Queue:
             if self.meta[last][0] > self.meta[item_id][0]:
                 self.unclaimed_stale = True
                 return
-        self.unclaimed[item_id] = None
+        self.unclaimed[item_id] = self.items.data[item_id]
 
     def settle_order(self) -> None:
         if self.order_stale:
@@ -291,7 +150,7 @@ class _Queue:
     def settle_unclaimed(self) -> None:
         if self.unclaimed_stale:
             claims = self.claims.data
-            self.unclaimed = {i: None for i in self.items.data if i not in claims}
+            self.unclaimed = {i: m for i, m in self.items.data.items() if i not in claims}
             self.unclaimed_stale = False
 
 
@@ -325,10 +184,8 @@ class EtcdQueueItems:
         self._max_backoff = max_backoff
         root = store.keys.queue_root()
         self._root = root
-        # keys.py has no roots for every queue's items or claims; these are its queue_root()
-        # followed by what queue_items_prefix()/queue_claims_prefix() put after "queue-".
-        self._items_root = root + "items/"
-        self._claims_root = root + "claims/"
+        self._items_root = store.keys.queue_items_root()
+        self._claims_root = store.keys.queue_claims_root()
         self._lock = threading.Lock()
         self._queues: dict[QueueKey, _Queue] = {}
         self._next_revision = 0  # the first revision not applied (0: nothing listed yet)
@@ -383,8 +240,7 @@ class EtcdQueueItems:
             if q is None:
                 return SourceView("etcd", polled_at=now)
             q.settle_unclaimed()
-            items = q.items.data
-            head = tuple(items[i] for i in itertools.islice(q.unclaimed, max(0, head_limit)))
+            head = tuple(itertools.islice(q.unclaimed.values(), max(0, head_limit)))
             oldest = q.meta[next(iter(q.unclaimed))][1] if q.unclaimed else None
             return SourceView("etcd", unclaimed=len(q.unclaimed), head=head,
                               claims=q.claims.snapshot(), items=q.items.snapshot(),

@@ -167,6 +167,9 @@ class DeadLetterItems:
     at: datetime
     prefix: str | None = None
     """The dead letter's key prefix; None: `<prefix>/queue-dead/<namespace>/<queue>/`."""
+    counted: bool = False
+    """The plan's status counts these messages (no execution record does): the move is
+    committed in the status' transaction."""
 
 
 @dataclass(frozen=True)

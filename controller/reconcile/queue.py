@@ -44,17 +44,15 @@ to be planned again at once when it left work.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
 
 from controller.api import (
     BatchSummary,
     InvalidObject,
     Queue,
-    QueueStatus,
     QueueTotals,
-    RedisSource,
 )
 from controller.reconcile.actions import (
     AckItems,
@@ -62,48 +60,39 @@ from controller.reconcile.actions import (
     ClaimItems,
     DeadItem,
     DeadLetterItems,
-    DeleteOwnerData,
     ForgetExecutions,
-    Launch,
     ObjectKey,
     Observation,
     Plan,
-    RedisOp,
     ReleaseClaims,
     UpdateExecution,
-    WriteStatus,
 )
 from controller.reconcile.backoff import failure_time, retry_at
-from controller.reconcile.conditions import Wanted, update_conditions
+from controller.reconcile.conditions import Wanted
+from controller.reconcile.queue_finish import FinishSteps
 from controller.reconcile.queue_model import (
     BACKOFF_LIMIT_EXCEEDED,
     BATCH_DONE,
-    CLAIMING,
-    CONDITION_ORDER,
     INVALID,
     MESSAGE_TOO_LARGE,
-    OLDEST_REFRESH_SECONDS,
     OP_BUDGET,
-    PLURAL,
     RECENT_BATCHES,
     SOURCE_UNAVAILABLE,
     SUSPENDED_CONDITION,
     SYSTEM_RETRY_LIMIT_EXCEEDED,
-    TOO_LARGE_RESERVED,
+    UNIT_BUDGET,
     Batch,
     Message,
     QueueInput,
     SourceView,
-    batch_env,
     batch_tag,
     claim_value,
     parse_claim,
     source_dict,
-    unavailable_retry,
 )
-from controller.reconcile.taskid import is_dns_label, task_id
+from controller.reconcile.queue_redis import RedisSteps
+from controller.reconcile.taskid import is_dns_label, parse_task_id
 from controller.reconcile.tasks import (
-    DELETED,
     SUPERSEDED,
     TASK_TIMEOUT,
     Outcome,
@@ -131,14 +120,19 @@ def plan_queue(inp: QueueInput) -> Plan:
     return _Planner(inp).plan()
 
 
-class _Planner:
+class _Planner(RedisSteps, FinishSteps):
     def __init__(self, inp: QueueInput) -> None:
         self.inp = inp
         self.now = inp.now
         self.owner = ObjectKey("Queue", inp.namespace, inp.name)
         self.actions: list[Action] = []
         self.late: list[Action] = []  # source I/O after the writes (RedisOp)
+        # etcd writes: `budget` for those committed with the status (what it counts: records
+        # forgotten, messages dead-lettered without a task), `unit_budget` for the rest (a
+        # batch's claims with its intent, acks, releases), which the executor may spread over
+        # several transactions.
         self.budget = OP_BUDGET - 1  # the status write
+        self.unit_budget = UNIT_BUDGET
         self.more = False  # work left for the next pass
         self.observations: list[Observation] = []
         # What this plan's own launches and moves change in the counts it writes.
@@ -153,19 +147,17 @@ class _Planner:
                          else QueueTotals())
         self.recent = list(self.prev.recent_batches) if self.prev is not None else []
         self.claiming = dict(self.prev.claiming) if self.prev is not None else {}
-        self.next_batch = self.prev.next_batch if self.prev is not None else 0
         self.current = current_incarnation(inp.executions, self.owner, self.uid)
+        # The status and the intents it counts may have been committed apart (a plan larger
+        # than one transaction): a batch number with records is taken whatever the status says.
+        self.next_batch = max([self.prev.next_batch if self.prev is not None else 0,
+                               *(r.index + 1 for r in self.current)])
         self.actions += kill_superseded(inp.executions, self.owner, self.uid)
+        current_ids = {r.task_id for r in self.current}
+        self.superseded = [r for r in inp.executions if r.task_id not in current_ids]
         self.batches = self._batches()
 
     # --- helpers -----------------------------------------------------------------------------
-    def _spend(self, ops: int) -> bool:
-        if ops > self.budget:
-            self.more = True
-            return False
-        self.budget -= ops
-        return True
-
     def _batches(self) -> dict[int, Batch]:
         out: dict[int, Batch] = {}
         for rec in sorted(self.current, key=lambda r: (r.index, r.attempt)):
@@ -188,29 +180,6 @@ class _Planner:
                 b.system_failures += 1
         return out
 
-    def _tag(self, batch: int) -> str:
-        assert self.uid is not None
-        return batch_tag(self.inp.namespace, self.inp.name, self.uid, batch)
-
-    def _redis(self, op: Literal["claim", "ack", "dead_letter", "give_back"], batch: int,
-               **fields: Any) -> RedisOp:
-        source = self.inp.source
-        assert isinstance(source, RedisSource)
-        queue = self.inp.queue
-        dead = (queue.spec.dead_letter if isinstance(queue, Queue) else None)
-        return RedisOp(op, source.url, source.key, self._tag(batch),
-                       dead_key=dead.key if dead is not None else f"{source.key}:dead",
-                       **fields)
-
-    def _dead_reason(self, b: Batch, spec_backoff: int, spec_system: int) -> str | None:
-        if b.succeeded or b.active:
-            return None
-        if b.task_failures > spec_backoff:
-            return BACKOFF_LIMIT_EXCEEDED
-        if b.system_failures > spec_system:
-            return SYSTEM_RETRY_LIMIT_EXCEEDED
-        return None
-
     def _task_actions(self, b: Batch, timeout: float | None) -> None:
         """Per-record upkeep: partition marks, kills of tasks that came back, timeouts."""
         for rec in b.records:
@@ -226,18 +195,6 @@ class _Planner:
                     self.wakeups.append(at)
             elif outcome(rec) == Outcome.ACTIVE and rec.kill_reason is not None:
                 self.actions += kill_actions(rec, rec.kill_reason, None)
-
-    def _messages(self, b: Batch) -> list[Message] | None:
-        """The batch's messages still in the source (None: not known, source unavailable)."""
-        view = self.inp.view
-        if not view.available:
-            return None
-        if view.type == "etcd":
-            return [view.items[i] for i in b.message_ids if i in view.items]
-        contents = view.processing.get(b.index, ())
-        if contents is None:
-            return []
-        return [Message(str(i), p) for i, p in enumerate(contents)]
 
     def _forget(self, b: Batch, result: Literal["Succeeded", "DeadLettered", "Vanished"],
                 reason: str = "") -> None:
@@ -311,6 +268,7 @@ class _Planner:
                         continue
                     retry.append((b, messages))
         self._release_stale_claims(open_batches)
+        self._forget_superseded()
         self._settle_strays(open_batches)
         if not spec.suspend:
             for b, messages in retry:
@@ -342,8 +300,8 @@ class _Planner:
         if not messages:
             self._forget(b, "Succeeded")
         elif self.inp.view.type == "etcd":
-            take = messages[: max(0, self.budget // 2)]
-            if take and self._spend(2 * len(take)):
+            take = messages[: max(0, self.unit_budget // 2)]
+            if take and self._spend_units(2 * len(take)):
                 self.actions.append(AckItems(self.inp.namespace, self.inp.name,
                                              tuple(m.id for m in take)))
             self.more = True
@@ -360,8 +318,8 @@ class _Planner:
             return
         latest = b.latest.task_id
         if self.inp.view.type == "etcd":
-            take = messages[: max(0, self.budget // 3)]
-            if take and self._spend(3 * len(take)):
+            take = messages[: max(0, self.unit_budget // 3)]
+            if take and self._spend_units(3 * len(take)):
                 self.actions.append(DeadLetterItems(
                     self.inp.namespace, self.inp.name,
                     tuple(DeadItem(m.id, m.payload, m.mod_revision) for m in take),
@@ -376,6 +334,14 @@ class _Planner:
         dead = queue.spec.dead_letter if isinstance(queue, Queue) else None
         return dead.key if dead is not None else None
 
+    def _forget_superseded(self) -> None:
+        """Records of an older incarnation (the Queue was deleted and created again before
+        its cleanup) go once their tasks ended; their Redis processing lists are strays,
+        given back by `_settle_strays`."""
+        ended = tuple(r.task_id for r in self.superseded if not may_be_running(r))
+        if ended and self._spend(len(ended)):
+            self.actions.append(ForgetExecutions(ended))
+
     def _release_stale_claims(self, open_batches: Sequence[Batch]) -> None:
         view = self.inp.view
         if view.type != "etcd" or not view.available:
@@ -384,46 +350,24 @@ class _Planner:
                 if b.index not in self.forgotten}
         live |= {claim_value(self.uid or 0, b.index) for b in self.batches.values()
                  if b.index not in self.forgotten and b.succeeded}
+        # An older incarnation's task still running holds its messages until it ends (its
+        # success acks them; anything else leaves them to be claimed again).
+        live |= {claim_value(parts.uid, parts.index) for rec in self.superseded
+                 if may_be_running(rec) and (parts := parse_task_id(rec.task_id)) is not None}
         stale = sorted(i for i, v in view.claims.items() if v not in live)
-        take = stale[: self.budget]
-        if take and self._spend(len(take)):
+        take = stale[: self.unit_budget]
+        if take and self._spend_units(len(take)):
             self.actions.append(ReleaseClaims(self.inp.namespace, self.inp.name, tuple(take)))
         if len(take) < len(stale):
             self.more = True
 
-    def _settle_strays(self, open_batches: Sequence[Batch]) -> None:
-        """Redis processing lists of no open batch or reservation go back to the list."""
-        view = self.inp.view
-        if view.type != "redis" or not view.available:
-            return
-        known = set(self.batches) | set(self.claiming)
-        for batch in view.strays:
-            if batch not in known:
-                self.late.append(self._redis("give_back", batch))
-                self.more = True
-
     # --- launches -----------------------------------------------------------------------------
-    def _launch(self, queue: Queue, batch: int, attempt: int, messages: Sequence[Message],
-                ids: tuple[str, ...] | None) -> None:
-        assert self.uid is not None
-        tid = task_id(self.owner, self.uid, batch, attempt)
-        env = batch_env(self.inp.namespace, self.inp.name, batch,
-                        [m.payload for m in messages], queue.spec.batch_separator)
-        env["DOCKET_TASK_ID"] = tid
-        self.launched_active += 1
-        if attempt == 0:
-            self.launched_messages += len(messages)
-        self.actions.append(Launch(
-            tid, self.owner, batch, attempt, queue.spec.template, env,
-            record={"message_ids": list(ids) if ids is not None else None,
-                    "message_count": len(messages)}))
-
     def _relaunch(self, queue: Queue, b: Batch, messages: list[Message]) -> None:
         at = retry_at(queue.spec.backoff, b.task_failures, b.last_task_failure)
         if at is not None and at > self.now:
             self.wakeups.append(at)
             return
-        if not self._spend(1):
+        if not self._spend_units(1):
             return
         attempt = next_attempts(b.records).get(b.index, 0)
         ids = tuple(m.id for m in messages) if self.inp.view.type == "etcd" else None
@@ -463,12 +407,12 @@ class _Planner:
                 self.actions.append(DeadLetterItems(
                     self.inp.namespace, self.inp.name, (DeadItem(m.id, m.payload,
                                                                  m.mod_revision),),
-                    MESSAGE_TOO_LARGE, "", self.now, self._dead_prefix()))
+                    MESSAGE_TOO_LARGE, "", self.now, self._dead_prefix(), counted=True))
                 self.archived.dead_lettered += 1
                 self.taken_from_pending += 1
                 head = head[1:]
                 continue
-            if not self._spend(len(batch) + 1):
+            if not self._spend_units(len(batch) + 1):
                 return
             index = self.next_batch
             self.next_batch += 1
@@ -481,171 +425,3 @@ class _Planner:
             open_count += 1
         if head and open_count < queue.spec.max_concurrent:
             self.more = True
-
-    def _claim_redis(self, queue: Queue, open_count: int) -> None:
-        view = self.inp.view
-        spec = queue.spec
-        for batch in sorted(self.claiming):
-            state = self.claiming[batch]
-            contents = view.processing.get(batch)
-            if contents is None:
-                if state == TOO_LARGE_RESERVED:
-                    # The one oversized message reached the dead letter.
-                    self.archived.dead_lettered += 1
-                    del self.claiming[batch]
-                elif view.unclaimed > 0:
-                    self.late.append(self._redis("claim", batch, count=spec.batch_size,
-                                             max_bytes=spec.max_batch_bytes,
-                                             separator_len=len(spec.batch_separator.encode())))
-                    self.more = True
-                else:
-                    del self.claiming[batch]
-                continue
-            if not contents:
-                del self.claiming[batch]
-                continue
-            messages = [Message(str(i), p) for i, p in enumerate(contents)]
-            if len(contents) == 1 and len(contents[0]) > spec.max_batch_bytes:
-                self.claiming[batch] = TOO_LARGE_RESERVED
-                self.late.append(self._redis("dead_letter", batch,
-                                         reason=MESSAGE_TOO_LARGE, execution="", at=self.now))
-                self.more = True
-                continue
-            if not self._spend(1):
-                continue
-            del self.claiming[batch]
-            self._launch(queue, batch, 0, messages, None)
-            open_count += 1
-        reserved = len(self.claiming)
-        free = spec.max_concurrent - open_count - reserved
-        want = -(-view.unclaimed // spec.batch_size) if view.unclaimed > 0 else 0
-        for _ in range(max(0, min(free, want))):
-            self.claiming[self.next_batch] = CLAIMING
-            self.late.append(self._redis("claim", self.next_batch,
-                                     count=spec.batch_size, max_bytes=spec.max_batch_bytes,
-                                     separator_len=len(spec.batch_separator.encode())))
-            self.next_batch += 1
-            self.more = True
-
-    # --- deletion -----------------------------------------------------------------------------
-    def _plan_deleted(self) -> Plan:
-        """Kill every task; once none may run, ack what succeeded, give the rest back, then
-        delete status, records and claims."""
-        records = list(self.inp.executions)
-        for rec in records:
-            if may_be_running(rec):
-                self.actions += kill_actions(rec, DELETED, None)
-        if any(may_be_running(r) for r in records):
-            return Plan(tuple(self.actions))
-        view = self.inp.view
-        if self.inp.status is None and not records:
-            return Plan()
-        pending_io = False
-        if view.available and self.uid is not None:
-            for b in self.batches.values():
-                messages = self._messages(b)
-                if b.succeeded and messages:
-                    pending_io = True
-                    if view.type == "etcd":
-                        take = messages[: max(0, self.budget // 2)]
-                        if take and self._spend(2 * len(take)):
-                            self.actions.append(AckItems(self.inp.namespace, self.inp.name,
-                                                         tuple(m.id for m in take)))
-                    else:
-                        self.late.append(self._redis("ack", b.index))
-                elif not b.succeeded and view.type == "redis" and messages:
-                    pending_io = True
-                    self.late.append(self._redis("give_back", b.index))
-            if view.type == "redis":
-                for batch in set(self.claiming) | set(view.strays):
-                    if batch in self.batches:
-                        continue
-                    contents = view.processing.get(batch)
-                    if contents is not None or batch in view.strays:
-                        pending_io = True
-                        self.late.append(self._redis("give_back", batch))
-        elif not view.available:
-            pending_io = True  # cannot tell what is left: wait for the source
-        if pending_io:
-            return Plan((*self.actions, *self.late), requeue_after=1.0)
-        return Plan((DeleteOwnerData(PLURAL, self.inp.namespace, self.inp.name),))
-
-    # --- status -------------------------------------------------------------------------------
-    def _finish(self, phase: str, wanted: Mapping[str, Wanted],
-                poll: float | None = None) -> Plan:
-        view = self.inp.view
-        prev = self.inp.status
-        live = [b for i, b in self.batches.items() if i not in self.forgotten]
-        succeeded = self.archived.succeeded + sum(b.count for b in live if b.succeeded)
-        dead = self.archived.dead_lettered + sum(
-            b.count for b in live if not b.succeeded and not b.active
-            and self._dead_reason_any(b))
-        failed = self.archived.failed_attempts + sum(
-            b.task_failures + b.system_failures for b in live)
-        in_flight = sum(b.count for b in live if not b.succeeded
-                        and not self._dead_reason_any(b))
-        if view.type == "redis":
-            in_flight += sum(len(view.processing.get(b) or ()) for b in self.claiming)
-        active = sum(1 for rec in self.current
-                     if outcome(rec) == Outcome.ACTIVE) + self.launched_active
-        in_flight += self.launched_messages
-        oldest_since = view.oldest_seen if view.available else (
-            prev.oldest_pending_since if prev is not None else None)
-        pending = view.unclaimed if view.available else (prev.pending if prev else 0)
-        if view.type == "etcd" and view.available:
-            open_values = {claim_value(self.uid or 0, b.index) for b in live}
-            pending += sum(1 for i, v in view.claims.items()
-                           if v not in open_values and i in view.items)
-            # Messages of open batches whose claims the view has not seen yet.
-            pending -= sum(1 for b in live for i in b.message_ids
-                           if i in view.items and i not in view.claims)
-            pending = max(0, pending - self.taken_from_pending)
-        oldest_seconds: int | None = None
-        if oldest_since is not None and pending:
-            oldest_seconds = max(0, int((self.now - oldest_since).total_seconds()))
-            if (prev is not None and prev.oldest_pending_seconds is not None
-                    and prev.oldest_pending_since == oldest_since
-                    and abs(oldest_seconds - prev.oldest_pending_seconds)
-                    < OLDEST_REFRESH_SECONDS):
-                oldest_seconds = prev.oldest_pending_seconds  # not worth a write
-            self.wakeups.append(self.now + timedelta(seconds=OLDEST_REFRESH_SECONDS))
-        if not pending:
-            oldest_since = None
-        source = self.inp.source
-        status = QueueStatus(
-            observed_revision=self.inp.spec_revision, uid=self.uid, phase=phase,
-            conditions=update_conditions(prev.conditions if prev else [], wanted,
-                                         order=CONDITION_ORDER, keep=(), now=self.now),
-            pending=pending, in_flight=in_flight, succeeded=succeeded, dead_lettered=dead,
-            failed_attempts=failed, active=active, oldest_pending_seconds=oldest_seconds,
-            oldest_pending_since=oldest_since, next_batch=self.next_batch,
-            claiming=self.claiming, source=source_dict(source) if source is not None else None,
-            archived=self.archived, recent_batches=self.recent,
-            last_poll_time=(view.polled_at if view.polled_at is not None
-                            else (prev.last_poll_time if prev else None)))
-        actions = [*self.actions]
-        if status != prev:
-            actions.append(WriteStatus(status))
-        actions += self.late
-        requeue = self._requeue(poll, view)
-        return Plan(tuple(actions), status if status != prev else None, requeue,
-                    tuple(self.observations))
-
-    def _dead_reason_any(self, b: Batch) -> bool:
-        queue = self.inp.queue
-        if not isinstance(queue, Queue):
-            return False
-        return self._dead_reason(b, queue.spec.backoff_limit,
-                                 queue.spec.system_retry_limit) is not None
-
-    def _requeue(self, poll: float | None, view: SourceView) -> float | None:
-        if self.more:
-            return 0.0
-        delays = [max(0.0, (at - self.now).total_seconds()) for at in self.wakeups]
-        if poll is not None:
-            delays.append(poll)
-        if not view.available:
-            delays.append(unavailable_retry(self.inp.status, self.now))
-        return min(delays) if delays else None
-
-

@@ -22,7 +22,11 @@ from controller.api import (
 
 PLURAL = "queues"
 OP_BUDGET = 110
-"""etcd operations one pass may write (etcd's default limit is 128 per transaction)."""
+"""etcd operations one pass may commit with its status, in one transaction (etcd's default
+limit is 128 operations per transaction)."""
+UNIT_BUDGET = 1100
+"""Other etcd operations one pass may write (claims with their intents, acks, releases), in
+about ten transactions."""
 RECENT_BATCHES = 10
 OLDEST_REFRESH_SECONDS = 5
 CLAIMING = "Claiming"

@@ -126,7 +126,8 @@ class Controller:
                         error=repr(outcome), retries=self.queue.num_requeues(key))
         else:
             result = outcome or Result()
-            if result.requeue_after is not None and result.requeue_after > 0:
+            if result.requeue_after is not None and result.requeue_after >= 0:
+                # 0: at once, after this pass (a plan that left work for the next one).
                 self.queue.forget(key)
                 self.queue.add_after(key, result.requeue_after)
                 label = "requeue_after"

@@ -64,6 +64,12 @@ class Keys:
         """Every queue item, claim and dead letter under the default prefixes."""
         return f"{self.prefix}/queue-"
 
+    def queue_items_root(self) -> str:
+        return f"{self.prefix}/queue-items/"
+
+    def queue_claims_root(self) -> str:
+        return f"{self.prefix}/queue-claims/"
+
     def queue_claims_prefix(self, namespace: str, queue: str) -> str:
         return f"{self.prefix}/queue-claims/{namespace}/{queue}/"
 

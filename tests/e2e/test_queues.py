@@ -98,7 +98,7 @@ def test_etcd_and_redis_queues_ack_every_message_exactly_once(
         "true", env={"DOCKET_SIM_DURATION": "0.01", "DOCKET_SIM_FAIL_TASKS": FAIL_ONCE})
     common = {"batchSize": 10, "maxConcurrent": 5, "backoffLimit": 2,
               "backoff": {"initialSeconds": 0.05, "maxSeconds": 0.2}, "template": task}
-    d = Docket(store, lm).start()
+    d = Docket(store, lm, resync_seconds=300).start()
     try:
         put_queue(store, "qe", {"source": {"type": "etcd"}, **common})
         put_queue(store, "qr", {"source": {"type": "redis", "url": redis_server.url,
@@ -136,7 +136,7 @@ def test_a_poison_message_is_dead_lettered_and_requeued_with_the_cli(
     command = (f'printf "%s" "$DOCKET_BATCH" > {out}/$DOCKET_TASK_ID; '
                'case "$DOCKET_BATCH" in *poison*) exit 1;; esac')
     produce_etcd(store, "mail", ["hello", "poison"])
-    d = Docket(store, lm).start()
+    d = Docket(store, lm, resync_seconds=300).start()
     try:
         put_queue(store, "mail", {"source": {"type": "etcd"}, "batchSize": 1,
                                   "maxConcurrent": 2, "backoffLimit": 1,
@@ -171,7 +171,7 @@ def test_a_queue_whose_redis_is_down_waits_and_recovers_while_a_job_runs(
     lm = local_mesos(simulate=True)
     url = private_redis.url
     private_redis.stop()
-    d = Docket(store, lm).start()
+    d = Docket(store, lm, resync_seconds=300).start()
     try:
         put_queue(store, "q", {"source": {"type": "redis", "url": url, "key": "k"},
                                "pollIntervalSeconds": 0.2, "template": sim(0.01)})

@@ -483,10 +483,10 @@ def test_snapshot_reads_race_changes_and_still_see_the_snapshot() -> None:
     undo log before the live dict fails this test within a few hundred snapshots.)"""
     import time
 
-    from controller.queues.etcd_items import _UndoLog
+    from controller.queues.snapshots import UndoLog
 
     lock = threading.Lock()
-    log: _UndoLog[int] = _UndoLog(lock)
+    log: UndoLog[int] = UndoLog(lock)
     with lock:
         for i in range(20):
             log.set(f"k{i}", i)

@@ -69,6 +69,10 @@ class World:
     revision: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     conflicts: int = 0
     last_plan: Plan | None = None
+    crash_next: bool = False
+    """The next plan's writes stop after its units (the executor's earlier transactions):
+    its status transaction and Redis operations never happen, as when the controller dies
+    between them."""
 
     # --- producers ---------------------------------------------------------------------------
     def produce(self, payload: bytes) -> str:
@@ -129,7 +133,15 @@ class World:
                     for d in a.items):
                 self.conflicts += 1
                 return
+        # The crash waits for a plan that writes a status (most do something worth losing).
+        crashed = self.crash_next and any(isinstance(a, WriteStatus) for a in plan.actions)
+        if crashed:
+            self.crash_next = False
         for a in plan.actions:
+            final = isinstance(a, WriteStatus | ForgetExecutions | DeleteOwnerData | RedisOp) or (
+                isinstance(a, DeadLetterItems) and a.counted)
+            if crashed and final:
+                continue
             if isinstance(a, ClaimItems):
                 for i in a.item_ids:
                     self.claims[i] = a.value

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.api import QueueStatus
 from controller.reconcile import Launch
 from controller.reconcile.actions import (
     AckItems,
@@ -61,6 +62,20 @@ def test_claims_batches_with_their_intents_up_to_max_concurrent() -> None:
     # Planned again with nothing new: nothing more is claimed (the slots are taken).
     again = world.step(T0)
     assert not of(again, ClaimItems) and not of(again, Launch)
+
+
+def test_intents_committed_without_their_status_keep_their_batch_numbers() -> None:
+    # A plan larger than one transaction: its intents were committed, then the controller
+    # died before the status transaction.
+    world = World(make_queue(batchSize=1, maxConcurrent=3))
+    world.produce(b"a")
+    world.crash_next = True
+    world.step(T0)
+    assert world.status is None and list(world.records) == ["queue.default.q.7.0.0"]
+    world.produce(b"b")
+    (launch,) = of(world.step(T0), Launch)
+    assert launch.task_id == "queue.default.q.7.1.0"
+    assert world.status is not None and world.status.next_batch == 2
 
 
 def test_a_finished_batch_is_acked_counted_once_and_forgotten() -> None:
@@ -184,6 +199,28 @@ def test_stale_claims_are_released_and_their_messages_count_as_pending() -> None
     assert len(of(plan, Launch)) == 1
 
 
+def test_an_older_incarnations_running_task_keeps_its_messages_until_it_ends() -> None:
+    from controller.api import ExecutionRecord
+
+    world = World(make_queue(batchSize=1))
+    world.produce(b"a")
+    old = "queue.default.q.3.0.0"
+    world.claims["m00001"] = "3.0"
+    world.records[old] = ExecutionRecord(task_id=old, index=0, attempt=0,
+                                         state="TASK_RUNNING", agent_id="a1",
+                                         message_ids=["m00001"], message_count=1)
+    plan = world.step(T0)
+    assert [k.task_id for k in plan.actions if type(k).__name__ == "Kill"] == [old]
+    assert not of(plan, ReleaseClaims) and not of(plan, Launch)
+    world.report(old, "TASK_KILLED", T0)
+    plan = world.step(T0)
+    assert of(plan, ForgetExecutions) == [ForgetExecutions((old,))]
+    assert of(plan, ReleaseClaims) == [ReleaseClaims("default", "q", ("m00001",))]
+    plan = world.step(T0)
+    (launch,) = of(plan, Launch)
+    assert launch.task_id == "queue.default.q.7.0.0"
+
+
 def test_suspended_queue_claims_and_launches_nothing_but_running_tasks_finish() -> None:
     world = World(make_queue(batchSize=1, maxConcurrent=2))
     world.produce(b"a")
@@ -211,6 +248,30 @@ def test_deleting_a_queue_kills_its_tasks_then_releases_and_deletes_everything()
     assert world.status is None and not world.records and not world.claims
     assert list(world.items) == ["m00002"], "the unfinished batch's message is back"
     assert world.acked == ["m00001"]
+
+
+def test_a_deleted_queue_that_never_claimed_is_cleaned_up_even_without_its_source() -> None:
+    world = World(None)
+    world.status = QueueStatus(uid=7, phase="Invalid")
+    world.available = False
+    plan = world.step(T0)
+    assert [type(a).__name__ for a in plan.actions] == ["DeleteOwnerData"]
+
+
+def test_a_deleted_redis_queue_waits_for_redis_before_forgetting_its_claims() -> None:
+    world = World(make_queue(source=REDIS), source_type="redis")
+    world.produce(b"a")
+    settle(world, T0)
+    world.queue = None
+    (tid,) = world.records
+    world.report(tid, "TASK_KILLED", T0)
+    world.available = False
+    plan = world.step(T0)
+    assert not plan.actions and plan.requeue_after is not None
+    world.available = True
+    settle(world, T0)
+    assert world.status is None and not world.processing
+    assert list(world.items.values()) == [(b"a", 0)], "the message is back in the list"
 
 
 def test_a_source_that_is_down_shows_a_condition_and_claims_nothing() -> None:
@@ -297,7 +358,7 @@ def test_redis_oversized_message_is_dead_lettered_and_counted_once() -> None:
 
 # --- properties ----------------------------------------------------------------------------------
 EVENTS = st.lists(st.tuples(st.sampled_from(["produce", "run", "finish", "fail", "lose", "tick",
-                                             "plan", "big"]),
+                                             "plan", "big", "crash"]),
                             st.integers(0, 7)), min_size=5, max_size=60)
 
 
@@ -321,6 +382,8 @@ def test_no_message_is_lost_run_twice_at_once_or_counted_twice(
             world.produce(b"B" * 41)
         elif what == "tick":
             now += timedelta(seconds=n)
+        elif what == "crash":
+            world.crash_next = True
         elif target is not None and what == "run":
             world.report(target.task_id, "TASK_RUNNING", now)
         elif target is not None and what in ("finish", "fail", "lose"):

@@ -51,6 +51,14 @@ def test_requeue_after_comes_back_at_its_time() -> None:
     assert q.get(0) == "a"
 
 
+def test_requeue_after_zero_comes_back_at_once() -> None:
+    # A plan that left work for its next pass (a Queue's claims beyond one transaction).
+    c, q, _clock = setup(lambda key: Result(requeue_after=0))
+    q.add("a")
+    assert run_one(c, q) == "requeue_after"
+    assert q.get(0) == "a"
+
+
 def test_transient_error_is_retried_with_growing_backoff() -> None:
     def fail(key: Hashable) -> Result:
         raise RuntimeError("etcd down")
