@@ -40,6 +40,7 @@ class FinishSteps(PlannerState):
             return Plan()
         pending_io = False
         if view.available and self.uid is not None:
+            give_back: set[int] = set()
             for b in self.batches.values():
                 messages = self._messages(b)
                 if b.succeeded and messages:
@@ -52,16 +53,16 @@ class FinishSteps(PlannerState):
                     else:
                         self.late.append(self._redis("ack", b.index))
                 elif not b.succeeded and view.type == "redis" and messages:
-                    pending_io = True
-                    self.late.append(self._redis("give_back", b.index))
+                    give_back.add(b.index)
             if view.type == "redis":
-                for batch in set(self.claiming) | set(view.strays):
-                    if batch in self.batches:
-                        continue
-                    contents = view.processing.get(batch)
-                    if contents is not None or batch in view.strays:
-                        pending_io = True
-                        self.late.append(self._redis("give_back", batch))
+                give_back |= {batch for batch in set(self.claiming) | set(view.strays)
+                              if batch not in self.batches and (
+                                  view.processing.get(batch) is not None
+                                  or batch in view.strays)}
+            # Newest first: each give-back pushes to the head, so the oldest ends up first.
+            for batch in sorted(give_back, reverse=True):
+                pending_io = True
+                self.late.append(self._redis("give_back", batch))
         elif not view.available and self.inp.source is not None and (
                 self.batches or self.claiming or view.type == "redis"):
             # Claimed messages may still be in the source: wait for it rather than strand

@@ -24,7 +24,7 @@ class RedisSteps(PlannerState):
         if view.type != "redis" or not view.available:
             return
         known = set(self.batches) | set(self.claiming)
-        for batch in view.strays:
+        for batch in sorted(view.strays, reverse=True):  # the oldest back at the head last
             if batch not in known:
                 self.late.append(self._redis("give_back", batch))
                 self.more = True

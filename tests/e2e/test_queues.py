@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from controller.api import QueueStatus
 from controller.localmesos import LocalMesos
@@ -64,6 +65,11 @@ def wait_done(store: Store, name: str, total: int, timeout: float = 120.0) -> Qu
     return found
 
 
+def counted(queue: str, result: str) -> float:
+    return REGISTRY.get_sample_value("docket_queue_messages_total", {
+        "namespace": "default", "queue": queue, "result": result}) or 0.0
+
+
 def runs_by_message(lm: LocalMesos, queue: str) -> dict[str, list[tuple[str, str]]]:
     """message -> [(task id, final state)] for every task of `queue` the Mesos master saw."""
     out: dict[str, list[tuple[str, str]]] = {}
@@ -98,6 +104,7 @@ def test_etcd_and_redis_queues_ack_every_message_exactly_once(
         "true", env={"DOCKET_SIM_DURATION": "0.01", "DOCKET_SIM_FAIL_TASKS": FAIL_ONCE})
     common = {"batchSize": 10, "maxConcurrent": 5, "backoffLimit": 2,
               "backoff": {"initialSeconds": 0.05, "maxSeconds": 0.2}, "template": task}
+    before = counted("qe", "succeeded")
     d = Docket(store, lm, resync_seconds=300).start()
     try:
         put_queue(store, "qe", {"source": {"type": "etcd"}, **common})
@@ -118,6 +125,13 @@ def test_etcd_and_redis_queues_ack_every_message_exactly_once(
         # Most executions were forgotten; the recent ones are summarised.
         status = queue_status(store, "qe")
         assert status is not None and len(status.recent_batches) == 10
+        # What the controller exports agrees.
+        assert counted("qe", "succeeded") - before == 1000
+        assert REGISTRY.get_sample_value("docket_queue_pending_messages",
+                                         {"namespace": "default", "queue": "qe"}) == 0
+        assert REGISTRY.get_sample_value("docket_queue_source_up",
+                                         {"namespace": "default", "queue": "qr"}) == 1
+        assert (REGISTRY.get_sample_value("docket_queue_batch_duration_seconds_count") or 0) > 0
     finally:
         d.stop()
         redis_queue.close()
@@ -193,3 +207,51 @@ def test_a_queue_whose_redis_is_down_waits_and_recovers_while_a_job_runs(
         assert status.condition("SourceUnavailable") is None
     finally:
         d.stop()
+
+
+def test_deleting_a_queue_kills_its_tasks_and_gives_its_messages_back(
+        store: Store, local_mesos: Callable[..., LocalMesos], redis_server: RedisServer) -> None:
+    lm = local_mesos(simulate=True)
+    produce_etcd(store, "de", [f"e{n}" for n in range(5)])
+    source = RedisQueue(redis_server.url, "dr")
+    source.push([f"r{n}" for n in range(5)])
+    common = {"batchSize": 1, "maxConcurrent": 2, "template": sim(600)}
+    d = Docket(store, lm, resync_seconds=300).start()
+    try:
+        put_queue(store, "de", {"source": {"type": "etcd"}, **common})
+        put_queue(store, "dr", {"source": {"type": "redis", "url": redis_server.url,
+                                           "key": "dr"}, **common})
+
+        def running(queue: str) -> list[str]:
+            return [t.task_id for t in lm.tasks()
+                    if t.task_id.startswith(f"queue.default.{queue}.")
+                    and t.state == "TASK_RUNNING"]
+        for name in ("de", "dr"):
+            wait_for(lambda name=name: len(running(name)) == 2, 30,
+                     lambda name=name: f"{name}: {queue_status(store, name)}")
+        assert source.length() == 3
+        for name in ("de", "dr"):
+            store.delete_object("queues", "default", name)
+        for name in ("de", "dr"):
+            wait_for(lambda name=name: queue_status(store, name) is None
+                     and not store.list_executions("queues", "default", name), 30,
+                     lambda name=name: f"{name}: {queue_status(store, name)}")
+            states = {t.state for t in lm.tasks()
+                      if t.task_id.startswith(f"queue.default.{name}.")}
+            assert states == {"TASK_KILLED"}
+        # Every message is back where it was, in order; nothing is claimed or dead.
+        items, _ = store.list_raw(store.keys.queue_items_prefix("default", "de"))
+        assert [value for _, value, *_ in items] == [f"e{n}".encode() for n in range(5)]
+        assert store.list_raw(store.keys.queue_claims_prefix("default", "de"))[0] == []
+        assert source.processing_tags("") == []
+        assert source.batch("unused") is None
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis_server.url)
+        try:
+            assert client.lrange("dr", 0, -1) == [f"r{n}".encode() for n in range(5)]
+        finally:
+            client.close()
+    finally:
+        d.stop()
+        source.close()
