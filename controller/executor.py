@@ -339,7 +339,8 @@ class Executor:
     def _launch(self, launches: Sequence[Launch]) -> None:
         if launches:
             self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
-                                              extra_env=a.env) for a in launches)
+                                              extra_env=a.env, health_check=a.health_check)
+                                for a in launches)
 
     def _finish(self, prep: _Prepared, snap: Snapshot, out: Applied, now: datetime,
                 logger: Any) -> None:

@@ -23,6 +23,7 @@ from controller.api.base import (
     Number,
     ObjectMeta,
 )
+from controller.api.service import ServiceSpec
 from controller.api.template import TaskTemplate
 
 ApiVersion = Literal["docket.dev/v1"]
@@ -268,29 +269,6 @@ class QueueSpec(RetryPolicy):
                 raise FieldError("deadLetter.key",
                                  "must be a key prefix starting with '/' for an etcd source")
         return self
-
-
-class UpgradeStrategy(DocketModel):
-    minimum_health_capacity: Number = Field(
-        default=1, ge=0, le=1,
-        description="Share of instances kept healthy during a rollout. Default: 1."
-    )
-    maximum_over_capacity: Number = Field(
-        default=1, ge=0, le=1,
-        description="Share of extra instances allowed during a rollout. Default: 1."
-    )
-
-
-class ServiceSpec(DocketModel):
-    instances: Int = Field(
-        default=1, ge=0, le=MAX_COUNT, description="Instances to keep running. Default: 1."
-    )
-    template: TaskTemplate = Field(description="The long-running task. Required.")
-    upgrade_strategy: UpgradeStrategy = Field(
-        default_factory=UpgradeStrategy,
-        description="Rollout of a new template. Default: minimumHealthCapacity 1, "
-        "maximumOverCapacity 1."
-    )
 
 
 class _Object(DocketModel):

@@ -125,11 +125,37 @@ class QueueStatus(StatusBase):
     last_poll_time: AwareDatetime | None = None
 
 
+class Endpoint(DocketModel):
+    """Where one instance of a Service can be reached."""
+
+    index: int
+    task_id: str
+    host: str | None = None
+    ports: dict[str, int] = Field(
+        default_factory=dict, description="Port name (or PORT<n>) -> host port.")
+    healthy: bool | None = None
+    version: str | None = None
+
+
 class ServiceStatus(StatusBase):
-    desired: int = 0
-    running: int = 0
-    staged: int = 0
-    updated: int = 0
+    phase: Literal["Pending", "Running", "Deploying", "Degraded", "Invalid"] = "Pending"
+    instances: int = Field(default=0, description="Instances wanted.")
+    running: int = Field(default=0, description="Instances reported TASK_RUNNING.")
+    healthy: int = Field(default=0, description="Running and passing the health check (all "
+                         "running ones when there is none).")
+    updated: int = Field(default=0, description="Instances of the current version.")
+    unavailable: int = Field(default=0, description="Instances wanted but not healthy.")
+    version: str | None = Field(default=None, description="The current version: a digest of "
+                                "the template and the health check.")
+    rollout_started_at: AwareDatetime | None = None
+    last_progress_at: AwareDatetime | None = Field(
+        default=None, description="When the rollout last made progress.")
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    consecutive_failures: int = 0
+    backoff_delay_seconds: float = Field(
+        default=0, description="The delay before the next launch after failures.")
+    next_launch_at: AwareDatetime | None = Field(
+        default=None, description="No launch before this (crash-loop backoff).")
 
 
 LAUNCHING = "LAUNCHING"
@@ -162,3 +188,13 @@ class ExecutionRecord(DocketModel):
         default=None, description="A Queue batch's etcd item ids (etcd sources).")
     message_count: int | None = Field(
         default=None, description="How many messages a Queue batch carries.")
+    version: str | None = Field(
+        default=None, description="A Service instance's version (its template's digest).")
+    host_ports: list[int] | None = Field(
+        default=None, description="Host ports the task was given (PORT0..), in order.")
+    healthy: bool | None = Field(
+        default=None, description="The last health check result Mesos reported.")
+    health_changed_at: AwareDatetime | None = Field(
+        default=None, description="When `healthy` last changed.")
+    unreachable_at: AwareDatetime | None = Field(
+        default=None, description="When Mesos reported it TASK_UNREACHABLE.")

@@ -46,6 +46,32 @@ class PortMapping(DocketModel):
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="Default: tcp.")
 
 
+_PORT_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class PortDefinition(DocketModel):
+    """A named port an instance needs: a free host port taken from the offer, given to the
+    task as PORT<n> and PORT_<NAME> (upper case, '-' as '_')."""
+
+    name: str = Field(description="Lowercase letters, digits and '-'. Required.")
+    protocol: Literal["tcp", "udp"] = Field(default="tcp", description="Default: tcp.")
+    container_port: Annotated[Int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="DOCKER BRIDGE: the port inside the container that the host "
+        "port is mapped to. Default: none (the task listens on the host port).")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not _PORT_NAME.match(name):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a "
+                             "letter (at most 63)")
+        return name
+
+    @property
+    def env_name(self) -> str:
+        return "PORT_" + self.name.upper().replace("-", "_")
+
+
 class Parameter(DocketModel):
     key: str = Field(min_length=1, description="Docker CLI parameter name. Required.")
     value: str = Field(description="Docker CLI parameter value. Required.")
@@ -230,6 +256,10 @@ class TaskTemplate(DocketModel):
     labels: dict[str, str] = Field(
         default_factory=dict, description="Mesos task labels. Default: none."
     )
+    ports: list[PortDefinition] = Field(
+        default_factory=list,
+        description="Named host ports, taken from the offer: PORT0.. in this order (before "
+        "portMappings' and resources.ports'), and PORT_<NAME>. Default: none.")
 
     @field_validator("env")
     @classmethod
@@ -239,6 +269,16 @@ class TaskTemplate(DocketModel):
                 raise FieldError(name, "must be a variable name: letters, digits and '_', "
                                  "not starting with a digit")
         return env
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[PortDefinition]) -> list[PortDefinition]:
+        seen: set[str] = set()
+        for port in ports:
+            if port.name in seen:
+                raise ValueError(f"port name {port.name!r} is used twice")
+            seen.add(port.name)
+        return ports
 
     @model_validator(mode="after")
     def _one_of_command_args(self) -> TaskTemplate:

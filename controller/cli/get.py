@@ -268,7 +268,7 @@ def _service_row(entry: Entry, wide: bool) -> list[str]:
         _count(status.updated if status else zero),
     ]
     if wide:
-        row += [_count(status.staged if status else zero), _what(entry), _reason(entry)]
+        row += [_count(status.unavailable if status else zero), _what(entry), _reason(entry)]
     return row
 
 
@@ -281,6 +281,6 @@ _COLUMNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], Row]] = {
     "queues": ((("NAME", "PHASE", "SOURCE", "PENDING", "IN-FLIGHT", "SUCCEEDED", "DEAD",
                  "OLDEST", "ACTIVE"),
                 ("BATCH", "MAX-CONCURRENT", "LAST-POLL", "COMMAND", "REASON")), _queue_row),
-    "services": ((("NAME", "PHASE", "RUNNING", "UPDATED"), ("STAGED", "COMMAND", "REASON")),
+    "services": ((("NAME", "PHASE", "RUNNING", "UPDATED"), ("UNAVAILABLE", "COMMAND", "REASON")),
                  _service_row),
 }

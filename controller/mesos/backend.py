@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from controller.api.service import HealthCheck
 from controller.api.template import TaskTemplate
 
 TERMINAL_STATES = frozenset({
@@ -57,6 +58,8 @@ class LaunchRequest:
     name: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     max_completion_seconds: float | None = None
+    health_check: HealthCheck | None = None
+    """Sent in TaskInfo.health_check: the agent runs it (a Service's instances)."""
 
 
 @dataclass(frozen=True)

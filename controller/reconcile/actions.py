@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from controller.api import StatusBase, TaskTemplate
+from controller.api import HealthCheck, StatusBase, TaskTemplate
 
 
 @dataclass(frozen=True, order=True)
@@ -43,6 +43,8 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     """Extra fields of the intent's ExecutionRecord (a Queue batch's messages)."""
+    health_check: HealthCheck | None = None
+    """For the agent to run (TaskInfo.health_check): a Service's instances."""
 
 
 @dataclass(frozen=True)
