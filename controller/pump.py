@@ -255,7 +255,9 @@ class TaskEventPump:
             # queued, and the periodic resync covers the rest): only wake the owner for
             # endings, kills under way and anything unusual.
             routine = (record.state in _STARTING and new.state in _STARTING
-                       and new.kill_reason is None)
+                       and new.kill_reason is None and new.healthy == record.healthy
+                       and not (controller.kind.wake_on_running and new.state != record.state
+                                and new.state == "TASK_RUNNING"))
             done.append((update, None if routine else controller, owner))
         if changed:
             self._commit(list(changed.items()), extra)

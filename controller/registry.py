@@ -23,6 +23,7 @@ from controller.api import (
     JobPhase,
     JobStatus,
     QueueStatus,
+    ServiceStatus,
     StatusBase,
 )
 from controller.queuekind import (
@@ -48,6 +49,7 @@ from controller.reconcile.cronjob import (
     OwnedJob,
     plan_cronjob,
 )
+from controller.reconcile.service import ServiceInput, plan_service
 from controller.records import OwnerRecords
 from controller.store import Delete, Keys, Put, StoreError
 
@@ -101,6 +103,9 @@ class KindDef:
     """etcd writes to make in the transaction that records a task's update (old record, new
     record): a Queue acks a batch's messages with the record of its success."""
     status_written: Callable[[str, str, StatusBase | None, StatusBase | None], None] | None = None
+    wake_on_running: bool = False
+    """Whether a task reaching TASK_RUNNING wakes its object (a Service's instance is then
+    available; a Job's task running changes nothing of its plan)."""
     """Told of every status written (namespace, name, old, new): a kind's gauges."""
 
 
@@ -198,7 +203,25 @@ CRONJOB = KindDef("CronJob", "cronjobs", CronJobStatus, plan_cronjob_request, ob
 QUEUE = KindDef("Queue", "queues", QueueStatus, plan_queue_request, observe_queue,
                 record_ops=queue_record_ops, status_written=queue_status_written)
 
-KINDS: tuple[KindDef, ...] = (JOB, CRONJOB, QUEUE)
+# --- Service ---------------------------------------------------------------------------------
+def plan_service_request(req: PlanRequest) -> Plan:
+    status = _status(req, ServiceStatus)
+    service: Any = None
+    uid = status.uid if status is not None else None
+    spec_revision = 0
+    if req.cached is not None:
+        service = req.cached.object
+        uid = req.cached.uid
+        spec_revision = req.cached.mod_revision
+    return plan_service(ServiceInput(req.namespace, req.name, service, spec_revision, uid,
+                                     status, [rec for rec, _ in req.records.executions.values()],
+                                     req.now))
+
+
+SERVICE = KindDef("Service", "services", ServiceStatus, plan_service_request,
+                  wake_on_running=True)
+
+KINDS: tuple[KindDef, ...] = (JOB, CRONJOB, QUEUE, SERVICE)
 
 
 def by_name(kinds: tuple[KindDef, ...]) -> Mapping[str, KindDef]:
