@@ -214,6 +214,9 @@ class Manager:
             from controller import queue_metrics
 
             queue_metrics.forget_all()
+        from controller import service_metrics
+
+        service_metrics.forget_all()
 
     def ready(self) -> dict[str, bool]:
         return {"mesos": self.pump.subscribed and self.backend.connected,

@@ -8,7 +8,10 @@ Metrics owned elsewhere are not redefined here: the store defines
 label value, so dashboards show a zero rather than a gap (a controller-runtime habit). No label
 ever names a task, and only the Queue metrics name an object (`namespace`, `queue`): a queue's
 depth and age are what its operators watch, queues are few and long-lived, and a deleted
-Queue's series are removed (`controller/queue_metrics.py` keeps them).
+Queue's series are removed (`controller/queue_metrics.py` keeps them). The Service metrics name
+none: Services may be many and their instances many more, so instances are summed over every
+Service by state, and rollouts, health-check failures and restarts are counted by result or
+reason (`controller/service_metrics.py` keeps them); `docket get services` has the rest.
 """
 
 from __future__ import annotations
@@ -125,6 +128,34 @@ QUEUE_BATCH_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 
+# Services, summed over every Service: no label names an object (set from the statuses and
+# records the controller writes, by controller/service_metrics.py).
+SERVICE_INSTANCE_STATES = ("running", "healthy", "unhealthy", "staging", "unreachable")
+SERVICE_ROLLOUT_RESULTS = ("completed", "stuck")
+SERVICE_RESTART_REASONS = ("failed", "lost", "unhealthy", "unreachable")
+SERVICE_INSTANCES = Gauge(
+    "docket_service_instances",
+    "Service instances by state, summed over every Service: running (TASK_RUNNING), healthy "
+    "(running and passing its health check), unhealthy (wanted but not healthy: status."
+    "unavailable), staging (launched, not running yet), unreachable (agent partitioned).",
+    ["state"],
+)
+SERVICE_ROLLOUTS = Counter(
+    "docket_service_rollouts_total",
+    "Service rollouts that ended (completed) or stopped making progress for "
+    "progressDeadlineSeconds (stuck).", ["result"],
+)
+SERVICE_HEALTH_CHECK_FAILURES = Counter(
+    "docket_service_health_check_failures_total",
+    "Times a Service instance's health, as the agent reported it, turned unhealthy.",
+)
+SERVICE_RESTARTS = Counter(
+    "docket_service_restarts_total",
+    "Service instances that ended on their own and are replaced, by reason: failed (it "
+    "exited or was killed by someone else), lost (its agent or launch failed), unhealthy "
+    "(killed by its health check), unreachable (its agent was partitioned).", ["reason"],
+)
+
 for _kind in KINDS:
     RECONCILE_SECONDS.labels(_kind)
     INVALID_OBJECTS.labels(_kind)
@@ -144,6 +175,12 @@ for _state in TASK_STATES:
     TASKS_ACTIVE.labels(_state)
 for _reason in CRONJOB_MISSED_REASONS:
     CRONJOB_MISSED.labels(_reason)
+for _state in SERVICE_INSTANCE_STATES:
+    SERVICE_INSTANCES.labels(_state)
+for _result in SERVICE_ROLLOUT_RESULTS:
+    SERVICE_ROLLOUTS.labels(_result)
+for _reason in SERVICE_RESTART_REASONS:
+    SERVICE_RESTARTS.labels(_reason)
 LEADER.set(0)
 
 

@@ -201,6 +201,7 @@ class TaskEventPump:
         now = self.now()
         changed: dict[str, tuple[ExecutionRecord, int, KindController, ObjectKey]] = {}
         extra: dict[str, list[Put | Delete]] = {}
+        before: dict[str, ExecutionRecord] = {}
         done: list[tuple[TaskUpdate, KindController | None, ObjectKey | None]] = []
         for update in updates:
             parts = parse_task_id(update.task_id)
@@ -244,6 +245,7 @@ class TaskEventPump:
             new = record_update(record, update, self.framework_id, now)
             if new is not record:
                 changed[key] = (new, revision, controller, owner)
+                before.setdefault(key, record)
                 hook = controller.kind.record_ops
                 if hook is not None:
                     # E.g. a Queue batch's ack: its messages leave the source in the
@@ -261,6 +263,9 @@ class TaskEventPump:
             done.append((update, None if routine else controller, owner))
         if changed:
             self._commit(list(changed.items()), extra)
+            for key, (new, _, controller, _) in changed.items():
+                if controller.kind.record_changed is not None:
+                    controller.kind.record_changed(before[key], new)
         woken: set[tuple[KindController, ObjectKey]] = set()
         for update, to_wake, whom in done:
             self.backend.acknowledge(update)

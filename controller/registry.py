@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from controller import metrics
+from controller import metrics, service_metrics
 from controller.api import (
     CronJobStatus,
     ExecutionRecord,
@@ -103,6 +103,8 @@ class KindDef:
     """etcd writes to make in the transaction that records a task's update (old record, new
     record): a Queue acks a batch's messages with the record of its success."""
     status_written: Callable[[str, str, StatusBase | None, StatusBase | None], None] | None = None
+    record_changed: Callable[[ExecutionRecord, ExecutionRecord], None] | None = None
+    """Told of every task update recorded (old record, new record): a kind's counters."""
     wake_on_running: bool = False
     """Whether a task reaching TASK_RUNNING wakes its object (a Service's instance is then
     available; a Job's task running changes nothing of its plan)."""
@@ -213,13 +215,25 @@ def plan_service_request(req: PlanRequest) -> Plan:
         service = req.cached.object
         uid = req.cached.uid
         spec_revision = req.cached.mod_revision
+    records = [rec for rec, _ in req.records.executions.values()]
+    # The instance gauges follow the records the plan reads, whoever changed them.
+    service_metrics.observe_records(req.namespace, req.name, records)
     return plan_service(ServiceInput(req.namespace, req.name, service, spec_revision, uid,
-                                     status, [rec for rec, _ in req.records.executions.values()],
-                                     req.now))
+                                     status, records, req.now))
+
+
+def _service_status_written(namespace: str, name: str, old: StatusBase | None,
+                            new: StatusBase | None) -> None:
+    if new is None:
+        service_metrics.forget(namespace, name)
+    elif isinstance(new, ServiceStatus):
+        service_metrics.observe_status(namespace, name,
+                                       old if isinstance(old, ServiceStatus) else None, new)
 
 
 SERVICE = KindDef("Service", "services", ServiceStatus, plan_service_request,
-                  wake_on_running=True)
+                  status_written=_service_status_written,
+                  record_changed=service_metrics.observe_record, wake_on_running=True)
 
 KINDS: tuple[KindDef, ...] = (JOB, CRONJOB, QUEUE, SERVICE)
 

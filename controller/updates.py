@@ -14,6 +14,21 @@ wrote the intent and died, or never got to send the launch. The record is marked
 counting a failure or backing off (see controller.reconcile.tasks), and kills the task should it
 turn up after all. Only the record's own previous state tells this apart from a task that once
 ran and was then lost, which is why it is decided here and not in the planner.
+
+A Service instance's record also follows its health, its host ports and its reachability:
+
+- `healthy` is the last health Mesos reported. Mesos sets TaskStatus.healthy only on updates
+  about a health check (and on answers to reconciliation and the TASK_KILLED of a task its
+  check killed), so an update without it keeps the last known value: a plain TASK_RUNNING
+  must not make an unhealthy instance look healthy again, nor a healthy one unknown.
+  `health_changed_at` is the time of the update that changed it.
+- `host_ports` are written once, from the first update that carries them: the adapter knows
+  them only from the launch it made, not after a controller restart, so a later update
+  without them must not erase them, and a task's ports never change.
+- `unreachable_at` is set when the task becomes TASK_UNREACHABLE (again after it came back);
+  repeats of that state keep the first time, since the unreachable strategy's clocks run from
+  it. It stays when the task returns, so the planner can tell a returning original from an
+  instance that never left; `state` tells whether it is unreachable now.
 """
 
 from __future__ import annotations
@@ -68,6 +83,14 @@ def record_update(record: ExecutionRecord, update: TaskUpdate, framework_id: str
         changes["hostname"] = update.hostname
     if update.exit_code is not None:
         changes["exit_code"] = update.exit_code
+    if update.healthy is not None and update.healthy != record.healthy:
+        changes["healthy"] = update.healthy
+        changes["health_changed_at"] = at
+    if update.host_ports is not None and record.host_ports is None:
+        changes["host_ports"] = list(update.host_ports)
+    if update.state == "TASK_UNREACHABLE" and (record.state != "TASK_UNREACHABLE"
+                                               or record.unreachable_at is None):
+        changes["unreachable_at"] = at
     if update.state in _RUNNING and record.started_at is None:
         changes["started_at"] = at
     if update.state in TERMINAL_STATES and record.finished_at is None \

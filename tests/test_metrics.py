@@ -1,5 +1,6 @@
-"""The metrics server over real HTTP, readiness checks, pre-initialised zeros, and the Queue
-metrics kept from statuses (`controller/queue_metrics.py`)."""
+"""The metrics server over real HTTP, readiness checks, pre-initialised zeros, the Queue
+metrics kept from statuses (`controller/queue_metrics.py`) and the Service metrics kept from
+statuses and records (`controller/service_metrics.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller import metrics
-from controller.api import Condition, QueueStatus
+from controller.api import Condition, ExecutionRecord, QueueStatus, ServiceStatus
 from controller.metrics import MetricsServer, ReadinessChecks, parse_address
 
 
@@ -234,3 +235,166 @@ def test_forget_all_when_leadership_is_lost() -> None:
     assert _sample("docket_queue_pending_messages", namespace="team-l", queue="a") == 3
     assert _sample("docket_queue_messages_total", namespace="team-l", queue="a",
                    result="succeeded") == 0
+
+
+# --- Services -----------------------------------------------------------------------------------
+SERVICE_SERIES = {"docket_service_instances", "docket_service_rollouts_total",
+                  "docket_service_health_check_failures_total", "docket_service_restarts_total"}
+
+
+def _service_status(uid: int = 7, reason: str | None = None, **counts: Any) -> ServiceStatus:
+    conditions = []
+    if reason is not None:
+        status = "False" if reason == "ProgressDeadlineExceeded" else "True"
+        conditions.append(Condition(type="Progressing", status=status,
+                                    reason=reason))
+    return ServiceStatus(uid=uid, phase="Running", conditions=conditions, **counts)
+
+
+def _record(state: str, attempt: int = 0, name: str = "web", **fields: Any) -> ExecutionRecord:
+    return ExecutionRecord(task_id=f"service.default.{name}.7.0.{attempt}", index=0,
+                           attempt=attempt, state=state, **fields)
+
+
+def _instances() -> dict[str, float | None]:
+    return {state: _sample("docket_service_instances", state=state)
+            for state in metrics.SERVICE_INSTANCE_STATES}
+
+
+@pytest.fixture
+def service_metrics() -> Iterator[ModuleType]:
+    """The Service metrics module, every Service forgotten before and after (its gauges are
+    sums over all Services, which other tests must not see)."""
+    from controller import service_metrics as module
+
+    module.forget_all()
+    yield module
+    module.forget_all()
+
+
+def test_service_metrics_have_no_per_object_label() -> None:
+    assert metric_names(metrics) >= SERVICE_SERIES
+    labels = {value._name: set(value._labelnames) for value in vars(metrics).values()
+              if isinstance(value, MetricWrapperBase)
+              and value._name.startswith("docket_service_")}
+    assert labels == {"docket_service_instances": {"state"},
+                      "docket_service_rollouts": {"result"},
+                      "docket_service_health_check_failures": set(),
+                      "docket_service_restarts": {"reason"}}
+    # Every label value exists at 0 before any Service is seen.
+    for state in ("running", "healthy", "unhealthy", "staging", "unreachable"):
+        assert _sample("docket_service_instances", state=state) is not None
+    for result in ("completed", "stuck"):
+        assert _sample("docket_service_rollouts_total", result=result) is not None
+    for reason in ("failed", "lost", "unhealthy", "unreachable"):
+        assert _sample("docket_service_restarts_total", reason=reason) is not None
+    assert _sample("docket_service_health_check_failures_total") is not None
+
+
+def test_service_instances_are_summed_over_services(service_metrics: ModuleType) -> None:
+    sm = service_metrics
+    sm.observe_status("a", "web", None, _service_status(running=3, healthy=2, unavailable=1))
+    sm.observe_status("b", "api", None, _service_status(running=2, healthy=2))
+    assert _instances() == {"running": 5, "healthy": 4, "unhealthy": 1, "staging": 0,
+                            "unreachable": 0}
+    # A new status replaces that Service's share, whatever the old one said.
+    sm.observe_status("a", "web", None, _service_status(running=3, healthy=3))
+    assert _instances()["healthy"] == 5 and _instances()["unhealthy"] == 0
+    sm.forget("b", "api")
+    sm.forget("b", "never-seen")
+    assert _instances() == {"running": 3, "healthy": 3, "unhealthy": 0, "staging": 0,
+                            "unreachable": 0}
+
+
+def test_service_instances_staging_and_unreachable_from_records(
+        service_metrics: ModuleType) -> None:
+    sm = service_metrics
+    intent = _record("LAUNCHING")
+    sm.observe_record(None, intent)
+    sm.observe_record(intent, intent)  # seen twice: one task
+    staging = _record("TASK_STAGING")
+    sm.observe_record(intent, staging)
+    other = _record("LAUNCHING", name="api")
+    sm.observe_record(None, other)
+    assert _instances()["staging"] == 2
+    running = _record("TASK_RUNNING")
+    sm.observe_record(staging, running)
+    unreachable = _record("TASK_UNREACHABLE")
+    sm.observe_record(running, unreachable)
+    assert (_instances()["staging"], _instances()["unreachable"]) == (1, 1)
+    # Written off (expungeAfterSeconds): no longer an instance.
+    sm.observe_record(unreachable, _record("TASK_UNREACHABLE", kill_reason="Unreachable"))
+    assert _instances()["unreachable"] == 0
+    # A Job's record is not a Service's.
+    sm.observe_record(None, ExecutionRecord(task_id="job.default.web.7.0.0", index=0,
+                                            attempt=0, state="LAUNCHING"))
+    assert _instances()["staging"] == 1
+    # Rebuilt from every record of a Service (after a restart): exact, counts nothing.
+    sm.observe_records("default", "web", [_record("TASK_STARTING", 3),
+                                          _record("TASK_UNREACHABLE", 4),
+                                          _record("TASK_FAILED", 5)])
+    assert (_instances()["staging"], _instances()["unreachable"]) == (2, 1)
+    sm.forget("default", "web")
+    assert (_instances()["staging"], _instances()["unreachable"]) == (1, 0)
+    sm.forget_all()
+    assert set(_instances().values()) == {0}
+
+
+def test_service_rollouts_counted_on_transitions(service_metrics: ModuleType) -> None:
+    sm = service_metrics
+
+    def rollouts() -> tuple[float | None, float | None]:
+        return (_sample("docket_service_rollouts_total", result="completed"),
+                _sample("docket_service_rollouts_total", result="stuck"))
+
+    done0, stuck0 = rollouts()
+    assert done0 is not None and stuck0 is not None
+    rolling = _service_status(reason="RollingOut")
+    stuck = _service_status(reason="ProgressDeadlineExceeded")
+    complete = _service_status(reason="RolloutComplete")
+    sm.observe_status("default", "web", None, rolling)
+    sm.observe_status("default", "web", rolling, stuck)
+    sm.observe_status("default", "web", stuck, stuck)  # written again: nothing more
+    assert rollouts() == (done0, stuck0 + 1)
+    sm.observe_status("default", "web", stuck, complete)
+    sm.observe_status("default", "web", complete, complete)
+    assert rollouts() == (done0 + 1, stuck0 + 1)
+    # A new incarnation (another uid) counts its own first rollout.
+    sm.observe_status("default", "web", complete, _service_status(uid=8,
+                                                                  reason="RolloutComplete"))
+    assert rollouts() == (done0 + 2, stuck0 + 1)
+
+
+def test_service_health_check_failures_and_restarts(service_metrics: ModuleType) -> None:
+    sm = service_metrics
+
+    def restarts(reason: str) -> float:
+        return _sample("docket_service_restarts_total", reason=reason) or 0
+
+    before = {r: restarts(r) for r in ("failed", "lost", "unhealthy", "unreachable")}
+    failures0 = _sample("docket_service_health_check_failures_total") or 0
+    running = _record("TASK_RUNNING")
+    sick = _record("TASK_RUNNING", healthy=False)
+    sm.observe_record(running, _record("TASK_RUNNING", healthy=True))
+    sm.observe_record(running, sick)  # unknown -> unhealthy: a failure
+    sm.observe_record(sick, sick)  # repeated: nothing more
+    healthy = _record("TASK_RUNNING", healthy=True)
+    sm.observe_record(healthy, sick)  # healthy -> unhealthy: another
+    assert _sample("docket_service_health_check_failures_total") == failures0 + 2
+
+    killed = _record("TASK_KILLED", healthy=False, reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED")
+    sm.observe_record(sick, killed)  # its check killed it
+    sm.observe_record(killed, killed)  # resent
+    sm.observe_record(running, _record("TASK_FAILED", exit_code=1))
+    sm.observe_record(running, _record("TASK_FINISHED", exit_code=0))  # a service must not end
+    sm.observe_record(running, _record("TASK_LOST"))
+    sm.observe_record(running, _record("TASK_FAILED", reason="REASON_AGENT_REMOVED"))
+    unreachable = _record("TASK_UNREACHABLE")
+    sm.observe_record(running, unreachable)
+    sm.observe_record(unreachable, _record("TASK_GONE"))  # the same instance: counted once
+    # Not restarts: Docket's own kills, and an intent Mesos never saw.
+    sm.observe_record(running, _record("TASK_KILLED", kill_reason="VersionReplaced"))
+    sm.observe_record(running, _record("TASK_KILLED", kill_reason="ScaledDown"))
+    sm.observe_record(_record("LAUNCHING"), _record("TASK_UNKNOWN"))
+    assert {r: restarts(r) - before[r] for r in before} == {
+        "failed": 2, "lost": 2, "unhealthy": 1, "unreachable": 1}

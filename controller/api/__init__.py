@@ -43,12 +43,12 @@ from controller.api.kinds import (
     QueueSpec,
     RedisSource,
     Service,
-    ServiceSpec,
 )
 from controller.api.service import (
     HealthCheck,
     HealthCheckType,
     KillSelection,
+    ServiceSpec,
     UnreachableStrategy,
     UpgradeStrategy,
 )

@@ -11,11 +11,20 @@ A Queue's task attempts are grouped by batch: its status' exact counts (pending,
 succeeded, dead-lettered), the recent finished batches it keeps in status (their records are
 deleted once done), and its open batches from their execution records — the latest attempt of
 each, with how many messages it carries and how many attempts it took.
+
+A Service shows what it keeps and how: instances, version (the digest of template and health
+check, as the controller computes it), ports, health check, upgrade strategy, kill selection,
+crash-loop backoff and unreachable strategy; its status' counts, rollout (started, last
+progress) and backoff delay; then its instances, one line per instance that may be running
+(from its execution record, with the host and ports of its endpoint in status): index, task,
+state, host, ports, health, version (old ones marked) and start; and its ended instances, with
+their exit codes and reasons, as executions.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -34,6 +43,8 @@ if TYPE_CHECKING:
         Queue,
         QueueSpec,
         QueueStatus,
+        Service,
+        ServiceStatus,
         TaskTemplate,
     )
     from controller.cli._output import Entry
@@ -41,7 +52,7 @@ if TYPE_CHECKING:
 
 NAME = "describe"
 HELP = ("Show one object in detail: spec summary, status, conditions and recent executions "
-        "(a CronJob: its recent Jobs).")
+        "(a CronJob: its recent Jobs; a Service: its instances).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="NS/NAME", help="The object: NS/NAME, or NAME with -n.")
     add_namespace_argument(parser)
     parser.add_argument("--executions", type=int, default=20, metavar="N",
-                        help="Show the N most recent executions (a Queue: open batches); 0 for "
-                             "all.")
+                        help="Show the N most recent executions (a Queue: open batches; a "
+                             "Service: ended instances); 0 for all.")
     parser.add_argument("--jobs", type=int, default=10, metavar="N",
                         help="CronJob: show its N most recent Jobs; 0 for all.")
     add_store_arguments(parser)
@@ -115,6 +126,8 @@ def render(entry: Entry, records: list[ExecutionRecord], *, key: str, limit: int
         status = entry.status if isinstance(entry.status, QueueStatus) else None
         lines.append(_recent_batches(status))
         lines.append(_open_batches(records, stored.uid, limit))
+    elif obj.kind == "Service":
+        lines += _service_instances(entry, records, limit)
     else:
         lines.append(_executions(records, limit))
     return "\n".join(lines)
@@ -189,7 +202,7 @@ def _spec_lines(obj: object, entry: Entry, keys: Keys) -> list[str]:
     if isinstance(obj, Queue):
         return _queue_spec_lines(obj, entry, keys)
     if isinstance(obj, Service):
-        return [f"Instances:    {obj.spec.instances}", *_template_lines(obj.spec.template)]
+        return _service_spec_lines(obj)
     return []
 
 
@@ -211,7 +224,7 @@ def _queue_spec_lines(queue: Queue, entry: Entry, keys: Keys) -> list[str]:
 
 
 def _status_lines(entry: Entry) -> list[str]:
-    from controller.api import CronJobStatus, JobStatus, QueueStatus
+    from controller.api import CronJobStatus, JobStatus, QueueStatus, ServiceStatus
     from controller.cli._output import between, human_duration, timestamp
 
     status = entry.status
@@ -232,6 +245,8 @@ def _status_lines(entry: Entry) -> list[str]:
         out += _cronjob_status_lines(status)
     elif isinstance(status, QueueStatus):
         out += _queue_status_lines(status)
+    elif isinstance(status, ServiceStatus):
+        out += _service_status_lines(status)
     else:
         skip = {"phase", "conditions", "observed_revision", "uid"}
         for field, value in status.model_dump(exclude_none=True).items():
@@ -379,15 +394,15 @@ def _when(record: ExecutionRecord) -> tuple[bool, object, int, int]:
     return (first is None, first, record.index, record.attempt)
 
 
-def _executions(records: list[ExecutionRecord], limit: int) -> str:
+def _executions(records: list[ExecutionRecord], limit: int, what: str = "Executions") -> str:
     from controller.cli._output import human_duration, table, timestamp
 
     ordered = sorted(records, key=_when)
     shown = ordered[-limit:] if limit > 0 else ordered
-    title = (f"Executions ({len(records)}):" if len(shown) == len(records)
-             else f"Executions (latest {len(shown)} of {len(records)}):")
+    title = (f"{what} ({len(records)}):" if len(shown) == len(records)
+             else f"{what} (latest {len(shown)} of {len(records)}):")
     if not records:
-        return "Executions:\n  <none>"
+        return f"{what}:\n  <none>"
     rows = []
     for r in shown:
         duration = r.duration_seconds
@@ -401,3 +416,151 @@ def _executions(records: list[ExecutionRecord], limit: int) -> str:
     return title + "\n" + table(
         ("TASK-ID", "INDEX", "ATTEMPT", "STATE", "REASON", "EXIT", "HOST", "STARTED",
          "FINISHED", "DURATION"), rows, indent="  ")
+
+
+# --- Services -----------------------------------------------------------------------------------
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _service_spec_lines(service: Service) -> list[str]:
+    from controller.reconcile.service import service_version
+
+    s = service.spec
+    t = s.template
+    out = [f"Instances:    {s.instances} (kill selection {s.kill_selection})",
+           f"Version:      {service_version(s)} (digest of the template and health check)",
+           *_template_lines(t)]
+    ports = [f"{p.name} (PORT{i}, {p.protocol}"
+             + (f", container port {p.container_port})" if p.container_port else ")")
+             for i, p in enumerate(t.ports)]
+    mapped = len(t.container.port_mappings) if t.container is not None else 0
+    if mapped:
+        ports.append(f"{mapped} port mapping(s)")
+    if t.resources.ports:
+        ports.append(f"{t.resources.ports} unnamed")
+    out.append("Ports:        " + (", ".join(ports) or "none"))
+    if t.labels:
+        out.append("Task labels:  " + ", ".join(f"{k}={v}" for k, v in sorted(t.labels.items())))
+    out.append(f"Health check: {_health_check_text(service)}")
+    u = s.upgrade_strategy
+    floor = math.ceil(s.instances * u.minimum_health_capacity - 1e-9)
+    ceiling = math.floor(s.instances * (1 + u.maximum_over_capacity) + 1e-9)
+    out.append(f"Upgrade:      minimumHealthCapacity {u.minimum_health_capacity:g} (at least "
+               f"{floor} healthy), maximumOverCapacity {u.maximum_over_capacity:g} (at most "
+               f"{ceiling} instances); progress deadline {_seconds(s.progress_deadline_seconds)}"
+               f"; old instances killed with {_seconds(t.kill_grace_period_seconds)} grace")
+    out.append(f"Backoff:      {_seconds(s.backoff_seconds)} x{s.backoff_factor:g} per "
+               f"consecutive failure, up to {_seconds(s.max_launch_delay_seconds)}")
+    un = s.unreachable_strategy
+    out.append(f"Unreachable:  replaced after {_seconds(un.inactive_after_seconds)}, written off "
+               f"(killed if it returns) after {_seconds(un.expunge_after_seconds)}")
+    return out
+
+
+def _health_check_text(service: Service) -> str:
+    hc = service.spec.health_check
+    if hc is None:
+        return "none (an instance is healthy once RUNNING)"
+    if hc.type == "COMMAND":
+        probe = f"COMMAND {hc.command!r}"
+    else:
+        port = hc.port_name if hc.port_name is not None else f"PORT{hc.port_index or 0}"
+        probe = (f"HTTP GET {hc.path} on port {port}" if hc.type == "HTTP"
+                 else f"TCP on port {port}")
+    killed = (f"killed after {hc.max_consecutive_failures} failures in a row"
+              if hc.max_consecutive_failures else "never killed")
+    return (f"{probe}; every {_seconds(hc.interval_seconds)} (timeout "
+            f"{_seconds(hc.timeout_seconds)}) from {_seconds(hc.delay_seconds)} after the start;"
+            f" failures ignored for {_seconds(hc.grace_period_seconds)} until the first "
+            f"success; {killed}")
+
+
+def _service_status_lines(status: ServiceStatus) -> list[str]:
+    from controller.cli._output import age, human_duration, timestamp, until
+
+    def ago(t: datetime | None) -> str:
+        return f"{timestamp(t)} ({age(t)} ago)" if t is not None else "-"
+
+    out = [f"Instances:    {status.instances} wanted, {status.running} running, "
+           f"{status.healthy} healthy, {status.updated} updated, {status.unavailable} "
+           "unavailable",
+           f"Version:      {status.version or '-'}"]
+    if status.rollout_started_at is not None:
+        out.append(f"Rollout:      started {ago(status.rollout_started_at)}, last progress "
+                   f"{ago(status.last_progress_at)}")
+    else:
+        out.append("Rollout:      none in progress")
+    if status.consecutive_failures:
+        nxt = status.next_launch_at
+        when = (f"; next launch not before {timestamp(nxt)} ({until(nxt)})" if nxt is not None
+                else "; next launch now")
+        out.append(f"Backoff:      {human_duration(status.backoff_delay_seconds)} after "
+                   f"{status.consecutive_failures} consecutive failure(s){when}")
+    else:
+        out.append("Backoff:      none (no recent failure)")
+    return out
+
+
+def _service_instances(entry: Entry, records: list[ExecutionRecord], limit: int) -> list[str]:
+    """The instances that may be running (one line each, by index), then the ended ones."""
+    from controller.api import Endpoint, Service, ServiceStatus
+    from controller.cli._output import table, timestamp
+    from controller.reconcile.taskid import parse_task_id
+    from controller.reconcile.tasks import TERMINAL_STATES
+
+    stored = entry.stored
+    service = stored.object if isinstance(stored.object, Service) else None
+    status = entry.status if isinstance(entry.status, ServiceStatus) else None
+    names = [p.name for p in service.spec.template.ports] if service is not None else []
+    has_check = service is not None and service.spec.health_check is not None
+    endpoints: dict[str, Endpoint] = {e.task_id: e for e in status.endpoints} if status else {}
+    current, earlier = [], 0
+    for r in records:
+        parts = parse_task_id(r.task_id)
+        if parts is not None and parts.uid != stored.uid:
+            earlier += 1  # of a Service deleted before this one was created
+        else:
+            current.append(r)
+    live = [r for r in current if r.state not in TERMINAL_STATES
+            or (r.state == "TASK_UNREACHABLE" and r.kill_reason is None)]
+    ended = [r for r in current if r not in live]
+
+    def ports(found: dict[str, int]) -> str:
+        return ",".join(f"{k}={v}" for k, v in found.items()) or "-"
+
+    def version(v: str | None) -> str:
+        if v is None:
+            return "-"
+        return f"{v} (old)" if status is not None and status.version and v != status.version \
+            else v
+
+    rows = []
+    for r in sorted(live, key=lambda x: (x.index, x.attempt)):
+        ep = endpoints.get(r.task_id)
+        found = ep.ports if ep is not None else {
+            (names[i] if i < len(names) else f"PORT{i}"): p
+            for i, p in enumerate(r.host_ports or ())}
+        if not has_check:
+            health = "-"  # none: healthy once RUNNING
+        elif r.healthy is None:
+            health = "unknown"  # not reported yet (or within the grace period)
+        else:
+            health = "healthy" if r.healthy else "unhealthy"
+        state = r.state + (f" ({r.kill_reason})" if r.kill_reason else "")
+        rows.append((str(r.index), r.task_id, state, r.hostname or (ep.host if ep else None)
+                     or "-", ports(found), health, version(r.version), timestamp(r.started_at)))
+    known = {r.task_id for r in current}
+    for ep in sorted(endpoints.values(), key=lambda e: e.index):
+        if ep.task_id not in known:  # its record was read before the status was written
+            health = "-" if ep.healthy is None else ("healthy" if ep.healthy else "unhealthy")
+            rows.append((str(ep.index), ep.task_id, "TASK_RUNNING (status)", ep.host or "-",
+                         ports(ep.ports), health, version(ep.version), "-"))
+    out = [f"Instances ({len(rows)}):\n" + table(
+        ("INDEX", "TASK", "STATE", "HOST", "PORTS", "HEALTH", "VERSION", "STARTED"), rows,
+        indent="  ") if rows else "Instances:\n  <none>"]
+    out.append(_executions(ended, limit, "Ended instances"))
+    if earlier:
+        out.append(f"  ({earlier} execution record(s) of an earlier Service of this name, "
+                   "being cleaned up)")
+    return out

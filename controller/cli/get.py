@@ -14,6 +14,13 @@ there, since it has no next slot.
 Queues show their exact counts from status (PENDING in the source and not claimed, IN-FLIGHT
 in open batches, SUCCEEDED and DEAD since creation), how long the OLDEST pending message has
 waited (in its largest unit: 45s, 3m, 2h) and the ACTIVE tasks.
+
+Services show INSTANCES as healthy/wanted (kubectl's READY), the instances RUNNING, HEALTHY
+(running and passing the health check, or running when there is none) and UPDATED (of the
+current version); AGE counts from the oldest instant the status holds (its first condition,
+typically when the controller first acted on it). `-o wide` adds the VERSION (the digest of
+template and health check), the UNAVAILABLE instances (wanted but not healthy) and the
+crash-loop BACKOFF delay before the next launch ('-' when nothing failed).
 """
 
 from __future__ import annotations
@@ -256,20 +263,52 @@ def _coarse(seconds: int | None) -> str:
 
 def _service_row(entry: Entry, wide: bool) -> list[str]:
     from controller.api import Service, ServiceStatus
+    from controller.cli._output import age, human_duration
 
     obj = entry.stored.object
     spec = obj.spec if isinstance(obj, Service) else None
     status = entry.status if isinstance(entry.status, ServiceStatus) else None
     zero = None if entry.invalid else 0
+    healthy = status.healthy if status else zero
+    known = [c.last_transition_time for c in status.conditions] if status else []
+    if status is not None:
+        known.append(status.rollout_started_at)
     row = [
         entry.stored.name, entry.phase,
-        f"{_count(status.running if status else zero)}/"
-        f"{_count(spec.instances if spec else None)}",
+        f"{_count(healthy)}/{_count(spec.instances if spec else None)}",
+        _count(status.running if status else zero), _count(healthy),
         _count(status.updated if status else zero),
+        age(min((t for t in known if t is not None), default=None)),
     ]
     if wide:
-        row += [_count(status.unavailable if status else zero), _what(entry), _reason(entry)]
+        backoff = "-"
+        if status is not None and status.consecutive_failures:
+            backoff = human_duration(status.backoff_delay_seconds)
+        row += [status.version if status and status.version else "-",
+                _count(status.unavailable if status else zero), backoff,
+                _what(entry), _service_reason(entry)]
     return row
+
+
+def _service_reason(entry: Entry) -> str:
+    """What explains a Service's phase: a stuck rollout's condition, a rollout's progress, or
+    (Degraded) its availability; otherwise what `_reason` says."""
+    from controller.api import ServiceStatus
+
+    status = entry.status if isinstance(entry.status, ServiceStatus) else None
+    if entry.invalid is not None or status is None:
+        return _reason(entry)
+    progressing = status.condition("Progressing")
+    available = status.condition("Available")
+    pick = None
+    if progressing is not None and (progressing.status == "False"
+                                    or status.phase == "Deploying"):
+        pick = progressing
+    elif status.phase == "Degraded" and available is not None:
+        pick = available
+    if pick is None:
+        return _reason(entry)
+    return f"{pick.reason}: {pick.message}" if pick.message else pick.reason
 
 
 _COLUMNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], Row]] = {
@@ -281,6 +320,6 @@ _COLUMNS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], Row]] = {
     "queues": ((("NAME", "PHASE", "SOURCE", "PENDING", "IN-FLIGHT", "SUCCEEDED", "DEAD",
                  "OLDEST", "ACTIVE"),
                 ("BATCH", "MAX-CONCURRENT", "LAST-POLL", "COMMAND", "REASON")), _queue_row),
-    "services": ((("NAME", "PHASE", "RUNNING", "UPDATED"), ("UNAVAILABLE", "COMMAND", "REASON")),
-                 _service_row),
+    "services": ((("NAME", "PHASE", "INSTANCES", "RUNNING", "HEALTHY", "UPDATED", "AGE"),
+                  ("VERSION", "UNAVAILABLE", "BACKOFF", "COMMAND", "REASON")), _service_row),
 }

@@ -9,6 +9,16 @@ period is over; `max_completion_time` fails the task with REASON_MAX_COMPLETION_
 Tasks that need a container image run with `docker run` when a Docker engine answers, and
 otherwise fail as Mesos does when the Docker containerizer is missing.
 
+A task with a `health_check` is health checked as the command executor does it (health.py
+probes; what the executor makes of a verdict is here): the checker starts with the task,
+just before its TASK_RUNNING; each verdict it reports becomes a TASK_RUNNING update with
+`healthy` and reason REASON_TASK_HEALTH_CHECK_STATUS_UPDATED (so the first healthy one, and
+every unhealthy one); the verdict that reaches `consecutive_failures` also kills the task as
+a scheduler's KILL would (SIGTERM, the task's kill policy grace, TASK_KILLING for frameworks
+that asked for it), and its TASK_KILLED carries `healthy: false`. Nothing is reported once
+the task is being killed or has ended, and the checker's thread is joined before the task's
+terminal update.
+
 Each task's command executor runs in a sandbox of its own, laid out as a Mesos agent lays
 it out (`<work_dir>/slaves/<agent>/frameworks/<framework>/executors/<executor>/runs/
 <container>`, with `runs/latest` a link to the newest run). The agent remembers its
@@ -20,6 +30,14 @@ variables or labels DOCKET_SIM_DURATION (seconds) and DOCKET_SIM_EXIT_CODE (or, 
 id matches the regular expression DOCKET_SIM_FAIL_TASKS, exit code 1: some attempts of a kind
 fail, the rest succeed), and the master's timer heap plays its life, so one machine carries
 thousands of agents and tasks.
+
+Simulated tasks with a `health_check` report health as a real agent's would, on the same
+schedule (delay, interval, grace period, consecutive failures) in the timer heap's time, from
+the task's TASK_RUNNING on; their probes pass unless the variable or label
+DOCKET_SIM_HEALTHY is false (then every probe fails) or DOCKET_SIM_UNHEALTHY_AFTER (seconds)
+says from when on they fail. A task killed by its health check ends TASK_KILLED with
+`healthy: false`, as on a real agent. Tasks without a health check never report health,
+whatever these say.
 """
 
 from __future__ import annotations
@@ -42,7 +60,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from controller.localmesos.health import (
+    HEALTH_REASON,
+    HealthChecker,
+    HealthCheckSpec,
+    Verdict,
+    simulated_verdicts,
+)
+from controller.localmesos.tasks import kill_grace
+
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from controller.localmesos.master import Master
     from controller.localmesos.models import Task
 
@@ -51,6 +80,11 @@ log = structlog.get_logger("docket.localmesos.agent")
 SIM_DURATION = "DOCKET_SIM_DURATION"
 SIM_EXIT_CODE = "DOCKET_SIM_EXIT_CODE"
 SIM_FAIL_TASKS = "DOCKET_SIM_FAIL_TASKS"
+SIM_HEALTHY = "DOCKET_SIM_HEALTHY"
+SIM_UNHEALTHY_AFTER = "DOCKET_SIM_UNHEALTHY_AFTER"
+# How long an executor waits for its health checker's thread once the task has ended: a
+# probe is aborted at once, so this is only a bound against a probe that cannot be.
+HEALTH_JOIN_SECONDS = 10.0
 
 # How much a Mesos agent remembers of what has completed (src/slave/constants.hpp
 # MAX_COMPLETED_FRAMEWORKS; the default of --max_completed_executors_per_framework).
@@ -144,6 +178,9 @@ class RealRuntime:
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._killed: set[tuple[str, str]] = set()
         self._timed_out: set[tuple[str, str]] = set()
+        # Health checkers of running tasks, and the tasks their checks killed.
+        self._checkers: dict[tuple[str, str], HealthChecker] = {}
+        self._health_killed: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         # Executor threads, joined on shutdown: none may still write into a sandbox that the
         # cluster is about to delete. Once shut down, a task that starts is killed at once.
@@ -255,18 +292,30 @@ class RealRuntime:
             argv = ["docker", "run", "--rm", "-v", f"{sandbox}:/mnt/mesos/sandbox",
                     *[f"-e{k}={v}" for k, v in task_env(info).items()], image, *argv]
         self._update(task, "TASK_STARTING")
+        spec = HealthCheckSpec.from_task(info)
         try:
-            with open(sandbox / "stdout", "wb") as out, open(sandbox / "stderr", "wb") as err:
+            # Appended to, not just written: command health checks write to the same stderr
+            # (the executor's, in Mesos) while the task runs.
+            with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
                 proc = subprocess.Popen(argv, cwd=sandbox, env=env, stdout=out, stderr=err,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             self._update(task, "TASK_FAILED", source="SOURCE_EXECUTOR",
                          message=f"Failed to launch command: {exc}")
             return
+        checker = None
         with self._lock:
             self._procs[key] = proc
             killed_early = key in self._killed or self._shut
+            if spec is not None and not killed_early:
+                # Made before TASK_RUNNING is sent, as the executor makes it: its grace
+                # period runs from here, and no verdict can precede that update.
+                checker = self._checkers[key] = HealthChecker(
+                    spec, task.task_id, cwd=sandbox, env=env, timers=self.master.timers,
+                    report=functools.partial(self._health, task, key))
         self._update(task, "TASK_RUNNING", container_status={"executor_pid": proc.pid})
+        if checker is not None:
+            checker.start()
         if killed_early:
             self._signal(proc, signal.SIGKILL)
         mct = ((info.get("max_completion_time") or {}).get("nanoseconds"))
@@ -277,14 +326,25 @@ class RealRuntime:
         if timer:
             timer.cancel()
         with self._lock:
+            # Gone from `_procs`: the task has terminated, and a verdict still on its way
+            # is dropped (`_health`).
             self._procs.pop(key, None)
+            checker = self._checkers.pop(key, None)
             killed = key in self._killed
             timed_out = key in self._timed_out
+            # The executor marks the end of a task its health check killed (`healthy`).
+            healthy = False if key in self._health_killed else None
+        if checker is not None:
+            checker.stop()
+            checker.join(HEALTH_JOIN_SECONDS)
+            if checker.alive:
+                log.warning("health checker did not stop", task_id=task.task_id)
         if timed_out:
             self._update(task, "TASK_FAILED", reason="REASON_MAX_COMPLETION_TIME_REACHED",
-                         message=_exit_message(returncode))
+                         message=_exit_message(returncode), healthy=healthy)
         elif killed:
-            self._update(task, "TASK_KILLED", message=_exit_message(returncode))
+            self._update(task, "TASK_KILLED", message=_exit_message(returncode),
+                         healthy=healthy)
         elif returncode == 0:
             self._update(task, "TASK_FINISHED", message=_exit_message(returncode))
         else:
@@ -298,7 +358,29 @@ class RealRuntime:
     def _timeout(self, key: tuple[str, str], proc: subprocess.Popen[bytes]) -> None:
         with self._lock:
             self._timed_out.add(key)
+            checker = self._checkers.get(key)
+        if checker is not None:
+            checker.stop()  # the executor stops checking a task it kills
         self._signal(proc, signal.SIGKILL)
+
+    def _health(self, task: Task, key: tuple[str, str], verdict: Verdict) -> None:
+        """A verdict of the task's health checker, as the command executor's
+        `taskHealthUpdated` takes it (on the checker's thread): dropped once the task is
+        being killed or has terminated, else a TASK_RUNNING update with `healthy`, and a
+        kill with the task's own kill policy when the checker says so."""
+        with self.master.lock:  # before `_lock`, as a KILL from the master takes them
+            with self._lock:
+                live = (key in self._procs and key not in self._killed
+                        and key not in self._timed_out and not self._shut)
+                if live and verdict.kill_task:
+                    self._health_killed.add(key)
+            if not live:
+                return
+            self._update(task, "TASK_RUNNING", reason=HEALTH_REASON, healthy=verdict.healthy)
+            if verdict.kill_task:
+                fw = self.master.frameworks.get(task.framework_id)
+                killing = fw is not None and "TASK_KILLING_STATE" in fw.capabilities
+                self.kill(task, kill_grace(task.info.get("kill_policy")), killing)
 
     def kill(self, task: Task, grace_seconds: float, killing_state: bool) -> None:
         key = (task.framework_id, task.task_id)
@@ -307,6 +389,9 @@ class RealRuntime:
                 return
             self._killed.add(key)
             proc = self._procs.get(key)
+            checker = self._checkers.get(key)
+        if checker is not None:
+            checker.stop()  # the executor stops checking a task it kills
         if proc is None:
             return  # not started yet: it is killed as soon as it starts
         if killing_state:
@@ -324,6 +409,9 @@ class RealRuntime:
             self._shut = True
             procs = list(self._procs.items())
             self._killed.update(k for k, _ in procs)
+            checkers = list(self._checkers.values())
+        for checker in checkers:
+            checker.stop()  # joined by their executor threads, joined below
         for _, proc in procs:
             self._signal(proc, signal.SIGKILL)
         deadline = time.monotonic() + 5
@@ -343,16 +431,23 @@ class SimulatedRuntime:
     reports all their TASK_STARTING and TASK_RUNNING updates under one hold of the master lock,
     and those with the same duration finish on one timer too, so a burst of launches costs the
     timer thread a couple of wake-ups and the stream one write per state instead of one each.
-    A task's run time is counted from the moment its TASK_RUNNING is reported."""
+    A task's run time is counted from the moment its TASK_RUNNING is reported.
+
+    Health is played the same way: tasks started together with the same health check and
+    the same simulated health share one lazy sequence of verdicts (`simulated_verdicts`) and
+    one timer per verdict, so a healthy task costs one timer in all, and only an unhealthy
+    one costs a timer per reported failure."""
 
     def __init__(self, master: Master, default_duration: float = 0.1) -> None:
         self.master = master
         self.agent_id = ""
         self.default_duration = default_duration
         self._done: set[tuple[str, str]] = set()
-        # Launched, not yet started: (task, duration, exit code, max_completion_time hit).
+        # Launched, not yet started: (task, duration, exit code, max_completion_time hit,
+        # health: the check and when its probes start failing, or None without a check).
         # Guarded by the master lock, under which launches arrive.
-        self._launched: list[tuple[Task, float, int, bool]] = []
+        self._launched: list[tuple[Task, float, int, bool, _SimHealth | None]] = []
+        self._shut = False
 
     def launch(self, task: Task) -> None:
         settings = {**task_labels(task.info), **task_env(task.info)}
@@ -368,20 +463,54 @@ class SimulatedRuntime:
         timed_out = mct is not None and mct / 1e9 < duration
         if timed_out:
             duration = mct / 1e9  # type: ignore[operator]
-        self._launched.append((task, duration, code, timed_out))
+        self._launched.append((task, duration, code, timed_out, _sim_health(task, settings)))
         if len(self._launched) == 1:
             self.master.timers.call_soon(self._start_launched)
 
     def _start_launched(self) -> None:
         finishing: dict[float, list[tuple[Task, int, bool]]] = {}
+        checked: dict[_SimHealth, list[Task]] = {}
         with self.master.lock:
             launched, self._launched = self._launched, []
-            for task, duration, code, timed_out in launched:
+            for task, duration, code, timed_out, health in launched:
                 self._update(task, "TASK_STARTING")
                 self._update(task, "TASK_RUNNING")
                 finishing.setdefault(duration, []).append((task, code, timed_out))
+                if health is not None:
+                    checked.setdefault(health, []).append(task)
+            started = time.monotonic()  # when the checkers start: their time 0
         for duration, tasks in finishing.items():
             self.master.timers.call_later(duration, functools.partial(self._finish, tasks))
+        for (spec, unhealthy_from), group in checked.items():
+            self._next_verdict(simulated_verdicts(spec, unhealthy_from), group, started)
+
+    def _next_verdict(self, verdicts: Iterator[tuple[float, Verdict]], tasks: list[Task],
+                      started: float) -> None:
+        """Schedule the next verdict of these tasks' (shared) checker, if there is one."""
+        upcoming = next(verdicts, None)
+        if upcoming is None or self._shut:
+            return
+        at, verdict = upcoming
+        self.master.timers.call_later(
+            started + at - time.monotonic(),
+            functools.partial(self._verdict, verdicts, tasks, started, verdict))
+
+    def _verdict(self, verdicts: Iterator[tuple[float, Verdict]], tasks: list[Task],
+                 started: float, verdict: Verdict) -> None:
+        """Report a verdict for every task still running, as the executor would (see
+        RealRuntime._health); the tasks that have ended drop out of the sequence."""
+        with self.master.lock:
+            live = [t for t in tasks if (t.framework_id, t.task_id) not in self._done]
+            for task in live:
+                self._update(task, "TASK_RUNNING", reason=HEALTH_REASON,
+                             healthy=verdict.healthy)
+                if verdict.kill_task:
+                    fw = self.master.frameworks.get(task.framework_id)
+                    killing = fw is not None and "TASK_KILLING_STATE" in fw.capabilities
+                    self.kill(task, kill_grace(task.info.get("kill_policy")), killing,
+                              by_health=True)
+        if live and not verdict.kill_task:
+            self._next_verdict(verdicts, live, started)
 
     def _finish(self, tasks: list[tuple[Task, int, bool]]) -> None:
         with self.master.lock:
@@ -402,15 +531,39 @@ class SimulatedRuntime:
     def _update(self, task: Task, state: str, **kw: Any) -> None:
         self.master.agent_update(self.agent_id, task.framework_id, task.task_id, state, **kw)
 
-    def kill(self, task: Task, grace_seconds: float, killing_state: bool) -> None:
+    def kill(self, task: Task, grace_seconds: float, killing_state: bool, *,
+             by_health: bool = False) -> None:
         key = (task.framework_id, task.task_id)
         if key in self._done:
             return
         self._done.add(key)
         if killing_state:
             self._update(task, "TASK_KILLING")
+        healthy = False if by_health else None  # as the executor marks a health kill
         self.master.timers.call_soon(
-            lambda: self._update(task, "TASK_KILLED", message=_exit_message(-signal.SIGTERM)))
+            lambda: self._update(task, "TASK_KILLED", message=_exit_message(-signal.SIGTERM),
+                                 healthy=healthy))
 
     def shutdown(self) -> None:
-        pass
+        self._shut = True  # no further health verdicts: the agent is gone
+
+
+_SimHealth = tuple[HealthCheckSpec, float | None]
+"""A simulated task's health check and when its probes start failing (None: never)."""
+
+
+def _sim_health(task: Task, settings: dict[str, str]) -> _SimHealth | None:
+    """What a simulated task's checker will see: None without a health check; else its
+    check, and from when on (seconds after TASK_RUNNING) its probes fail, from
+    DOCKET_SIM_HEALTHY and DOCKET_SIM_UNHEALTHY_AFTER (a value that is not a number is
+    ignored, as DOCKET_SIM_DURATION's is)."""
+    spec = HealthCheckSpec.from_task(task.info)
+    if spec is None:
+        return None
+    if settings.get(SIM_HEALTHY, "true").strip().lower() in ("false", "0", "no"):
+        return spec, 0.0
+    after = settings.get(SIM_UNHEALTHY_AFTER)
+    try:
+        return spec, None if after is None else max(0.0, float(after))
+    except ValueError:
+        return spec, None

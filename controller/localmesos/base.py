@@ -99,7 +99,8 @@ class MasterBase:
                        reason: str, *, info: dict[str, Any] | None = None,
                        agent_id: str | None = None,
                        unreachable_time: float | None = None,
-                       container_status: dict[str, Any] | None = None) -> dict[str, Any]:
+                       container_status: dict[str, Any] | None = None,
+                       healthy: bool | None = None) -> dict[str, Any]:
         """An update the master makes itself: no uuid (no ack expected) and, for command
         tasks, no executor_id (the master's Task has none; only the executor sets it)."""
         if state in PARTITION_AWARE_STATES and not fw.partition_aware:
@@ -117,6 +118,8 @@ class MasterBase:
             status["agent_id"] = {"value": aid}
         if container_status is not None:
             status["container_status"] = container_status
+        if healthy is not None:
+            status["healthy"] = healthy
         if unreachable_time is not None:
             status["unreachable_time"] = {"nanoseconds": int(unreachable_time * 1e9)}
         return status
@@ -137,6 +140,8 @@ class MasterBase:
         entry: dict[str, Any] = {"state": status["state"], "timestamp": status["timestamp"]}
         if "container_status" in status:
             entry["container_status"] = status["container_status"]
+        if "healthy" in status:  # read back by getTaskHealth and written by the endpoints
+            entry["healthy"] = status["healthy"]
         # Like Mesos' updateTask (master) and updateTaskState (agent): a repeated state
         # replaces the previous entry.
         if statuses and statuses[-1]["state"] == entry["state"]:

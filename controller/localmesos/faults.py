@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from controller.localmesos.base import MasterBase
-from controller.localmesos.models import TERMINAL_STATES, Agent
+from controller.localmesos.models import TERMINAL_STATES, Agent, last_health
 
 
 class FaultInjection(MasterBase):
@@ -95,7 +95,8 @@ class FaultInjection(MasterBase):
                 task.unreachable_time = None
                 status = self._master_status(
                     fw, task, task.agent_state, "Unreachable agent re-reregistered",
-                    "REASON_AGENT_REREGISTERED", container_status=task.latest_container_status)
+                    "REASON_AGENT_REREGISTERED", container_status=task.latest_container_status,
+                    healthy=last_health(task.agent_statuses))  # the agent's Task: its health
                 status["state"] = task.agent_state  # a live state, never downgraded
                 self._set_state(task, status)
                 self._send(fw, {"type": "UPDATE", "update": {"status": status}})

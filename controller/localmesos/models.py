@@ -79,6 +79,15 @@ def new_uuid_bytes() -> str:
     return base64.b64encode(_uuid4_int().to_bytes(16, "big")).decode()
 
 
+def last_health(statuses: list[dict[str, Any]]) -> bool | None:
+    """protobuf::getTaskHealth: the `healthy` of a task's latest status, if it has one. Only
+    the latest status of each state is kept, so that is the latest TASK_RUNNING's (or a
+    terminal one's, as when a failing health check killed the task)."""
+    if statuses and "healthy" in statuses[-1]:
+        return bool(statuses[-1]["healthy"])
+    return None
+
+
 @dataclass
 class Task:
     task_id: str
@@ -116,6 +125,11 @@ class Task:
             if "container_status" in entry:
                 return dict(entry["container_status"])
         return None
+
+    @property
+    def healthy(self) -> bool | None:
+        """What the master copies into its own updates of the task (getTaskHealth)."""
+        return last_health(self.statuses)
 
     @property
     def status_update_state(self) -> str:

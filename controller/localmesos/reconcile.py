@@ -8,7 +8,8 @@ what the agent named tells of it: TASK_GONE on an agent that is up, TASK_UNREACH
 partitioned one, TASK_GONE_BY_OPERATOR on a removed one, TASK_UNKNOWN when no known agent is
 named (a framework that is not partition-aware sees TASK_LOST for each, as `_master_status`
 maps them). Every answer is a master update with REASON_RECONCILIATION and no uuid: nothing
-to acknowledge."""
+to acknowledge. A known task's answer carries its latest container status and health, as
+Mesos copies them from the task's statuses."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class Reconciliation(MasterBase):
     def _reconcile_status(self, fw: Framework, task: Task, state: str,
                           message: str) -> dict[str, Any]:
         status = self._master_status(fw, task, state, message, "REASON_RECONCILIATION",
-                                     container_status=task.latest_container_status)
+                                     container_status=task.latest_container_status,
+                                     healthy=task.healthy)
         status["state"] = state  # the task's own state is reported as it is
         return status

@@ -3,12 +3,14 @@
 
 Tasks, task statuses, resources and attributes are written as Mesos 1.11's own writers
 write them (src/common/http.cpp): a status in a task's `statuses` has only its state,
-timestamp, labels, container status and health; resources are one object of name to
-quantity, `ports` a range string. An agent's `/state` follows src/slave/http.cpp
-(`Http::state`, `FrameworkWriter`, `ExecutorWriter`): the agent's frameworks with their
-live executors, and the frameworks and executors that have completed, each executor
-naming its container and sandbox `directory`. The master's `/state` follows
-src/master/readonly_handler.cpp: its agents, and its frameworks with their tasks and offers.
+timestamp, labels, container status and health (`healthy`, as the latest update of that
+state carried it); a task's `health_check` has its proto defaults written out; resources
+are one object of name to quantity, `ports` a range string. An agent's `/state` follows
+src/slave/http.cpp (`Http::state`, `FrameworkWriter`, `ExecutorWriter`): the agent's
+frameworks with their live executors, and the frameworks and executors that have
+completed, each executor naming its container and sandbox `directory`. The master's `/state`
+follows src/master/readonly_handler.cpp: its agents, and its frameworks with their tasks and
+offers.
 
 That is how Mesos tools find a task's sandbox: the master's `/state` gives the agent's
 address (`slaves[].pid`), the agent's `/state` gives the executor's `directory`, and the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controller.localmesos.health import canonical_health_check
 from controller.localmesos.models import (
     MASTER_CAPABILITIES,
     MESOS_VERSION,
@@ -97,9 +100,12 @@ def task_json(task: Task, *, agent_view: bool = False) -> dict[str, Any]:
     if labels:
         out["labels"] = labels
     # Copied from the TaskInfo as Mesos' Task keeps them.
-    for name in ("discovery", "container", "health_check"):
+    for name in ("discovery", "container"):
         if name in task.info:
             out[name] = task.info[name]
+    if isinstance(task.info.get("health_check"), dict):
+        # Written by JSON::Protobuf, which writes the defaults of unset fields too.
+        out["health_check"] = canonical_health_check(task.info["health_check"])
     if task.unreachable_time is not None and not agent_view:
         out["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
     return out

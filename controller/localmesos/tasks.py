@@ -72,8 +72,10 @@ class TaskLifecycle(MasterBase):
     def agent_update(self, agent_id: str, framework_id: str, task_id: str, state: str, *,
                      message: str | None = None, reason: str | None = None,
                      source: str = "SOURCE_EXECUTOR",
-                     container_status: dict[str, Any] | None = None) -> None:
-        """A task's state change reported by its agent: recorded, then delivered reliably."""
+                     container_status: dict[str, Any] | None = None,
+                     healthy: bool | None = None) -> None:
+        """A task's state change reported by its agent: recorded, then delivered reliably.
+        `healthy` is what the executor's health checker says (health.py)."""
         with self.lock:
             agent = self.agents.get(agent_id)
             task = agent.tasks.get((framework_id, task_id)) if agent else None
@@ -95,6 +97,8 @@ class TaskLifecycle(MasterBase):
                 status["message"] = message
             if reason is not None:
                 status["reason"] = reason
+            if healthy is not None:
+                status["healthy"] = healthy
             if source == "SOURCE_EXECUTOR":
                 status["container_status"] = self._container_status(task, container_status)
             task.agent_state = state
@@ -187,11 +191,13 @@ class TaskLifecycle(MasterBase):
         agent = self.agents[task.agent_id]
         if agent.state != "active" or task.state in TERMINAL_STATES:
             return
-        grace = self._grace(kill.get("kill_policy") or task.info.get("kill_policy"))
+        grace = kill_grace(kill.get("kill_policy") or task.info.get("kill_policy"))
         agent.runtime.kill(task, grace, killing_state="TASK_KILLING_STATE" in fw.capabilities)
 
-    @staticmethod
-    def _grace(policy: dict[str, Any] | None) -> float:
-        nanos = ((policy or {}).get("grace_period") or {}).get("nanoseconds")
-        return DEFAULT_KILL_GRACE_SECONDS if nanos is None else max(0.0, nanos / 1e9)
+
+def kill_grace(policy: dict[str, Any] | None) -> float:
+    """The seconds between SIGTERM and SIGKILL for a KillPolicy (the command executor's
+    `kill`: the policy's grace period, else 3 seconds)."""
+    nanos = ((policy or {}).get("grace_period") or {}).get("nanoseconds")
+    return DEFAULT_KILL_GRACE_SECONDS if nanos is None else max(0.0, nanos / 1e9)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,101 @@ def validate_offers(offers: dict[str, Offer], fw: Framework,
     return None
 
 
+def validate_environment(environment: dict[str, Any]) -> str | None:
+    """common::validation::validateEnvironment: a variable's value or secret, as its type
+    (VALUE by default) wants. An unknown type name is an unset optional enum to Mesos' JSON
+    parser, so the default."""
+    for var in environment.get("variables") or []:
+        name = str(var.get("name", ""))
+        kind = var.get("type", "VALUE")
+        if kind not in ("UNKNOWN", "VALUE", "SECRET"):
+            kind = "VALUE"
+        if kind == "UNKNOWN":
+            return "Environment variable of type 'UNKNOWN' is not allowed"
+        if kind == "VALUE":
+            if "value" not in var:
+                return f"Environment variable '{name}' of type 'VALUE' must have a value set"
+            if "secret" in var:
+                return (f"Environment variable '{name}' of type 'VALUE' must not have a "
+                        "secret set")
+            continue
+        if "secret" not in var:
+            return f"Environment variable '{name}' of type 'SECRET' must have a secret set"
+        if "value" in var:
+            return (f"Environment variable '{name}' of type 'SECRET' must not have a value "
+                    "set")
+        error = _validate_secret(var["secret"])
+        if error:
+            return f"Environment variable '{name}' specifies an invalid secret: {error}"
+    return None
+
+
+def _validate_secret(secret: dict[str, Any]) -> str | None:
+    """common::validation::validateSecret (Secret.type defaults to UNKNOWN: nothing to check)."""
+    kind = secret.get("type")
+    if kind == "REFERENCE":
+        if "reference" not in secret:
+            return "Secret of type REFERENCE must have the 'reference' field set"
+        if "value" in secret:
+            name = (secret.get("reference") or {}).get("name", "")
+            return f"Secret '{name}' of type REFERENCE must not have the 'value' field set"
+    elif kind == "VALUE":
+        if "value" not in secret:
+            return "Secret of type VALUE must have the 'value' field set"
+        if "reference" in secret:
+            return "Secret of type VALUE must not have the 'reference' field set"
+    return None
+
+
+def validate_health_check(hc: dict[str, Any]) -> str | None:
+    """common::validation::validateHealthCheck of TaskInfo.health_check: its message (the
+    master prefixes "Task uses invalid health check: "), or None. The type decides which of
+    `command`, `http`, `tcp` must be there; `statuses` and the protocol are not checked (the
+    built-in executors ignore `statuses`); the timings must not be negative, and
+    `consecutive_failures` is not checked at all (0 kills at the first counted failure)."""
+    kind = hc.get("type")
+    if kind not in ("UNKNOWN", "COMMAND", "HTTP", "TCP"):
+        # Absent, or a name HealthCheck.Type does not have: Mesos' JSON parser leaves an
+        # optional enum it cannot resolve unset.
+        return "HealthCheck must specify 'type'"
+    if kind == "UNKNOWN":
+        return "'UNKNOWN' is not a valid health check type"
+    if kind == "COMMAND":
+        command = hc.get("command")
+        if not isinstance(command, dict):
+            return "Expecting 'command' to be set for COMMAND health check"
+        if "value" not in command:
+            what = "'shell command'" if command.get("shell", True) else "'executable path'"
+            return f"Command health check must contain {what}"
+        error = validate_environment(command.get("environment") or {})
+        if error:
+            return f"Health check's `CommandInfo` is invalid: {error}"
+    elif kind == "HTTP":
+        http = hc.get("http")
+        if not isinstance(http, dict):
+            return "Expecting 'http' to be set for HTTP health check"
+        if "scheme" in http and http["scheme"] not in ("http", "https"):
+            return f"Unsupported HTTP health check scheme: '{http['scheme']}'"
+        if "path" in http and not str(http["path"]).startswith("/"):
+            return f"The path '{http['path']}' of HTTP health check must start with '/'"
+    elif not isinstance(hc.get("tcp"), dict):
+        return "Expecting 'tcp' to be set for TCP health check"
+    for name in ("delay_seconds", "grace_period_seconds", "interval_seconds",
+                 "timeout_seconds"):
+        value = hc.get(name)
+        if value is not None and _as_float(value) < 0.0:
+            return f"Expecting '{name}' to be non-negative"
+    return None
+
+
+def _as_float(value: Any) -> float:
+    """A proto double as Mesos' JSON parser reads it (a number, or a number in a string)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")  # the call was refused before this (`validate_call`)
+
+
 def validate_task(fw: Framework, agent: Agent, role: str, info: dict[str, Any],
                   available: Resources) -> tuple[str | None, Resources]:
     """Mesos' task validation, in its order (validation.cpp: validateTask, then
@@ -206,6 +302,10 @@ def validate_task(fw: Framework, agent: Agent, role: str, info: dict[str, Any],
     mct = (info.get("max_completion_time") or {}).get("nanoseconds", 0)
     if mct < 0:
         return "Task's `max_completion_time` must be non-negative", Resources()
+    if "health_check" in info:
+        error = validate_health_check(info["health_check"])
+        if error:
+            return f"Task uses invalid health check: {error}", Resources()
     if not info.get("resources"):
         return "Task uses no resources", Resources()
     try:
@@ -301,6 +401,15 @@ def _missing_required(call: dict[str, Any]) -> list[str]:
                 for j, t in enumerate((op.get("launch") or {}).get("task_infos") or []):
                     path = f"accept.operations[{i}].launch.task_infos[{j}]"
                     need(t, path, "name", "task_id", "agent_id")
+                    hc = t.get("health_check") if isinstance(t, dict) else None
+                    if isinstance(hc, dict):
+                        need(hc.get("http"), f"{path}.health_check.http", "port")
+                        need(hc.get("tcp"), f"{path}.health_check.tcp", "port")
+                        variables = ((hc.get("command") or {}).get("environment")
+                                     or {}).get("variables") or []
+                        for k, var in enumerate(variables):
+                            need(var, f"{path}.health_check.command.environment"
+                                      f".variables[{k}]", "name")
     return missing
 
 
@@ -308,6 +417,15 @@ def _missing_required(call: dict[str, Any]) -> list[str]:
 # for a message, [sub-schema] for a repeated message, str for a string, [str] for repeated
 # strings. Mesos' JSON-to-protobuf conversion refuses a value of the wrong JSON type (400).
 _ID: dict[str, Any] = {"value": str}
+_NUMBER = "number"  # a proto number: a JSON number, or a string holding one
+_HEALTH_CHECK: dict[str, Any] = {
+    "delay_seconds": _NUMBER, "interval_seconds": _NUMBER, "timeout_seconds": _NUMBER,
+    "consecutive_failures": _NUMBER, "grace_period_seconds": _NUMBER,
+    "http": {"scheme": str, "path": str, "port": _NUMBER, "statuses": [_NUMBER]},
+    "tcp": {"port": _NUMBER},
+    "command": {"value": str, "arguments": [str],
+                "environment": {"variables": [{"name": str, "value": str}]}},
+}
 _CALL_SCHEMA: dict[str, Any] = {
     "framework_id": _ID,
     "subscribe": {"framework_info": {"id": _ID, "user": str, "name": str, "role": str,
@@ -316,7 +434,7 @@ _CALL_SCHEMA: dict[str, Any] = {
                   "suppressed_roles": [str]},
     "accept": {"offer_ids": [_ID], "operations": [{"launch": {"task_infos": [
         {"name": str, "task_id": _ID, "agent_id": _ID, "resources": [{"name": str}],
-         "command": {"value": str}}]}}], "filters": {}},
+         "command": {"value": str}, "health_check": _HEALTH_CHECK}]}}], "filters": {}},
     "decline": {"offer_ids": [_ID], "filters": {}},
     "revive": {"roles": [str]},
     "suppress": {"roles": [str]},
@@ -332,6 +450,13 @@ _CALL_SCHEMA: dict[str, Any] = {
 def _shape_error(value: Any, schema: Any, path: str) -> str | None:
     if schema is str:
         return None if isinstance(value, str) else f"Expecting a string for '{path}'"
+    if schema == _NUMBER:
+        # stout's parser takes a number, or a string that parses as one.
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return f"Expecting a number for '{path}'"
+        if isinstance(value, str) and math.isnan(_as_float(value)):
+            return f"Failed to parse '{value}' as a JSON number for '{path}'"
+        return None
     if isinstance(schema, list):
         if not isinstance(value, list):
             return f"Expecting a JSON array for '{path}'"

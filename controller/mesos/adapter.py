@@ -22,10 +22,10 @@ reconciled explicitly, then all tasks implicitly (orphans come back as TaskUpdat
 them is the controller's decision), and offers are revived or suppressed depending on what is
 pending.
 
-What is not about the driver lives beside it: `launches` (pending launches, offers to
-ACCEPT/DECLINE, agents and placements), `revive` (when to REVIVE or SUPPRESS, pure), `acks`
-(the ack sender threads and their pipelined HTTP client), `calls` (the JSON of the calls) and
-`config`. This module wires them to the driver and makes every call.
+Beside it: `launches` (pending launches, ACCEPT/DECLINE, agents, placements, each task's host
+ports for its updates), `revive` (when to REVIVE or SUPPRESS, pure), `acks` (the ack sender
+threads and their pipelined HTTP client), `calls` (the calls' JSON) and `config`. This module
+wires them to the driver and makes every call.
 """
 
 from __future__ import annotations

@@ -65,7 +65,18 @@ class LaunchRequest:
 @dataclass(frozen=True)
 class TaskUpdate:
     """A task status from Mesos. Acknowledge it (`MesosBackend.acknowledge`) once recorded;
-    updates without a uuid (answers to reconciliation) need no acknowledgement."""
+    updates without a uuid (answers to reconciliation) need no acknowledgement.
+
+    `healthy` is TaskStatus.healthy: set only by updates about a health check (reason
+    REASON_TASK_HEALTH_CHECK_STATUS_UPDATED), by answers to reconciliation of a checked task,
+    and on the TASK_KILLED of a task its check killed; None says nothing about health.
+
+    `host_ports` are the host ports the backend gave the task at launch, PORT0..PORTn in
+    order. Mesos' statuses do not carry them: the backend remembers them in memory from the
+    launch until the task ends, so they are None for a task without ports, for an update the
+    backend did not launch (an orphan) and, after a controller restart, for every task
+    launched before it (the execution record keeps what it recorded before).
+    """
 
     task_id: str
     state: str
@@ -77,14 +88,18 @@ class TaskUpdate:
     timestamp: float | None = None
     uuid: str | None = None
     exit_code: int | None = None
+    healthy: bool | None = None
+    host_ports: tuple[int, ...] | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
     @staticmethod
-    def from_status(status: Mapping[str, Any], hostname: str | None = None) -> TaskUpdate:
+    def from_status(status: Mapping[str, Any], hostname: str | None = None,
+                    host_ports: tuple[int, ...] | None = None) -> TaskUpdate:
         message = status.get("message")
+        healthy = status.get("healthy")
         agent = status.get("agent_id") or {}
         ts = status.get("timestamp")
         return TaskUpdate(
@@ -98,6 +113,8 @@ class TaskUpdate:
             timestamp=float(ts) if ts is not None else None,
             uuid=status.get("uuid"),
             exit_code=exit_code_of(message),
+            healthy=healthy if isinstance(healthy, bool) else None,
+            host_ports=host_ports,
         )
 
 

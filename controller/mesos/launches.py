@@ -1,9 +1,17 @@
 """Pending launches and where tasks go: offers in, ACCEPT and DECLINE calls out.
 
-Owns the launches waiting for an offer, the agents' hostnames and attributes, and where each
-task runs (constraints such as `unique hostname` are judged against it). The adapter hands it
-offers and status updates on its worker thread; `add` and `cancel` come from the
-controller's threads, so the pending set is guarded by a lock, and nothing else is shared.
+Owns the launches waiting for an offer, the agents' hostnames and attributes, where each
+task runs (constraints such as `unique hostname` are judged against it) and the host ports
+each launched task was given. The adapter hands it offers and status updates on its worker
+thread; `add` and `cancel` come from the controller's threads, so the pending set is guarded
+by a lock, and nothing else is shared.
+
+Host ports: Mesos' status updates do not say which ports a task got, and the controller needs
+them to publish where an instance listens. They are decided here, at ACCEPT, so they are kept
+here, in memory, per task id, from the launch until an update ends the task, and attached to
+every update of the task (`TaskUpdate.host_ports`). Only tasks with ports are kept. A
+controller restart forgets them: updates of tasks launched before it carry None, and the
+execution record keeps the ports it recorded from earlier updates.
 
 Apart from the adapter because none of it depends on pymesos or on the connection's
 lifecycle: it makes its calls through the two functions it is given, which the adapter
@@ -28,7 +36,7 @@ from controller.mesos import metrics
 from controller.mesos.backend import LaunchRequest, MesosEvent, TaskLaunched, TaskUpdate
 from controller.mesos.config import MesosConfig
 from controller.mesos.offers import Offer, Placements, TaskRequest, match
-from controller.mesos.taskinfo import task_info, task_request
+from controller.mesos.taskinfo import port_layout, task_info, task_request
 from controller.reconcile.taskid import parse_task_id
 
 log = structlog.get_logger("docket.mesos")
@@ -85,6 +93,8 @@ class Launches:
         self._placements = Placements()
         self._agents: dict[str, tuple[str, Mapping[str, str]]] = {}
         self._agents_fetched = float("-inf")
+        # Task id -> its host ports (PORT0.. order), for tasks launched with any.
+        self._host_ports: dict[str, tuple[int, ...]] = {}
 
     # --- pending launches (any thread) ------------------------------------------------------
     @property
@@ -103,7 +113,8 @@ class Launches:
                     continue
                 group = req.group or self._group_of(req.task_id) or req.task_id
                 try:
-                    needs = task_request(req.template, req.task_id, group)
+                    needs = task_request(req.template, req.task_id, group,
+                                         req.health_check)
                 except ValueError as exc:
                     invalid.append((req.task_id, str(exc)))
                     continue
@@ -135,8 +146,8 @@ class Launches:
 
     # --- the adapter's worker ---------------------------------------------------------------
     def on_update(self, status: Mapping[str, Any]) -> TaskUpdate:
-        """The update of a status that names a task, with the hostname of its agent; keeps
-        where the task runs current."""
+        """The update of a status that names a task, with the hostname of its agent and the
+        host ports it was launched with; keeps where the task runs current."""
         agent_id = (status.get("agent_id") or {}).get("value")
         task_id = str(status["task_id"]["value"])
         placement = self._placements.get(task_id)
@@ -147,10 +158,12 @@ class Launches:
             self.refresh_agents(min_interval=self.config.agent_refresh_seconds)
             if agent_id in self._agents:
                 hostname = self._agents[agent_id][0]
-        update = TaskUpdate.from_status(status, hostname)
+        update = TaskUpdate.from_status(status, hostname, self._host_ports.get(task_id))
         metrics.STATUS_UPDATES.labels(update.state).inc()
         if update.terminal or update.state == "TASK_UNKNOWN":
             self._placements.remove(task_id)
+            # TASK_UNREACHABLE keeps them: the task may come back.
+            self._host_ports.pop(task_id, None)
         elif placement is None and agent_id in self._agents:
             group = self._group_of(task_id)
             if group is not None:
@@ -181,14 +194,20 @@ class Launches:
         declined: list[dict[str, str]] = []
         for offer_id, assignments in result.by_offer.items():
             infos = []
+            ports: dict[str, tuple[int, ...]] = {}
             for a in assignments:
                 req = templates[a.task_id]
                 try:
                     infos.append(task_info(req.template, a, name=req.name,
                                            extra_env=req.extra_env,
-                                           max_completion_seconds=req.max_completion_seconds))
+                                           max_completion_seconds=req.max_completion_seconds,
+                                           health_check=req.health_check))
+                    ports[a.task_id] = port_layout(req.template, a).numbers
                 except ValueError as exc:
                     self.launch_failed(a.task_id, str(exc))
+            # Before the call: even when it seems to fail, the tasks may exist, and the
+            # answers to the reconciliation below are their updates.
+            self._host_ports.update((t, p) for t, p in ports.items() if p)
             if not infos:
                 declined.append({"value": offer_id})
                 continue
@@ -214,7 +233,7 @@ class Launches:
                 task_log(a.task_id).info("task launched", agent_id=a.offer.agent_id,
                                          hostname=a.offer.hostname)
                 self._events.put(TaskLaunched(a.task_id, a.offer.agent_id, a.offer.hostname,
-                                              offer_id, a.ports))
+                                              offer_id, ports[a.task_id]))
         unused = [{"value": o.id} for o in result.unused]
         parsed = {o.id for o in offers}
         unreadable = [{"value": str(r["id"]["value"])} for r in raw_offers

@@ -193,7 +193,8 @@ class TaskRequest:
 @dataclass(frozen=True)
 class Assignment:
     """A task placed on an offer: the exact resources to put in its TaskInfo and the host
-    ports it got (fixed ones first, in request order, then the dynamic ones)."""
+    ports it got (fixed ones first, in request order, then the dynamic ones; the order the
+    task sees them in is taskinfo.port_layout's business)."""
 
     request: TaskRequest
     offer: Offer

@@ -1,9 +1,27 @@
 """From a TaskTemplate to what Mesos needs: the TaskRequest matched against offers, and the
 v1 TaskInfo JSON (field names exactly as in Mesos' protos) once an offer is chosen.
 
-Host ports: fixed `hostPort`s of port mappings are requested as such; every mapping with
-hostPort 0 and every port of `resources.ports` takes a free port of the offer. The task sees
-all its host ports as PORT0..PORTn and PORTS (comma separated), as under Marathon.
+Host ports. A task's host ports come in three sorts, and the task sees them all, in this
+order, as PORT0..PORTn and PORTS (comma separated), as under Marathon:
+
+1. `template.ports`, the named ports: each takes a free port of the offer and is also given
+   as PORT_<NAME>. Under DOCKER BRIDGE each is mapped to its `containerPort` (to the same
+   number when it has none, Marathon's rule for containerPort 0, so a task listening on
+   $PORT_<NAME> inside the container is reachable on the host port).
+2. the port mappings of a DOCKER container: those with a fixed `hostPort` first (requested
+   as such), then those with hostPort 0, which take free ports of the offer;
+3. `resources.ports`: free ports of the offer.
+
+Templates without named ports get exactly the order they had before named ports existed.
+The offer matcher only knows "these fixed ports, and N others"; `port_layout` turns what it
+chose back into this order, and is the one place that knows it (the adapter reports the same
+order as the task's host ports).
+
+Health checks. `LaunchRequest.health_check` becomes `TaskInfo.health_check`, run by the
+agent's executor as Mesos' built-in executors do. HTTP and TCP checks name the port the task
+listens on in its own network namespace (Mesos' docs/health-checks.md: "an actual port the
+task is listening on, not a mapped one"): the container port under DOCKER BRIDGE, else the
+host port. Every timing is written out, as Mesos' defaults differ from Marathon's.
 
 Timeouts: `taskTimeoutSeconds` is enforced by the controller, which kills the task and records
 the failure as TaskTimeout from the start time it keeps in etcd; that works on every Mesos
@@ -14,15 +32,22 @@ is set when the caller passes `max_completion_seconds`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from controller.api.template import ContainerType, Network, TaskTemplate
+from controller.api.service import HealthCheck, HealthCheckType
+from controller.api.template import ContainerType, Network, PortMapping, TaskTemplate
 from controller.mesos.offers import Assignment, TaskRequest
 
 # Mesos' rule for ids (they become directory names on the agent): not empty, not '.' or
 # '..', at most 255 characters, no '/', '\\' or control characters.
 _BAD_ID_CHAR = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+NEVER_KILL = 2**32 - 1
+"""`consecutive_failures` for a health check that must never kill its task. Mesos kills once
+`failures >= consecutive_failures` (src/checks/health_checker.cpp), so 0 would kill at the
+first failure; the largest uint32 is the nearest it has to "never"."""
 
 
 def check_task_id(task_id: str) -> None:
@@ -31,19 +56,124 @@ def check_task_id(task_id: str) -> None:
         raise ValueError(f"task id {task_id!r} would be rejected by Mesos")
 
 
-def _port_mappings(template: TaskTemplate) -> list[Any]:
+def _port_mappings(template: TaskTemplate) -> list[PortMapping]:
     container = template.container
     if container is None or container.type is not ContainerType.DOCKER:
         return []
     return list(container.port_mappings)
 
 
-def task_request(template: TaskTemplate, task_id: str, group: str) -> TaskRequest:
-    """What a task of this template needs from an offer."""
+def _bridge(template: TaskTemplate) -> bool:
+    c = template.container
+    return c is not None and c.type is ContainerType.DOCKER and c.network is Network.BRIDGE
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """One host port of a task. `listen` is the port the task listens on in its own network
+    namespace: the container port it is mapped to under DOCKER BRIDGE, else the host port."""
+
+    number: int
+    listen: int
+    protocol: str = "tcp"
+    name: str | None = None
+    """The name in `template.ports`, for a named port."""
+    container_port: int | None = None
+    """For a DOCKER port mapping: the port it maps to (written whatever the network, as
+    before named ports existed)."""
+
+
+@dataclass(frozen=True)
+class PortLayout:
+    ordered: tuple[HostPort, ...]
+    """PORT0..PORTn in order."""
+    mappings: tuple[HostPort, ...]
+    """DOCKER `port_mappings`: the named ports' (BRIDGE only), then the template's own in
+    their order."""
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        return tuple(p.number for p in self.ordered)
+
+
+def port_count(template: TaskTemplate) -> int:
+    """How many host ports a task of this template gets (PORT0..PORT<count-1>)."""
+    return len(template.ports) + len(_port_mappings(template)) + template.resources.ports
+
+
+def port_layout(template: TaskTemplate, assignment: Assignment) -> PortLayout:
+    """The host ports `assignment` got, as the task sees them (see the module docstring)."""
+    chosen = list(assignment.ports)
+    # The matcher gives the fixed ports first, in request order, then the dynamic ones; the
+    # named ports were requested as the first dynamic ones.
+    fixed_count = len(assignment.request.host_ports)
+    fixed, dynamic = iter(chosen[:fixed_count]), iter(chosen[fixed_count:])
+    bridge = _bridge(template)
+    named = []
+    for port in template.ports:
+        number = next(dynamic)
+        if bridge:
+            inside = port.container_port or number
+            named.append(HostPort(number, inside, port.protocol, port.name, inside))
+        else:  # `containerPort` means nothing without a bridge: the task listens on the host
+            named.append(HostPort(number, number, port.protocol, port.name))
+    mappings = _port_mappings(template)
+    by_mapping: list[HostPort] = []
+    for pm in mappings:
+        number = next(fixed) if pm.host_port else next(dynamic)
+        by_mapping.append(HostPort(number, pm.container_port if bridge else number,
+                                   pm.protocol, container_port=pm.container_port))
+    rest = [HostPort(n, n) for n in dynamic]
+    fixed_first = ([hp for hp, pm in zip(by_mapping, mappings, strict=True) if pm.host_port]
+                   + [hp for hp, pm in zip(by_mapping, mappings, strict=True)
+                      if not pm.host_port])
+    return PortLayout(
+        ordered=tuple(named + fixed_first + rest),
+        mappings=tuple((named if bridge else []) + by_mapping),
+    )
+
+
+def _probe_index(template: TaskTemplate, check: HealthCheck) -> int:
+    """Which PORT<n> an HTTP or TCP check probes; ValueError when the task has no such port."""
+    if check.port_name is not None:
+        names = [p.name for p in template.ports]
+        if check.port_name not in names:
+            raise ValueError(f"health check port {check.port_name!r} is not in template.ports")
+        return names.index(check.port_name)
+    index = check.port_index if check.port_index is not None else 0
+    count = port_count(template)
+    if index >= count:
+        raise ValueError(f"health check port PORT{index} does not exist: the task has "
+                         f"{count} port(s)")
+    return index
+
+
+def _check_probe_protocol(template: TaskTemplate, check: HealthCheck, index: int) -> None:
+    # Which protocol PORT<index> has is known before any offer: named ports, then the
+    # mappings (fixed ones first), then resources.ports (tcp).
+    mappings = _port_mappings(template)
+    protocols = ([p.protocol for p in template.ports]
+                 + [pm.protocol for pm in mappings if pm.host_port]
+                 + [pm.protocol for pm in mappings if not pm.host_port])
+    if index < len(protocols) and protocols[index] != "tcp":
+        # An HTTP or TCP probe of a UDP port fails every time and would kill the task in a
+        # loop: refuse it at launch instead.
+        raise ValueError(f"health check {check.type.value} cannot probe PORT{index}: it is "
+                         f"{protocols[index]}")
+
+
+def task_request(template: TaskTemplate, task_id: str, group: str,
+                 health_check: HealthCheck | None = None) -> TaskRequest:
+    """What a task of this template needs from an offer. ValueError when it cannot become a
+    task at all (a bad id, a health check on a port the task does not have)."""
     check_task_id(task_id)
+    if health_check is not None and health_check.type is not HealthCheckType.COMMAND:
+        _check_probe_protocol(template, health_check, _probe_index(template, health_check))
     mappings = _port_mappings(template)
     fixed = tuple(pm.host_port for pm in mappings if pm.host_port)
-    dynamic = sum(1 for pm in mappings if not pm.host_port) + template.resources.ports
+    # Named ports first: port_layout takes them from the head of the dynamic ports.
+    dynamic = (len(template.ports) + sum(1 for pm in mappings if not pm.host_port)
+               + template.resources.ports)
     res = template.resources
     return TaskRequest(
         task_id=task_id,
@@ -62,6 +192,30 @@ def _nanos(seconds: float) -> dict[str, int]:
     return {"nanoseconds": round(seconds * 1_000_000_000)}
 
 
+def health_check_json(template: TaskTemplate, check: HealthCheck,
+                      ports: Sequence[HostPort]) -> dict[str, Any]:
+    """The v1 HealthCheck of `check` for a task with these host ports (in PORT order)."""
+    out: dict[str, Any] = {"type": check.type.value}
+    if check.type is HealthCheckType.COMMAND:
+        # The task's environment (PORT0, PORT_<NAME>...) is there already: the command
+        # executor is given it (src/slave/slave.cpp) and its checks inherit the executor's.
+        out["command"] = {"shell": True, "value": check.command}
+    else:
+        port = ports[_probe_index(template, check)].listen
+        if check.type is HealthCheckType.HTTP:
+            out["http"] = {"port": port, "path": check.path, "scheme": "http"}
+        else:
+            out["tcp"] = {"port": port}
+    out.update({
+        "delay_seconds": float(check.delay_seconds),
+        "interval_seconds": float(check.interval_seconds),
+        "timeout_seconds": float(check.timeout_seconds),
+        "consecutive_failures": check.max_consecutive_failures or NEVER_KILL,
+        "grace_period_seconds": float(check.grace_period_seconds),
+    })
+    return out
+
+
 def task_info(
     template: TaskTemplate,
     assignment: Assignment,
@@ -69,6 +223,7 @@ def task_info(
     name: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     max_completion_seconds: float | None = None,
+    health_check: HealthCheck | None = None,
 ) -> dict[str, Any]:
     """The v1 TaskInfo launching `template` on the offer chosen in `assignment`.
 
@@ -76,12 +231,15 @@ def task_info(
     """
     task_id = assignment.task_id
     check_task_id(task_id)
-    ports = list(assignment.ports)
-    fixed_count = len(assignment.request.host_ports)
+    layout = port_layout(template, assignment)
+    ports = layout.numbers
 
     env: dict[str, str] = {f"PORT{i}": str(p) for i, p in enumerate(ports)}
     if ports:
         env["PORTS"] = ",".join(str(p) for p in ports)
+    # The named ports are the first ones of the layout, in template order.
+    env.update({p.env_name: str(hp.number)
+                for p, hp in zip(template.ports, layout.ordered, strict=False)})
     env.update(template.env)
     env.update(extra_env or {})
 
@@ -122,9 +280,11 @@ def task_info(
         "kill_policy": {"grace_period": _nanos(template.kill_grace_period_seconds)},
     }
 
-    container = _container(template, dynamic_ports=ports[fixed_count:])
+    container = _container(template, layout.mappings)
     if container is not None:
         info["container"] = container
+    if health_check is not None:
+        info["health_check"] = health_check_json(template, health_check, layout.ordered)
     if template.labels:
         info["labels"] = {
             "labels": [{"key": k, "value": v} for k, v in template.labels.items()]
@@ -134,7 +294,7 @@ def task_info(
     return info
 
 
-def _container(template: TaskTemplate, dynamic_ports: list[int]) -> dict[str, Any] | None:
+def _container(template: TaskTemplate, mappings: Sequence[HostPort]) -> dict[str, Any] | None:
     c = template.container
     if c is None:
         return None
@@ -145,20 +305,16 @@ def _container(template: TaskTemplate, dynamic_ports: list[int]) -> dict[str, An
             for v in c.volumes
         ]
     if c.type is ContainerType.DOCKER:
-        free = iter(dynamic_ports)
         docker: dict[str, Any] = {
             "image": c.image,
             "network": (c.network or Network.HOST).value,
             "force_pull_image": c.force_pull_image,
         }
-        if c.port_mappings:
+        if mappings:
             docker["port_mappings"] = [
-                {
-                    "host_port": pm.host_port or next(free),
-                    "container_port": pm.container_port,
-                    "protocol": pm.protocol,
-                }
-                for pm in c.port_mappings
+                {"host_port": hp.number, "container_port": hp.container_port,
+                 "protocol": hp.protocol}
+                for hp in mappings
             ]
         if c.parameters:
             docker["parameters"] = [{"key": p.key, "value": p.value} for p in c.parameters]

@@ -85,7 +85,7 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
 def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows == ["Controller health", "Reconciliation", "Workqueue", "Tasks",
-                    "Mesos offers", "etcd", "Objects", "CronJobs", "Queues"]
+                    "Mesos offers", "etcd", "Objects", "CronJobs", "Queues", "Services"]
     used = set().union(*(reads(expr).metrics for _, expr, _ in queries(dashboard)))
     for series in ("up", "docket_leader", "docket_mesos_connected", "probe_success",
                    "docket_reconcile_total", "docket_reconcile_duration_seconds_bucket",
@@ -103,7 +103,10 @@ def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
                    "docket_cronjob_missed_schedules_total", "docket_cronjob_jobs_created_total",
                    "docket_queue_pending_messages", "docket_queue_in_flight_messages",
                    "docket_queue_messages_total", "docket_queue_oldest_pending_seconds",
-                   "docket_queue_batch_duration_seconds_bucket", "docket_queue_source_up"):
+                   "docket_queue_batch_duration_seconds_bucket", "docket_queue_source_up",
+                   "docket_service_instances", "docket_service_rollouts_total",
+                   "docket_service_health_check_failures_total",
+                   "docket_service_restarts_total"):
         assert series in used, f"no panel shows {series}"
 
 

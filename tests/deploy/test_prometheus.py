@@ -21,7 +21,7 @@ ALERTS = {"DocketDown", "DocketNotLeader", "DocketMesosDisconnected", "DocketEtc
           "DocketReconcileErrors", "DocketWorkqueueBacklog", "DocketInvalidObjects",
           "DocketTaskFailuresHigh", "DocketPendingLaunchesStuck", "DocketCronJobMissedSchedules",
           "DocketCronJobLate", "DocketQueueOldestMessageTooOld", "DocketQueueDeadLettersGrowing",
-          "DocketQueueSourceUnavailable"}
+          "DocketQueueSourceUnavailable", "DocketServiceDegraded", "DocketServiceRolloutStuck"}
 SEVERITIES = {"critical", "warning", "info"}
 
 

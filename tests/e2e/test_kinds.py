@@ -34,7 +34,7 @@ def _plan_keep_one_running(req: PlanRequest) -> Plan:
     attempt = max((rec.attempt for rec in records), default=-1) + 1
     spec = req.cached.object.spec
     status = ServiceStatus(uid=req.cached.uid, observed_revision=req.cached.mod_revision,
-                           desired=1)
+                           instances=1)
     return Plan(actions=(
         Launch(task_id(owner, req.cached.uid, 0, attempt), owner, 0, attempt, spec.template),
         WriteStatus(status)))

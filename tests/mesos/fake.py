@@ -3,7 +3,9 @@
 No threads, no sockets: launches are placed on a fake agent either at once (`auto_run`) or
 when the test calls `place()`; the test then drives tasks with `finish()` / `update()`.
 Updates carry uuids and are remembered until acknowledged, like Mesos, so a test can check
-that the controller acknowledges only what it recorded (`unacknowledged`).
+that the controller acknowledges only what it recorded (`unacknowledged`). Like the real
+adapter, a placed task gets host ports (consecutive, from 31000) that its updates carry until
+it ends, and `update(..., healthy=...)` sends a health result as Mesos' executors do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from controller.mesos.backend import (
     TaskLaunched,
     TaskUpdate,
 )
+from controller.mesos.taskinfo import port_count
 
 
 class FakeMesos:
@@ -38,6 +41,8 @@ class FakeMesos:
         self.launched: list[str] = []  # every task id ever launched, in order
         self.killed: list[str] = []
         self.unacknowledged: dict[str, TaskUpdate] = {}  # uuid -> update
+        self.host_ports: dict[str, tuple[int, ...]] = {}  # task id -> ports, while it runs
+        self._next_port = 31000
         self._connected = False
 
     # --- MesosBackend ----------------------------------------------------------------------
@@ -96,11 +101,17 @@ class FakeMesos:
     def place(self, task_ids: Iterable[str] | None = None, state: str = "TASK_RUNNING") -> None:
         """Launch pending tasks (all, or these) and move them to `state`."""
         for task_id in list(task_ids if task_ids is not None else self.pending):
-            if self.pending.pop(task_id, None) is None:
+            req = self.pending.pop(task_id, None)
+            if req is None:
                 continue
+            count = port_count(req.template)
+            if count:
+                self.host_ports[task_id] = tuple(range(self._next_port, self._next_port + count))
+                self._next_port += count
             self.launched.append(task_id)
             self.tasks[task_id] = "TASK_STAGING"
-            self._events.put(TaskLaunched(task_id, self.agent_id, self.hostname, "offer"))
+            self._events.put(TaskLaunched(task_id, self.agent_id, self.hostname, "offer",
+                                          self.host_ports.get(task_id, ())))
             self.update(task_id, state)
 
     def finish(self, task_id: str, state: str = "TASK_FINISHED", exit_code: int = 0) -> None:
@@ -108,12 +119,18 @@ class FakeMesos:
         self.update(task_id, state, message=message)
 
     def update(self, task_id: str, state: str, *, reason: str | None = None,
-               message: str | None = None) -> None:
+               message: str | None = None, healthy: bool | None = None) -> None:
+        """Send an update; `healthy` makes it a health check result (reason
+        REASON_TASK_HEALTH_CHECK_STATUS_UPDATED unless another is given), as Mesos does."""
+        if healthy is not None and reason is None:
+            reason = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+        self._emit(task_id, state, reason=reason, message=message, with_uuid=True,
+                   healthy=healthy)
         if state in TERMINAL_STATES:
             self.tasks.pop(task_id, None)
+            self.host_ports.pop(task_id, None)
         else:
             self.tasks[task_id] = state
-        self._emit(task_id, state, reason=reason, message=message, with_uuid=True)
 
     def drain(self) -> list[MesosEvent]:
         out: list[MesosEvent] = []
@@ -124,7 +141,8 @@ class FakeMesos:
                 return out
 
     def _emit(self, task_id: str, state: str, *, reason: str | None = None,
-              message: str | None = None, with_uuid: bool) -> None:
+              message: str | None = None, with_uuid: bool, healthy: bool | None = None
+              ) -> None:
         status: dict[str, Any] = {
             "task_id": {"value": task_id}, "state": state, "agent_id": {"value": self.agent_id},
             "timestamp": time.time(), "source": "SOURCE_EXECUTOR",
@@ -135,7 +153,9 @@ class FakeMesos:
             status["message"] = message
         if with_uuid:
             status["uuid"] = uuid.uuid4().hex
-        event = TaskUpdate.from_status(status, self.hostname)
+        if healthy is not None:
+            status["healthy"] = healthy
+        event = TaskUpdate.from_status(status, self.hostname, self.host_ports.get(task_id))
         if event.uuid:
             self.unacknowledged[event.uuid] = event
         self._events.put(event)
