@@ -67,6 +67,8 @@ class MasterHTTP:
         self.server = Server((host, port), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever,
+                                        # shutdown() waits for the poll: stop in 50 ms, not 0.5 s
+                                        kwargs={"poll_interval": 0.05},
                                         name="localmesos-master-http", daemon=True)
 
     def start(self) -> None:

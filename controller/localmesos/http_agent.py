@@ -99,6 +99,8 @@ class AgentHTTP:
         self.server = Server((host, port), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever,
+                                        # shutdown() waits for the poll: stop in 50 ms, not 0.5 s
+                                        kwargs={"poll_interval": 0.05},
                                         name=f"localmesos-agent-{port}", daemon=True)
         self._thread.start()
 

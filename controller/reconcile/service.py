@@ -118,6 +118,7 @@ class _Planner:
         self.owner = ObjectKey("Service", inp.namespace, inp.name)
         self.actions: list[Action] = []
         self.launches: list[Action] = []
+        self.written_off: set[str] = set()
         self.wakeups: list[datetime] = []
         self.current = current_incarnation(inp.executions, self.owner, inp.uid)
         self.actions += kill_superseded(inp.executions, self.owner, inp.uid)
@@ -191,7 +192,7 @@ class _Planner:
                 if expunge <= self.now:
                     self.actions.append(UpdateExecution(rec.task_id,
                                                         {"kill_reason": UNREACHABLE}))
-                    rec.__dict__["kill_reason"] = UNREACHABLE  # seen as written off below
+                    self.written_off.add(rec.task_id)  # its slot is free this very pass
                 else:
                     self.wakeups.append(expunge)
             # A returned original whose replacement started goes (the replacement stays).
@@ -296,7 +297,8 @@ class _Planner:
         #    Never above the ceiling, never during the crash-loop backoff.
         if backoff_until is not None:
             self.wakeups.append(backoff_until)
-        wanting = [s for s in members if s.needs_launch(version, self.now, spec, self.wakeups)]
+        wanting = [s for s in members if s.needs_launch(version, self.now, spec, self.wakeups,
+                                                        self.written_off)]
         wanting.sort(key=lambda s: (s.has_live(), s.index))
         room = ceiling - live_total
         if backoff_until is None:

@@ -74,13 +74,15 @@ class Slot:
                 and r.kill_reason is None]
 
     def needs_launch(self, version: str, now: datetime, spec: ServiceSpec,
-                     wakeups: list[datetime]) -> bool:
-        """No live instance of `version`, and not waiting for an unreachable one to return."""
+                     wakeups: list[datetime], written_off: set[str]) -> bool:
+        """No live instance of `version`, and not waiting for an unreachable one to return
+        (unless it was just written off)."""
         if self.has_new(version):
             return False
         wait = spec.unreachable_strategy.inactive_after_seconds
         for rec in self.records:
-            if rec.state == "TASK_UNREACHABLE" and rec.kill_reason is None:
+            if (rec.state == "TASK_UNREACHABLE" and rec.kill_reason is None
+                    and rec.task_id not in written_off):
                 since = rec.unreachable_at or rec.finished_at or now
                 until = since + timedelta(seconds=wait)
                 if until > now:

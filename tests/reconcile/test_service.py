@@ -314,3 +314,17 @@ def test_rollout_invariants_hold_for_any_history(
     assert len(current) == instances
     assert {r.version for r in current} <= {world.version()}
     assert live  # the helper is what the sim counts with
+
+
+def test_by_default_an_unreachable_instance_is_written_off_and_replaced_at_once() -> None:
+    world = World(make_service(instances=1))
+    world.step(T0)
+    world.start_all(T0, health=None)
+    world.set("service.default.web.9.0.0", T0, state="TASK_UNREACHABLE")
+    plan = world.step(T0)
+    updates = [a for a in plan.actions if type(a).__name__ == "UpdateExecution"]
+    assert [(u.task_id, u.changes) for u in updates] == [
+        ("service.default.web.9.0.0", {"kill_reason": "Unreachable"})]
+    (launch,) = of(plan, Launch)
+    assert launch.task_id == "service.default.web.9.0.1"
+    assert world.records["service.default.web.9.0.0"].state == "TASK_UNREACHABLE"
