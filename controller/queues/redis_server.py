@@ -13,15 +13,14 @@ claim protocol of controller/queues/redis_source.py relies on.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.store import server_process
 from controller.store.etcd_server import free_port, port_in_use
 
 INSTALL_HINT = ("run `bash scripts/install.sh` as root (it installs Debian's redis-server "
@@ -152,23 +151,12 @@ class RedisServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Redis fsyncs the AOF and exits), SIGKILL if it does not within timeout."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+        server_process.terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: only what the AOF already holds survives."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        server_process.kill(proc)
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port and directory."""
@@ -176,6 +164,4 @@ class RedisServer:
         self.start()
 
     def log_tail(self, lines: int = 15) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return server_process.log_tail(self.log_path, lines)

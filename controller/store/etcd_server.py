@@ -6,9 +6,7 @@ Used by `docket up` (the embedded etcd) and by the test fixtures. The binary is 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from controller.store import server_process
 
 
 class EtcdServerError(RuntimeError):
@@ -144,29 +144,16 @@ class EtcdServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+        server_process.terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        server_process.kill(proc)
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def _log_tail(self, lines: int = 15) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return server_process.log_tail(self.log_path, lines)
