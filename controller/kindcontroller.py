@@ -174,7 +174,10 @@ class KindController:
                 if self.kind.observe is not None:
                     for observation in plan.observations:
                         self.kind.observe(observation)
-                outcomes[i] = Result(requeue_after=plan.requeue_after)
+                # A launch cancelled before it reached Mesos ended here, with no update to
+                # come and wake the object: plan it again at once (a deleted Job then cleans up).
+                outcomes[i] = Result(requeue_after=0.0 if outcome.cancelled
+                                     else plan.requeue_after)
         return outcomes
 
     def _plan(self, namespace: str, name: str, now: datetime

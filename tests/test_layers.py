@@ -21,6 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "localmesos": set(),
     # A Queue's sources: their I/O, read through the pure planner's vocabulary.
     "queues": {"api", "reconcile", "store", "clock", "metrics"},
+    # The Python client: objects over etcd, no Mesos knowledge.
+    "client": {"api", "store", "queues"},
 }
 
 

@@ -1,6 +1,7 @@
-"""What the user-facing object commands (`get`, `describe`, `delete`, `apply`) share: the
-`--etcd`/`--prefix` flags, kind names and aliases, `NS/NAME` parsing, reading an object with
-its status, and plain-text tables, ages and times.
+"""What the user-facing object commands (`get`, `describe`, `delete`, `apply`, `diff`) share:
+the `--etcd`/`--prefix` flags, kind names and aliases, `NS/NAME` parsing, label selectors
+(`-l`), the `kind/ns/name` form of `-o name`, reading an object with its status, and
+plain-text tables, ages and times.
 
 Every failure a user can cause or meet (etcd unreachable, unknown kind, bad name, missing
 object) becomes `CommandError`, which `guarded` turns into one line on stderr and exit 1: a
@@ -111,6 +112,74 @@ def resolve_name(ref: str, namespace: str | None) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One term of a label selector: `key=value` (also `key==value`), `key!=value` (true
+    when the label is absent, as in kubectl), `key` (the label exists) or `!key` (it does
+    not)."""
+
+    key: str
+    op: str  # "=", "!=", "exists", "!exists"
+    value: str = ""
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.op == "=":
+            return labels.get(self.key) == self.value
+        if self.op == "!=":
+            return labels.get(self.key) != self.value
+        if self.op == "exists":
+            return self.key in labels
+        return self.key not in labels
+
+
+def parse_selector(text: str) -> list[Requirement]:
+    """`-l key=value,key!=value,key,!key`: every term must hold. Set-based terms
+    (`key in (a,b)`) are not supported and are an error rather than a silent mismatch."""
+    import re
+
+    terms = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(terms):
+        raise CommandError(f"label selector {text!r}: empty term")
+    key_re = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$")
+    out = []
+    for term in terms:
+        if "!=" in term:
+            key, _, value = term.partition("!=")
+            req = Requirement(key.strip(), "!=", value.strip())
+        elif "=" in term:
+            key, _, value = term.partition("=")
+            req = Requirement(key.strip(), "=", value.strip().removeprefix("="))
+        elif term.startswith("!"):
+            req = Requirement(term[1:].strip(), "!exists")
+        else:
+            req = Requirement(term, "exists")
+        if not key_re.match(req.key) or any(c in req.value for c in " ()!=,"):
+            raise CommandError(f"label selector {text!r}: cannot read {term!r} (use "
+                               "key=value, key!=value, key or !key, joined by commas)")
+        out.append(req)
+    return out
+
+
+def selected(obj: object, selector: Sequence[Requirement]) -> bool:
+    """Whether a stored object's metadata.labels satisfy every requirement. An invalid
+    object has no labels Docket can trust, so no non-empty selector selects it."""
+    from controller.api import InvalidObject
+
+    if not selector:
+        return True
+    if isinstance(obj, InvalidObject):
+        return False
+    labels: dict[str, str] = getattr(getattr(obj, "metadata", None), "labels", {}) or {}
+    return all(r.matches(labels) for r in selector)
+
+
+def name_line(kind: Kind, namespace: str, name: str) -> str:
+    """An object as `-o name` prints it: `job/default/hello`. Unlike kubectl's
+    `job.docket.dev/hello`, the namespace is part of it, since Docket's commands take
+    NS/NAME; `docket describe job default/hello` names the same object."""
+    return f"{kind.singular}/{namespace}/{name}"
+
+
+@dataclass(frozen=True)
 class Entry:
     """One stored object and the status that belongs to it (None if none does yet)."""
 
@@ -198,16 +267,23 @@ def print_documents(docs: Sequence[dict[str, Any]], fmt: str, *, as_list: bool) 
         print(yaml.safe_dump(value, sort_keys=False, default_flow_style=False), end="")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> str:
-    """Columns aligned by padding, like kubectl: three spaces between columns."""
+def column_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = []
-    for row in (headers, *rows):
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
-        lines.append(indent + "   ".join(cells).rstrip())
-    return "\n".join(lines)
+    return widths
+
+
+def table_line(row: Sequence[str], widths: Sequence[int], indent: str = "") -> str:
+    """One row padded to `widths` (a longer cell pushes the rest right)."""
+    cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
+    return indent + "   ".join(cells).rstrip()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> str:
+    """Columns aligned by padding, like kubectl: three spaces between columns."""
+    widths = column_widths(headers, rows)
+    return "\n".join(table_line(row, widths, indent) for row in (headers, *rows))
 
 
 def human_duration(seconds: float | None) -> str:

@@ -13,8 +13,20 @@ rest.
 
 etcd, Redis and the controller run as child processes in sessions of their own, so a Ctrl-C in
 the terminal reaches only this process and the shutdown order above holds. The controller is
-`docket run` pointed at the embedded parts; its log goes to a file in the data dir. The
-embedded Mesos runs in this process: its tasks are this process's children.
+`docket run` pointed at the embedded parts; its log goes to a file in the data dir (appended
+to, across restarts). The embedded Mesos runs in this process: its tasks are this process's
+children.
+
+`up` supervises the controller as a process supervisor would: once it has started, a
+controller that exits (any status, or killed by a signal) is started again after a backoff
+(1 s, doubling up to 30 s; back to 1 s once a controller stayed up 60 s), while etcd, Redis
+and Mesos stay up, so running tasks keep running and the new controller adopts them (Mesos
+keeps a framework's tasks for its failover timeout; the framework id is in etcd). Each
+restart is one line on the terminal. A dead controller's leader lease would hold off its
+successor for the lease's TTL; `up` revokes it, but only when the leader key names exactly the
+process that `up` has just reaped, so it can never depose a live controller. A controller
+that exits before it was ever ready is not restarted: that is a configuration problem, shown
+with the end of its log. Ctrl-C or SIGTERM stops everything, also while a restart is pending.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,10 +58,47 @@ HELP = ("Start embedded etcd, a local Redis (when redis-server is installed), th
 HELLO_JOB = {"apiVersion": "docket.dev/v1", "kind": "Job",
              "spec": {"completions": 3, "template": {"command": "echo hello"}}}
 CONTROLLER_STOP_SECONDS = 20.0
+WATCH_SECONDS = 0.25
+"""How often `up` checks its children (and a restarted controller's readiness)."""
+RESTART_INITIAL_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+RESTART_RESET_AFTER_SECONDS = 60.0
+"""A controller that stayed up this long is healthy: its next restart waits the initial
+delay again."""
 
 
 class UpError(Exception):
     """Something `up` cannot start; one line for the user, exit 1."""
+
+
+class RestartBackoff:
+    """The delay before each restart of the controller: `initial`, doubling after each exit up
+    to `maximum`, and back to `initial` after a run of at least `reset_after` seconds."""
+
+    def __init__(self, initial: float = RESTART_INITIAL_SECONDS,
+                 maximum: float = RESTART_MAX_SECONDS,
+                 reset_after: float = RESTART_RESET_AFTER_SECONDS) -> None:
+        self.initial, self.maximum, self.reset_after = initial, maximum, reset_after
+        self._next = initial
+
+    def after_exit(self, uptime: float) -> float:
+        """The delay before restarting a controller that ran `uptime` seconds."""
+        if uptime >= self.reset_after:
+            self._next = self.initial
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+
+def describe_exit(returncode: int) -> str:
+    """`status 1`, or `signal SIGKILL` for a child killed by a signal (Popen's negative
+    return code)."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
 
 
 def default_data_dir() -> Path:
@@ -92,6 +142,15 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _ready(base: str) -> bool:
+    """True when the controller at `base` answers /readyz with 200."""
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def _bin(name: str) -> Path:
@@ -159,6 +218,9 @@ class _Up:
         self.mesos: LocalMesos | None = None
         self.controller: subprocess.Popen[bytes] | None = None
         self.controller_log = self.data / "controller.log"
+        self.controller_started = 0.0
+        self.controller_ready = False
+        self.backoff = RestartBackoff()
 
     def run(self) -> int:
         from controller.queues.redis_server import redis_installed
@@ -217,7 +279,7 @@ class _Up:
         print(f"mesos       {self.mesos.master_url}  ({a.agents} {mode} agent(s), "
               f"sandboxes in {self.mesos.work_dir})", flush=True)
 
-    def _start_controller(self) -> None:
+    def _spawn_controller(self) -> subprocess.Popen[bytes]:
         assert self.etcd is not None and self.mesos is not None
         cmd = [sys.executable, "-m", "controller.cli.main", "run",
                "--etcd-endpoints", self.etcd.endpoint, "--key-prefix", "/docket",
@@ -230,11 +292,21 @@ class _Up:
                                                start_new_session=True)
         finally:
             log.close()
-        health = f"http://127.0.0.1:{self.args.metrics_port}"
-        ready = self._wait_ready(health, timeout=30.0)
+        self.controller_started = time.monotonic()
+        self.controller_ready = False
+        return self.controller
+
+    @property
+    def _health(self) -> str:
+        return f"http://127.0.0.1:{self.args.metrics_port}"
+
+    def _start_controller(self) -> None:
+        proc = self._spawn_controller()
+        ready = self._wait_ready(self._health, timeout=30.0)
+        self.controller_ready = ready
         state = "ready" if ready else "started, not ready yet (see /readyz)"
-        print(f"controller  {state}: metrics {health}/metrics, health {health}/readyz "
-              f"(log {self.controller_log})", flush=True)
+        print(f"controller  {state} (pid {proc.pid}): metrics {self._health}/metrics, "
+              f"health {self._health}/readyz (log {self.controller_log})", flush=True)
 
     def _wait_ready(self, base: str, timeout: float) -> bool:
         assert self.controller is not None
@@ -243,12 +315,8 @@ class _Up:
             if self.controller.poll() is not None:
                 raise UpError(f"the controller exited with status {self.controller.returncode}; "
                               f"last lines of {self.controller_log}:\n{self._log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return True
-            except OSError:
-                pass
+            if _ready(base):
+                return True
             self.stop.wait(0.2)
         return False
 
@@ -274,16 +342,62 @@ class _Up:
         print("Press Ctrl-C to stop.", flush=True)
 
     def _watch(self) -> int:
-        while not self.stop.wait(0.5):
+        while not self.stop.wait(WATCH_SECONDS):
             if self.etcd is not None and not self.etcd.running:
                 raise UpError(f"etcd exited unexpectedly; see {self.etcd.log_path}")
             if self.redis is not None and not self.redis.running:
                 raise UpError(f"redis-server exited unexpectedly; see {self.redis.log_path}")
-            if self.controller is not None and self.controller.poll() is not None:
-                raise UpError(f"the controller exited with status "
-                              f"{self.controller.returncode}; last lines of "
-                              f"{self.controller_log}:\n{self._log_tail()}")
+            if self.controller is not None:
+                self._supervise(self.controller)
         return 0
+
+    def _supervise(self, proc: subprocess.Popen[bytes]) -> None:
+        """One look at the controller: announce a restarted one once it is ready; restart
+        one that has exited, after the backoff (returning early on Ctrl-C)."""
+        returncode = proc.poll()
+        if returncode is None:
+            if not self.controller_ready and _ready(self._health):
+                self.controller_ready = True
+                print(f"controller  ready (pid {proc.pid})", flush=True)
+            return
+        uptime = time.monotonic() - self.controller_started
+        delay = self.backoff.after_exit(uptime)
+        released = self._release_leadership(proc.pid)
+        print(f"controller  exited with {describe_exit(returncode)} after "
+              f"{uptime:.1f}s; restarting in {delay:g}s (log: {self.controller_log})"
+              f"{'; its leader lease revoked' if released else ''}", flush=True)
+        if self.stop.wait(delay):
+            return
+        new = self._spawn_controller()
+        print(f"controller  restarted (pid {new.pid}); waiting for it to be ready",
+              flush=True)
+
+    def _release_leadership(self, pid: int) -> bool:
+        """Revoke the leader lease of the controller `pid` that `up` has just reaped, so its
+        successor leads at once rather than after the lease's TTL. Only when the leader key
+        names that very process (`host:pid`, the identity `docket run` campaigns with):
+        any other holder is alive, or not ours. Best effort: on any failure the successor
+        simply waits for the lease to expire."""
+        from controller.store import Store
+
+        assert self.etcd is not None
+        identity = f"{socket.gethostname()}:{pid}".encode()
+        try:
+            store = Store(self.etcd.endpoint, prefix="/docket", timeout=2.0, retry_seconds=2.0)
+        except ValueError:
+            return False
+        try:
+            key = store.keys.controller("leader")
+            raw = store.client.raw
+            value, meta = store.client.call("get", key, lambda: raw.get(key))
+            if value != identity or meta is None or not meta.lease_id:
+                return False
+            store.revoke_lease(int(meta.lease_id))
+            return True
+        except Exception:  # best effort, see the docstring
+            return False
+        finally:
+            store.close()
 
     def shutdown(self) -> None:
         """Newest first; each step runs even if an earlier one failed."""

@@ -199,7 +199,8 @@ def test_apply_writes_all_or_nothing(cli: Cli, tmp_path: Path) -> None:
     assert cli.store.get("services", "default", "web") is not None
 
     revision = cli.store.get("jobs", "default", "hello").mod_revision  # type: ignore[union-attr]
-    code, out, _ = cli("apply", "-f", str(good / "hello.yaml"))
+    # one file of the directory, in the directory's apply set (named after its path)
+    code, out, _ = cli("apply", "-f", str(good / "hello.yaml"), "--apply-set", str(good))
     assert code == 0 and "job default/hello unchanged" in out
     assert cli.store.get("jobs", "default", "hello").mod_revision == revision  # type: ignore[union-attr]
 

@@ -158,3 +158,25 @@ def test_no_object_is_planned_before_every_cache_is_filled() -> None:
     finally:
         controller.stop()
         store.close()
+
+
+def test_a_job_deleted_while_its_launch_waits_for_an_offer_is_cleaned_up() -> None:
+    """Its pending launch is cancelled (no update will ever come for it), and the Job is
+    planned again at once — not at the next resync, which is far away here."""
+    c = Core()
+    c.manager = Manager(c.store, lambda _known: c.mesos, workers=2, resync_seconds=300,
+                        clock=c.clock)
+    c.mesos.auto_run = False  # no offers: the launch stays pending
+    c.manager.start()
+    try:
+        c.put("jobs", "Job", "waiting", {"template": template("echo hello")})
+        wait_for(lambda: c.mesos.pending_count == 1, 10, lambda: "never launched")
+        c.store.delete_object("jobs", "default", "waiting")
+        wait_for(lambda: c.status("jobs", "waiting") is None
+                 and not c.store.list_executions("jobs", "default", "waiting"), 10,
+                 lambda: f"left: {c.status('jobs', 'waiting')}, "
+                         f"{c.store.list_executions('jobs', 'default', 'waiting')}")
+        assert c.mesos.pending_count == 0 and not c.mesos.tasks
+    finally:
+        c.manager.stop()
+        c.store.close()
