@@ -292,6 +292,7 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     server.readiness.register("leader", elector.is_leader)
     server.readiness.register("mesos", lambda: check("mesos"))
     server.readiness.register("caches", lambda: check("cache"))
+    server.set_status_source(lambda: current[0] if current else None)
     server.start()
     log.info("controller starting", etcd=settings.etcd_endpoints, mesos=settings.mesos_master)
     elector.start()

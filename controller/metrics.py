@@ -248,9 +248,10 @@ class _IPv6Server(ThreadingHTTPServer):
 
 
 class MetricsServer:
-    """Serves /metrics, /healthz (the process answers) and /readyz (every readiness check
-    passes) from a daemon thread. `start()` binds (so a port in use fails at once); `stop()`
-    closes the socket."""
+    """Serves /metrics, /healthz (the process answers), /readyz (every readiness check
+    passes) and `/`, the status page (controller/statuspage.py: health from the readiness
+    checks, objects from the source set by `set_status_source`), from a daemon thread.
+    `start()` binds (so a port in use fails at once); `stop()` closes the socket."""
 
     def __init__(self, address: str = ":9102", *, readiness: ReadinessChecks | None = None,
                  registry: CollectorRegistry = REGISTRY) -> None:
@@ -259,6 +260,12 @@ class MetricsServer:
         self._registry = registry
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._status_source: Callable[[], Any] | None = None
+
+    def set_status_source(self, source: Callable[[], Any] | None) -> None:
+        """Where the status page's objects come from: a callable giving the running Manager,
+        or None while this process does not lead (the page then shows health only)."""
+        self._status_source = source
 
     @property
     def port(self) -> int:
@@ -280,6 +287,13 @@ class MetricsServer:
                 elif path == "/readyz":
                     ok, body = _render(outer.readiness.run())
                     self._reply(200 if ok else 503, body.encode())
+                elif path == "/":
+                    # Imported here: the page reads the kinds' models, which a process that
+                    # only exports metrics need not load.
+                    from controller import statuspage
+
+                    body = statuspage.page(outer._status_source, outer.readiness.run())
+                    self._reply(200, body.encode(), "text/html; charset=utf-8")
                 else:
                     self._reply(404, b"not found\n")
 

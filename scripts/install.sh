@@ -35,7 +35,7 @@ fi
 "${PIP[@]}" install -e "$ROOT[dev]"
 "$VENV/bin/etcd" --version >/dev/null || { echo "install.sh: etcd did not install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import pymesos, pyetcd' || { echo "install.sh: pymesos or pyetcd does not import" >&2; exit 1; }
-# --- Debian packages: promtool, redis-server --------------------------------------------------
+# --- Debian packages: promtool, redis-server, chromium ----------------------------------------
 # Installing a Debian package that ships a daemon must not start it here (the tests and `docket
 # up` start their own on ports of their choosing), so a policy-rc.d that forbids service starts
 # is put in place for the install when none exists. Package lists may be missing or stale (a
@@ -81,6 +81,11 @@ apt_install prometheus promtool "tests/deploy will fail" promtool prometheus
 # redis-server backs Redis Queues: the test fixtures (tests/fixtures/redis.py) start it on a
 # free port with a temporary directory, and `docket up` starts it on 6379 when it is installed.
 apt_install redis-server redis-server "tests that need Redis will fail and docket up runs without Redis" redis-server
+# chromium and chromium-driver: tests/test_status_page.py loads the controller's status page in
+# headless Chromium through selenium (tests/fixtures/browser.py: /usr/bin/chromium and
+# /usr/bin/chromedriver).
+apt_install chromium chromium "the status page's browser test will fail" chromium
+apt_install chromium-driver chromedriver "the status page's browser test will fail" chromedriver
 # --- end Debian packages ----------------------------------------------------------------------
 
 echo "install.sh: ready in $VENV (docket, etcd, etcdctl in $VENV/bin)"
