@@ -37,7 +37,7 @@ class TaskLifecycle(MasterBase):
             return available
         task = Task(info["task_id"]["value"], str(info.get("name", "")), fw.framework_id,
                     agent.agent_id, wanted, info, role)
-        task.statuses.append({"state": "TASK_STAGING", "timestamp": time.time()})
+        # No status yet: Mesos' createTask records none; the first comes with the first update.
         fw.tasks[task.task_id] = task
         agent.tasks[(fw.framework_id, task.task_id)] = task
         agent.used = agent.used + wanted
