@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -45,11 +46,18 @@ class Env:
             flags[-1] = master
         code = main(["logs", *argv, *flags])
         out, err = self.capsys.readouterr()
+        # The controller runs in this process too, and its log lines (structlog's console
+        # format) can land in the same captured stdout while the command runs.
+        out = "".join(line for line in out.splitlines(keepends=True)
+                      if not _CONTROLLER_LOG.match(line))
         return code, out, err
 
     def record(self, job: str, index: int = 0) -> ExecutionRecord:
         return max((r for r in self.docket.executions(job) if r.index == index),
                    key=lambda r: r.attempt)
+
+
+_CONTROLLER_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+\s*\] ")
 
 
 @pytest.fixture
