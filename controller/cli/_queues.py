@@ -8,8 +8,8 @@ controller, another producer or a second `docket queue requeue` never loses or d
 message:
 
 - **push, etcd**: each message becomes a key `<prefix>/queue-items/<ns>/<queue>/<itemId>`,
-  written only if absent, up to `PUSH_PER_TXN` per transaction. Item ids are UTC times to the
-  microsecond, strictly increasing within one command, plus random hex
+  written only if absent, up to 100 per transaction (controller/queues/etcd_push.py). Item
+  ids are UTC times to the microsecond, strictly increasing within one command, plus random hex
   (`20261123T080000.000001Z-9f3a2b1c`), so `etcdctl get --prefix` lists them in the order
   they were pushed and two producers never pick the same id. A transaction that etcd applied
   but whose answer was lost is retried by the store and then fails its condition: the command
@@ -34,12 +34,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import secrets
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from controller.api import EtcdSource, InvalidObject, Queue, RedisSource
@@ -49,10 +47,6 @@ if TYPE_CHECKING:
     from controller.queues.redis_source import RedisQueue
     from controller.store import Store, StoredObject
 
-PUSH_PER_TXN = 100
-"""Messages per transaction of `queue push` (etcd allows 128 operations in one)."""
-PUSH_TXN_BYTES = 1024 * 1024
-"""Bytes of messages per transaction of `queue push` (etcd refuses requests over 1.5 MiB)."""
 REQUEUE_PER_TXN = 50
 """Dead letters per transaction of `queue requeue`: a put and a delete each."""
 ATTEMPTS = 5
@@ -137,22 +131,6 @@ def dead_letter_text(queue: Queue, default_prefix: str) -> str:
 
 
 # --- messages in and out ----------------------------------------------------------------------
-class ItemIds:
-    """Sortable, unique item ids: the UTC time to the microsecond, strictly increasing within
-    one generator (so one push keeps its order even within a microsecond), then 8 random hex
-    digits (so two producers never pick the same id)."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def next(self) -> str:
-        micros = max(time.time_ns() // 1000, self._last + 1)
-        self._last = micros
-        seconds, fraction = divmod(micros, 1_000_000)
-        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S")
-        return f"{stamp}.{fraction:06d}Z-{secrets.token_hex(4)}"
-
-
 def lines_of(data: bytes) -> list[bytes]:
     """One message per line: the line ending (LF or CRLF) is not part of it; empty lines are
     skipped."""
@@ -232,44 +210,13 @@ def parse_etcd_dead(item_id: str, key: str, raw: bytes, mod_revision: int) -> De
 def push_etcd(store: Store, ref: QueueRef, messages: Sequence[bytes]) -> int:
     """Write `messages` as new items, in order; how many were written. Raises CommandError
     saying how many were written before a failure."""
-    from controller.store import Conflict, Expect, Put, StoreError
+    from controller.queues.etcd_push import PushIncomplete, push_items
 
-    ids = ItemIds()
-    pushed = 0
-    for chunk in _push_chunks(messages):
-        for _ in range(ATTEMPTS):
-            keyed = [(store.keys.queue_item(ref.namespace, ref.name, ids.next()), m)
-                     for m in chunk]
-            try:
-                store.commit([Put(k, m) for k, m in keyed], [Expect(k, 0) for k, _ in keyed])
-                break
-            except Conflict:
-                # Either etcd applied it and the store retried after a lost answer (every key
-                # holds its message: done), or an id was taken (pick new ones).
-                if all((found := store.get_raw(k)) is not None and found[0] == m
-                       for k, m in keyed):
-                    break
-            except StoreError as exc:
-                raise CommandError(f"{ref.what}: {pushed} of {len(messages)} message(s) "
-                                   f"pushed, then: {exc}") from None
-        else:
-            raise CommandError(f"{ref.what}: {pushed} of {len(messages)} message(s) pushed, "
-                               f"then {ATTEMPTS} attempts found their item ids taken")
-        pushed += len(chunk)
-    return pushed
-
-
-def _push_chunks(messages: Sequence[bytes]) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    size = 0
-    for m in messages:
-        if chunk and (len(chunk) >= PUSH_PER_TXN or size + len(m) > PUSH_TXN_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(m)
-        size += len(m)
-    if chunk:
-        yield chunk
+    try:
+        return push_items(store, ref.namespace, ref.name, messages)
+    except PushIncomplete as exc:
+        raise CommandError(f"{ref.what}: {exc.pushed} of {len(messages)} message(s) pushed, "
+                           f"then: {exc}") from None
 
 
 def dead_etcd(store: Store, prefix: str) -> list[DeadEntry]:

@@ -10,14 +10,11 @@ import asyncio
 import builtins
 import contextlib
 import inspect
-import secrets
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -42,7 +39,8 @@ from controller.client.events import (
     Subscription,
     resolve_kind,
 )
-from controller.store import Conflict, Expect, Put, Store, StoredObject
+from controller.queues.etcd_push import ItemIds, PushIncomplete, push_items
+from controller.store import Conflict, Store, StoredObject
 
 log = structlog.get_logger("docket.client")
 
@@ -51,13 +49,6 @@ KindRef = str | Kind | type[AnyObject]
 
 TERMINAL_PHASES = frozenset({JobPhase.SUCCEEDED, JobPhase.FAILED})
 """The phases in which a Job has ended: the runners return (or raise) on them."""
-
-PUSH_PER_TXN = 100
-"""Messages per transaction of `push` to an etcd Queue (etcd allows 128 operations in one)."""
-PUSH_TXN_BYTES = 1024 * 1024
-"""Bytes of messages per transaction of `push` (etcd refuses requests over 1.5 MiB)."""
-PUSH_ATTEMPTS = 5
-"""Transactions of `push` retried after their item ids were taken."""
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -140,23 +131,6 @@ class Handler:
         self._client._remove_handler(self)
 
 
-class _ItemIds:
-    """Sortable, unique queue item ids, as `docket queue push` writes them: the UTC time to
-    the microsecond, strictly increasing within one generator, then 8 random hex digits."""
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> str:
-        with self._lock:
-            micros = max(time.time_ns() // 1000, self._last + 1)
-            self._last = micros
-        seconds, fraction = divmod(micros, 1_000_000)
-        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S")
-        return f"{stamp}.{fraction:06d}Z-{secrets.token_hex(4)}"
-
-
 def _what(kind: Kind, namespace: str, name: str) -> str:
     return f"{kind.singular} {namespace}/{name}"
 
@@ -192,7 +166,7 @@ class Client:
         self._dispatcher: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docket-client")
         self._closed = False
-        self._item_ids = _ItemIds()
+        self._item_ids = ItemIds()
 
     @property
     def prefix(self) -> str:
@@ -305,7 +279,7 @@ class Client:
         etcd-backed Queues: each message becomes a key
         `<prefix>/queue-items/<namespace>/<queue>/<id>`, ids sortable (UTC time to the
         microsecond, then random hex) and unique, written only if absent, up to
-        `PUSH_PER_TXN` per transaction. Redis-backed: one RPUSH of every message (all or
+        100 per transaction. Redis-backed: one RPUSH of every message (all or
         none). Raises NotFound if there is no such Queue."""
         stored = self.get(Queue, namespace, queue)
         if not isinstance(stored, Queue):
@@ -320,27 +294,11 @@ class Client:
         return len(values)
 
     def _push_etcd(self, namespace: str, queue: str, values: Sequence[bytes]) -> int:
-        pushed = 0
-        for chunk in _chunks(values):
-            for _ in range(PUSH_ATTEMPTS):
-                keyed = [(self.store.keys.queue_item(namespace, queue, self._item_ids.next()),
-                          m) for m in chunk]
-                try:
-                    self.store.commit([Put(k, m) for k, m in keyed],
-                                      [Expect(k, 0) for k, _ in keyed])
-                    break
-                except Conflict:
-                    # etcd applied it and the store retried after a lost answer (every key
-                    # holds its message: done), or an id was taken (pick new ones).
-                    if all((found := self.store.get_raw(k)) is not None and found[0] == m
-                           for k, m in keyed):
-                        break
-            else:
-                raise ClientError(f"queue {namespace}/{queue}: {pushed} of {len(values)} "
-                                  f"message(s) pushed, then {PUSH_ATTEMPTS} attempts found "
-                                  "their item ids taken")
-            pushed += len(chunk)
-        return pushed
+        try:
+            return push_items(self.store, namespace, queue, values, self._item_ids)
+        except PushIncomplete as exc:
+            raise ClientError(f"queue {namespace}/{queue}: {exc.pushed} of {len(values)} "
+                              f"message(s) pushed, then: {exc}") from None
 
     # --- subscription runner ------------------------------------------------------------------
     def subscribe(self, selector: Selector | None = None, from_revision: int | None = None
@@ -555,19 +513,6 @@ class Client:
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("async event handler failed", error=repr(task.exception()))
-
-
-def _chunks(values: Sequence[bytes]) -> Iterable[builtins.list[bytes]]:
-    chunk: list[bytes] = []
-    size = 0
-    for m in values:
-        if chunk and (len(chunk) >= PUSH_PER_TXN or size + len(m) > PUSH_TXN_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(m)
-        size += len(m)
-    if chunk:
-        yield chunk
 
 
 __all__ = ["ApplyConflict", "Client", "ClientError", "Handler", "JobDeleted",
