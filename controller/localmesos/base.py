@@ -47,6 +47,9 @@ class MasterBase:
         self.agents: dict[str, Agent] = {}
         self.offers: dict[str, Offer] = {}
         self.all_tasks: dict[tuple[str, str], Task] = {}  # every task ever launched
+        # Every launch the master accepted, in order, duplicates included: the source of truth
+        # the chaos suite checks "no task id launched twice" against (all_tasks is keyed).
+        self.launch_log: list[tuple[float, str, str, str]] = []  # (time, fw, task, agent)
         self._framework_seq = 0
         self._agent_seq = 0
         self._offer_seq = 0

@@ -162,6 +162,12 @@ class LocalMesos:
         with self.master.lock:
             return list(self.master.all_tasks.values())
 
+    def launches(self) -> list[tuple[float, str, str, str]]:
+        """Every launch the master accepted, in order: (time, framework id, task id, agent id).
+        A task id launched twice appears twice, whatever became of the first."""
+        with self.master.lock:
+            return list(self.master.launch_log)
+
     def frameworks(self) -> list[str]:
         with self.master.lock:
             return list(self.master.frameworks)

@@ -42,6 +42,7 @@ class TaskLifecycle(MasterBase):
         agent.tasks[(fw.framework_id, task.task_id)] = task
         agent.used = agent.used + wanted
         self.all_tasks[(fw.framework_id, task.task_id)] = task
+        self.launch_log.append((time.time(), fw.framework_id, task.task_id, agent.agent_id))
         if self.fail_launches > 0:
             self.fail_launches -= 1
             self.timers.call_soon(lambda: self.agent_update(
