@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +40,23 @@ if TYPE_CHECKING:
     from controller.store.store import Store, StoredObject
 
 log = structlog.get_logger("docket.store.watch")
+
+# pyetcd's Watcher (one per client, shared by every stream of a store) loses a watch request
+# made while another waits to be created and the gRPC stream under both breaks: the waiter
+# wakes after the stream's thread has stopped, queues its request where nothing reads it, and
+# times out (WatchTimedOut, 5 s) — after an etcd restart, one kind's changes arrived seconds
+# late. Creating one watch at a time per client means each creation starts by finding the
+# stream stopped and starting a new one.
+_CREATING: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_CREATING_GUARD = threading.Lock()
+
+
+def _creation_lock(raw: Any) -> threading.Lock:
+    with _CREATING_GUARD:
+        lock = _CREATING.get(raw)
+        if lock is None:
+            lock = _CREATING[raw] = threading.Lock()
+        return lock
 
 
 @dataclass(frozen=True)
@@ -157,9 +175,10 @@ class WatchStream:
         # itself yet accepts a watch from exactly there, silently missing that deletion. From
         # one earlier, such a compaction is reported (and answered with a re-list); the events
         # of that earlier revision were delivered already and are skipped.
-        watch_id = raw.add_watch_prefix_callback(
-            self._prefix, inbox.put, start_revision=max(self._next_revision - 1, 1)
-        )
+        with _creation_lock(raw):
+            watch_id = raw.add_watch_prefix_callback(
+                self._prefix, inbox.put, start_revision=max(self._next_revision - 1, 1)
+            )
         try:
             while not self._stop.is_set():
                 try:
