@@ -47,8 +47,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1:2379"],
         description="etcd endpoints, host:port, comma-separated")
     key_prefix: str = Field("/docket", description="prefix of every key Docket reads or writes")
-    mesos_master: str = Field("http://127.0.0.1:5050",
-                              description="Mesos master, host:port or http://host:port")
+    mesos_master: str = Field(
+        "http://127.0.0.1:5050",
+        description="Mesos master: host:port or http://host:port; masters in HA, tried in "
+                    "turn: host1:5050,host2:5050; or their ZooKeeper: zk://host:port/path")
     framework_name: str = Field("docket", min_length=1, description="Mesos framework name")
     framework_role: str = Field("*", min_length=1, description="Mesos role offers come from")
     framework_principal: str | None = Field(None, description="Mesos principal")
@@ -105,19 +107,11 @@ class Settings(BaseSettings):
     @field_validator("mesos_master")
     @classmethod
     def _check_master(cls, value: str) -> str:
-        if value.startswith("https://"):
-            # pymesos speaks plain HTTP only: better refuse than send in clear what the
-            # operator meant to encrypt.
-            raise ValueError("TLS to the Mesos master is not supported (pymesos speaks plain "
-                             "HTTP); give an http:// URL, e.g. behind a TLS-terminating proxy")
-        # pymesos and Mesos' own tools take a bare host:port and mean plain HTTP by it.
-        address = value.removeprefix("http://").rstrip("/")
-        host, sep, port = address.rpartition(":")
-        if (not sep or not host or "/" in address or not port.isdigit()
-                or not 0 < int(port) < 65536):
-            raise ValueError("must be host:port or an http:// URL, e.g. mesos-master:5050 or "
-                             "http://mesos-master:5050")
-        return f"http://{address}"
+        # One master (`host:port` or `http://host:port`, pymesos' and Mesos' tools' forms),
+        # a list of masters in HA, or their ZooKeeper group (controller/mesos/masters.py).
+        from controller.mesos.masters import normalize
+
+        return normalize(value)
 
     @field_validator("metrics_address")
     @classmethod

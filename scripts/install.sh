@@ -35,7 +35,7 @@ fi
 "${PIP[@]}" install -e "$ROOT[dev]"
 "$VENV/bin/etcd" --version >/dev/null || { echo "install.sh: etcd did not install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import pymesos, pyetcd' || { echo "install.sh: pymesos or pyetcd does not import" >&2; exit 1; }
-# --- Debian packages: promtool, redis-server, chromium ----------------------------------------
+# --- Debian packages: promtool, redis-server, chromium, zookeeper ------------------------------
 # Installing a Debian package that ships a daemon must not start it here (the tests and `docket
 # up` start their own on ports of their choosing), so a policy-rc.d that forbids service starts
 # is put in place for the install when none exists. Package lists may be missing or stale (a
@@ -86,6 +86,11 @@ apt_install redis-server redis-server "tests that need Redis will fail and docke
 # /usr/bin/chromedriver).
 apt_install chromium chromium "the status page's browser test will fail" chromium
 apt_install chromium-driver chromedriver "the status page's browser test will fail" chromedriver
+# zookeeper (3.8; needs Java, a JRE is pulled in when missing): the embedded Mesos masters in HA
+# elect their leader in it, as Mesos' do. tests/fixtures/zookeeper.py runs its server class
+# from /usr/share/java/zookeeper.jar on a free port. The package puts no server command on
+# PATH (zkServer.sh is under /usr/share/zookeeper/bin): its zooinspector tells it is installed.
+apt_install zookeeper zookeeper "the tests of masters in HA (tests/localmesos/test_ha.py, tests/e2e/test_master_failover.py) will fail" java zooinspector
 # --- end Debian packages ----------------------------------------------------------------------
 
 echo "install.sh: ready in $VENV (docket, etcd, etcdctl in $VENV/bin)"

@@ -4,7 +4,8 @@ pailer), so `docket logs` works against any Mesos 1.x cluster and not only the e
 1. the master names the agent's address: `GET /master/slaves?slave_id=ID` gives the same
    `slaves[]` entries as the master's `/state` (`pid` "slave(1)@host:port", else `hostname`
    and `port`), for one agent instead of the whole cluster; a non-leading master answers with
-   a redirect to the leader, which is followed;
+   a redirect to the leader, which is followed. Masters in HA (a list, or `zk://`) are asked
+   who leads first (controller/mesos/masters.py: ZooKeeper's data, or `/master/redirect`);
 2. the agent names the sandbox: its `/state` lists `frameworks[].executors[]` and, for tasks
    that ended, `completed_frameworks[]` and `completed_executors[]`, each with the
    executor's `directory` (a command task's executor is named after the task);
@@ -49,7 +50,7 @@ class SandboxGone(CommandError):
 def master_url(flag: str | None) -> str:
     """The master as `docket run` takes it: `--mesos-master`, else $DOCKET_MESOS_MASTER, else
     `mesos_master` in the $DOCKET_CONFIG file, else the default; `host:port` or
-    `http://host:port`, validated by the same rule."""
+    `http://host:port`, a list of them or a `zk://` URL, validated by the same rule."""
     from pathlib import Path
 
     from controller.config import ConfigError, Settings, read_config_file
@@ -106,8 +107,22 @@ class Agent:
     process: str  # libprocess id of the agent, "slave(1)"
 
 
+def leading_master(master: str) -> str:
+    """`http://host:port` of the master to ask: the one given, or the leader of those."""
+    from controller.mesos.masters import leader_url, parse_masters
+
+    spec = parse_masters(master)
+    if not spec.zk and len(spec.addresses) == 1:
+        return f"http://{spec.addresses[0]}"
+    try:
+        return leader_url(spec, timeout=HTTP_TIMEOUT)
+    except LookupError as exc:
+        raise CommandError(f"Mesos masters {master}: cannot find the leader: {exc}") from None
+
+
 def find_agent(master: str, agent_id: str) -> Agent:
-    """The agent's HTTP address, as the master knows it."""
+    """The agent's HTTP address, as the (leading) master knows it."""
+    master = leading_master(master)
     query = urllib.parse.urlencode({"slave_id": agent_id})
     found = _get(f"{master}/master/slaves?{query}", f"Mesos master {master} (/master/slaves)")
     for slave in found.get("slaves", []) if isinstance(found, dict) else []:

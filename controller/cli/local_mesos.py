@@ -21,9 +21,17 @@ def _attribute(text: str) -> tuple[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=5050, help="Master port.")
-    parser.add_argument("--agent-port", type=int, default=5051,
-                        help="First real agent's port; the next agents count up.")
+    parser.add_argument("--port", type=int, default=5050,
+                        help="Master port")
+    parser.add_argument("--masters", type=int, default=1,
+                        help="Masters in HA, contending for leadership in --zk; their ports count "
+                             "up from --port")
+    parser.add_argument("--zk", default=None, metavar="zk://HOST:PORT/PATH",
+                        help="ZooKeeper URL the masters elect their leader in, as Mesos' "
+                             "--zk (needed with --masters above 1).")
+    parser.add_argument("--agent-port", type=int, default=None,
+                        help="First real agent's port; the next agents count up (default: "
+                             "the port after the masters', 5051 with one master).")
     parser.add_argument("--agents", type=int, default=1, help="Number of agents.")
     parser.add_argument("--cpus", type=float, default=4.0, help="CPUs per agent.")
     parser.add_argument("--mem", type=float, default=4096.0, help="Memory per agent, MiB.")
@@ -48,7 +56,21 @@ def run(args: argparse.Namespace) -> int:
     from controller.localmesos import LocalMesos, LocalMesosConfig
     from controller.store.etcd_server import port_in_use
 
-    ports = [(args.port, "--port")]
+    if args.masters < 1 or (args.masters > 1 and not args.zk):
+        print("docket local-mesos: --masters above 1 needs --zk (the masters elect their "
+              "leader in ZooKeeper)", file=sys.stderr)
+        return 1
+    if args.zk:
+        from controller.localmesos.zk import ZkUrl
+
+        try:
+            ZkUrl.parse(args.zk)
+        except ValueError as exc:
+            print(f"docket local-mesos: --zk {exc}", file=sys.stderr)
+            return 1
+    if args.agent_port is None:
+        args.agent_port = args.port + args.masters if args.port else 0
+    ports = [(args.port + i, "--port") for i in range(args.masters) if args.port]
     if not args.simulate:
         ports += [(args.agent_port + i, "--agent-port") for i in range(args.agents)]
     for port, flag in ports:
@@ -57,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     lm = LocalMesos(LocalMesosConfig(
-        port=args.port, agent_port=args.agent_port, agents=args.agents, cpus=args.cpus,
+        port=args.port, masters=args.masters, zk=args.zk, agent_port=args.agent_port,
+        agents=args.agents, cpus=args.cpus,
         mem=args.mem, disk=args.disk, gpus=args.gpus, attributes=dict(args.attribute),
         simulate=args.simulate, work_dir=args.work_dir,
         heartbeat_interval=args.heartbeat_interval,
@@ -70,10 +93,24 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    lm.start()
+    try:
+        lm.start()
+    except Exception as exc:  # ZooKeeper unreachable, most likely: say so, not a traceback
+        print(f"docket local-mesos: cannot start: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        lm.stop()
+        return 1
     mode = "simulated" if args.simulate else "real"
-    print(f"Mesos master (embedded, {MESOS_VERSION_TEXT}) on {lm.master_url} with "
-          f"{args.agents} {mode} agent(s); sandboxes in {lm.work_dir}", flush=True)
+    if args.zk:
+        for i, address in enumerate(lm.master_addresses):
+            print(f"Mesos master {i} (embedded, {MESOS_VERSION_TEXT}) on http://{address}",
+                  flush=True)
+        print(f"Masters in HA through ZooKeeper: {lm.zk_url} (leader: master "
+              f"{lm.leading_master()}); {args.agents} {mode} agent(s); sandboxes in "
+              f"{lm.work_dir}", flush=True)
+    else:
+        print(f"Mesos master (embedded, {MESOS_VERSION_TEXT}) on {lm.master_url} with "
+              f"{args.agents} {mode} agent(s); sandboxes in {lm.work_dir}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
         stop.wait()

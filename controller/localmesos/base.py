@@ -40,6 +40,7 @@ class MasterBase:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         self.start_time = time.time()
+        self.elected_time = self.start_time  # set again when a master is elected (ha.py)
         self.lock = MasterLock()
         self.timers = Timers()
         self.frameworks: dict[str, Framework] = {}

@@ -1,5 +1,10 @@
 """`LocalMesos`: a master with its agents, started and stopped as one, with the fault hooks
-tests use. The same object backs `docket local-mesos` and `docket up`."""
+tests use. The same object backs `docket local-mesos` and `docket up`.
+
+With `zk` (a `zk://host:port/path` URL) and `masters` > 1, the masters are in HA: they
+contend for leadership through ZooKeeper and share the agents (ha.py says how, and what is
+modelled); `kill_leading_master()` and `start_master(i)` move the leadership. Without `zk`
+there is one master, which leads from the start."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any
 import structlog
 
 from controller.localmesos.agents import RealRuntime, SimulatedRuntime
+from controller.localmesos.ha import MasterNode, Masters
 from controller.localmesos.http import MasterHTTP
 from controller.localmesos.http_agent import AgentHTTP
 from controller.localmesos.master import Master
@@ -25,7 +31,9 @@ log = structlog.get_logger("docket.localmesos")
 @dataclass
 class LocalMesosConfig:
     host: str = "127.0.0.1"
-    port: int = 5050  # 0 picks a free port
+    port: int = 5050  # the first master's; the next masters count up; 0 picks free ports
+    masters: int = 1
+    zk: str | None = None  # zk://host:port[,host:port]/path: the masters elect a leader there
     agents: int = 1
     cpus: float = 4.0
     mem: float = 4096.0
@@ -68,30 +76,55 @@ class LocalMesos:
             status_update_retry_min=c.status_update_retry_min,
             failover_timeout_cap=c.failover_timeout_cap,
         ))
-        self.http = MasterHTTP(self, c.host, c.port)
-        self.master.config.port = self.http.port
+        self.masters = Masters(self)
+        self.master.config.port = self.masters.nodes[0].port
         self._agent_http: dict[str, AgentHTTP] = {}
         self._runtimes: dict[str, RealRuntime] = {}
         self._started = False
 
+    def _node(self) -> MasterNode:
+        """The leading master, else the first (no leader: it answers 503 or redirects)."""
+        return self.masters.leading() or self.masters.nodes[0]
+
+    @property
+    def http(self) -> MasterHTTP:
+        http = self._node().http or self.masters.nodes[0].http
+        assert http is not None, "no master is running"
+        return http
+
     @property
     def master_url(self) -> str:
-        return f"http://{self.config.host}:{self.http.port}"
+        """The leading master's URL (the first master's while none leads)."""
+        return f"http://{self.config.host}:{self._node().port}"
 
     @property
     def address(self) -> str:
-        return f"{self.config.host}:{self.http.port}"
+        return f"{self.config.host}:{self._node().port}"
+
+    @property
+    def master_addresses(self) -> list[str]:
+        """Every master's `host:port`, running or not, in order."""
+        return [f"{self.config.host}:{n.port}" for n in self.masters.nodes]
+
+    @property
+    def zk_url(self) -> str | None:
+        return str(self.masters.zk) if self.masters.zk else None
+
+    def leading_master(self) -> int | None:
+        """The index of the master that leads (by its own detector), or None."""
+        node = self.masters.leading()
+        return node.index if node is not None else None
 
     def start(self) -> LocalMesos:
         for i in range(self.config.agents):
             self.add_agent(index=i)
         self.master.start()
-        self.http.start()
+        self.masters.start_all()
         self._started = True
         return self
 
     def stop(self) -> None:
-        self.http.stop()
+        self.masters.stop_all()
         self.master.stop()
         for server in self._agent_http.values():
             server.stop()
@@ -181,6 +214,17 @@ class LocalMesos:
 
     def heal_agent(self, agent_id: str) -> None:
         self.master.heal_agent(agent_id)
+
+    def kill_leading_master(self, keep: socket.socket | None = None) -> int:
+        """The leading master dies (ha.py): returns its index. A standby takes over."""
+        return self.masters.kill_leader(keep)
+
+    def kill_master(self, index: int) -> None:
+        self.masters.kill(index)
+
+    def start_master(self, index: int) -> None:
+        """Start a killed master again: it rejoins as a standby, with a new id."""
+        self.masters.start(index)
 
     def restart_master(self, forget_frameworks: bool = False) -> None:
         self.master.restart(forget_frameworks)

@@ -8,6 +8,14 @@ headers; it answers with the same status codes and messages. Only JSON is served
 request gets 415 saying so. Everything else about a call, from whether its caller is
 subscribed on, is the master's.
 
+A master that does not lead (masters in HA, ha.py) answers as Mesos 1.11's does
+(src/master/http.cpp `Master::Http::redirect`): the scheduler API and the read endpoints that
+check `elected()` answer 307 Temporary Redirect to the leader, `Location:
+//<leader hostname>:<port><path and query>` (protocol-relative), or 503 "No leader elected"
+while its detector knows no leader; `/redirect` and `/master/redirect` answer 307 to the
+leader's base `//host:port` on every master, the leader included, and any path below them 404
+(no redirect loop). `/version`, `/health` and `/files` answer on every master.
+
 Served elsewhere: the request plumbing (http_server.py), a real agent's own server and the
 `/files` endpoints (http_agent.py), the admin API (http_admin.py), the JSON of `/state` and
 `/tasks` (state_json.py).
@@ -34,6 +42,7 @@ from controller.localmesos.validation import CALL_TYPES, SUB_MESSAGE, ApiError, 
 
 if TYPE_CHECKING:
     from controller.localmesos.cluster import LocalMesos
+    from controller.localmesos.ha import MasterNode
 
 __all__ = ["CALL_TYPES", "JSON", "PROTOBUF", "SUB_MESSAGE", "AgentHTTP", "MasterHTTP",
            "serve_files", "validate_call"]
@@ -52,19 +61,58 @@ def _accepts_json(accept: str | None) -> bool:
     return False
 
 
-class MasterHTTP:
-    """The master's HTTP server on (host, port); port 0 picks a free one."""
+SCHEDULER_PATHS = frozenset({"/api/v1/scheduler", "/master/api/v1/scheduler"})
+# The endpoints served here whose handlers in http.cpp start with `if (!master->elected())
+# return redirect(request);`.
+LEADER_PATHS = SCHEDULER_PATHS | {
+    f"{prefix}/{name}{suffix}" for prefix in ("", "/master")
+    for name in ("state", "slaves", "tasks") for suffix in ("", ".json")}
+REDIRECT_PATHS = ("/redirect", "/master/redirect")
 
-    def __init__(self, cluster: LocalMesos, host: str, port: int) -> None:
+
+class _TrackingServer(Server):
+    """Remembers its open connections, so that a killed master drops them all (keep-alive
+    calls and event streams) as a dead process's sockets would be."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.open_sockets: set[socket.socket] = set()
+        self._sockets_lock = threading.Lock()
+        super().__init__(*args, **kw)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self, keep: socket.socket | None = None) -> None:
+        with self._sockets_lock:
+            sockets = [s for s in self.open_sockets if s is not keep]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class MasterHTTP:
+    """A master's HTTP server on (host, port); port 0 picks a free one. `node` is the master
+    it serves (ha.py): whether that master leads decides what it answers."""
+
+    def __init__(self, cluster: LocalMesos, host: str, port: int,
+                 node: MasterNode | None = None) -> None:
         self.cluster = cluster
         self.master: Master = cluster.master
+        self.node = node
         outer = self
 
         class Handler(RequestHandler):
             def routes(self, method: str) -> None:  # type: ignore[override]
                 outer.route(self, method)
 
-        self.server = Server((host, port), Handler)
+        self.server = _TrackingServer((host, port), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         # shutdown() waits for the poll: stop in 50 ms, not 0.5 s
@@ -75,13 +123,27 @@ class MasterHTTP:
         self._thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever for a loop never run
+            self.server.shutdown()
         self.server.server_close()
+
+    def kill(self, keep: socket.socket | None = None) -> None:
+        """The master's process dies: nothing listens any more and every connection drops
+        (but `keep`, the one asking for this over the admin API, which is answered)."""
+        if self._thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+        self.server.drop_connections(keep)
 
     # --- routing ---------------------------------------------------------------------------
     def route(self, h: RequestHandler, method: str) -> None:
         path, query = path_and_query(h)
-        if path in ("/api/v1/scheduler", "/master/api/v1/scheduler"):
+        node = self.node
+        if node is not None and (path in REDIRECT_PATHS or path.startswith(
+                tuple(p + "/" for p in REDIRECT_PATHS)) or (
+                path in LEADER_PATHS and not node.elected)):
+            self.redirect(h, path, node)
+        elif path in SCHEDULER_PATHS:
             self.scheduler(h, method)
         elif path.startswith("/admin/"):
             self.admin(h, method, path)
@@ -218,6 +280,21 @@ class MasterHTTP:
     # --- sandboxes (served by the agents in Mesos; the master answers too, for convenience)
     def files(self, h: RequestHandler, path: str, query: dict[str, str]) -> None:
         serve_files(h, path, query, self.cluster.resolve_sandbox_path)
+
+    def redirect(self, h: RequestHandler, path: str, node: MasterNode) -> None:
+        """`Master::Http::redirect`: to the leader this master's detector knows."""
+        h.body()  # the connection may be kept alive: the next request starts after it
+        leader = node.leader if node.running else None
+        if leader is None:
+            h.reply(503, "No leader elected")
+            return
+        base = f"//{leader.get('hostname') or leader['address']['ip']}:{leader['port']}"
+        if path in REDIRECT_PATHS:
+            h.reply(307, headers={"Location": base})
+        elif path.startswith(tuple(p + "/" for p in REDIRECT_PATHS)):
+            h.reply(404)  # no redirection loop
+        else:
+            h.reply(307, headers={"Location": base + h.path})
 
     # --- admin -----------------------------------------------------------------------------
     def admin(self, h: RequestHandler, method: str, path: str) -> None:

@@ -10,6 +10,9 @@ POST, JSON body, on the master's port:
     /admin/agents/<id>/partition     the agent becomes unreachable
     /admin/agents/<id>/heal          an unreachable agent reregisters
     /admin/master/restart            {"forget_frameworks": bool}: drop every stream
+    /admin/masters/kill-leader       the leading master dies (HA, ha.py) -> {"killed": index}
+    /admin/masters/<i>/kill          master i dies
+    /admin/masters/<i>/start         master i starts again and stands by
     /admin/streams/silence           every stream stays open but goes silent (half-open)
     /admin/offers/<id>/rescind       rescind one outstanding offer
     /admin/updates                   {"delay": s, "duplicate": bool, "drop": n}
@@ -52,6 +55,19 @@ def admin(cluster: LocalMesos, h: RequestHandler, method: str, path: str) -> Non
         elif parts == ["admin", "master", "restart"]:
             cluster.restart_master(forget_frameworks=bool(body.get("forget_frameworks")))
             h.reply(200, {"ok": True})
+        elif parts == ["admin", "masters", "kill-leader"]:
+            # Answered on this connection even when this master is the one that dies.
+            killed = cluster.kill_leading_master(keep=h.connection)
+            h.reply(200, {"killed": killed}, headers={"Connection": "close"})
+        elif len(parts) == 4 and parts[1] == "masters" and parts[3] in ("kill", "start"):
+            index = int(parts[2])
+            if not 0 <= index < len(cluster.masters.nodes):
+                raise KeyError(parts[2])
+            if parts[3] == "kill":
+                cluster.masters.kill(index, keep=h.connection)
+            else:
+                cluster.start_master(index)
+            h.reply(200, {"ok": True}, headers={"Connection": "close"})
         elif parts == ["admin", "streams", "silence"]:
             cluster.half_open_streams()
             h.reply(200, {"ok": True})
@@ -69,3 +85,7 @@ def admin(cluster: LocalMesos, h: RequestHandler, method: str, path: str) -> Non
             h.reply(404, f"unknown admin endpoint {path}")
     except KeyError as exc:
         h.reply(404, f"unknown id {exc}")
+    except ValueError as exc:
+        h.reply(400, str(exc))
+    except RuntimeError as exc:
+        h.reply(409, str(exc))

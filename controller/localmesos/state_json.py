@@ -308,7 +308,7 @@ def master_state(m: Master) -> dict[str, Any]:
         "pid": leader["pid"],
         "hostname": m.config.hostname,
         "start_time": m.start_time,
-        "elected_time": m.start_time,
+        "elected_time": m.elected_time,
         "leader": leader["pid"],
         # readonly_handler.cpp writes the leader with common/http.cpp's
         # json(MasterInfo): id, pid, port and hostname only.

@@ -1,8 +1,8 @@
 """`MesosAdapter`: the real `MesosBackend`, over pymesos' v1 HTTP scheduler driver.
 
-This is the only module in Docket that imports pymesos. Import it from the main thread:
-pymesos installs a SIGINT handler on import (we put the previous one back right away, so a
-Ctrl-C stays a KeyboardInterrupt).
+With driver.py (pymesos' driver as used here, and how it finds the master), the only module
+in Docket that imports pymesos. Import it from the main thread: pymesos installs a SIGINT
+handler on import (driver.py puts the previous one back right away).
 
 Threads. pymesos reads the event stream on its own thread and calls back from there; those
 callbacks only time-stamp the event and put it on an inbox, never block, never raise (an
@@ -12,10 +12,15 @@ master never stalls the event stream's reader.
 
 Connection health. pymesos does not watch heartbeats, and its thread dies (and would interrupt
 the main thread) when the master stays unreachable past its timeout or answers SUBSCRIBE with
-an error. The worker supervises: no event for `heartbeat_misses` heartbeat intervals, no
-SUBSCRIBED within `subscribe_timeout_seconds`, or a dead driver thread, and it stops that
-driver (with failover, so nothing is torn down) and starts a new one that subscribes again
-with the same FrameworkID. Events of a replaced driver are ignored.
+an error. The worker supervises: no event for `heartbeat_misses` heartbeat intervals (2: a
+half-open stream is given up two intervals after its last event, timed from the event's
+arrival on pymesos' thread and checked at that deadline, not at the next tick), no SUBSCRIBED
+within `subscribe_timeout_seconds`, or a dead driver thread, and it stops that driver (with
+failover, so nothing is torn down) and starts a new one that subscribes again with the same
+FrameworkID. Events of a replaced driver are ignored.
+
+Masters in HA (`--mesos-master` as a list or a `zk://` URL, masters.py): the driver follows
+the leader (driver.py); read endpoints go to the master the driver is subscribed to.
 
 On every (re)subscription: the FrameworkID is persisted, the tasks the controller knows are
 reconciled explicitly, then all tasks implicitly (orphans come back as TaskUpdates; killing
@@ -31,13 +36,10 @@ wires them to the driver and makes every call.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import pymesos
-import pymesos.process
 import structlog
 
 from controller.clock import Clock, RealClock
@@ -59,7 +61,9 @@ from controller.mesos.config import (
     MemoryFrameworkIdStore,
     MesosConfig,
 )
+from controller.mesos.driver import Driver
 from controller.mesos.launches import Launches, task_log
+from controller.mesos.masters import parse_masters
 from controller.mesos.revive import ReviveSuppress
 
 # Names that lived here before the split, still importable from here.
@@ -67,78 +71,6 @@ __all__ = ["ACK_PIPELINE", "WEEK_SECONDS", "FrameworkIdStore", "MemoryFrameworkI
            "MesosAdapter", "MesosConfig", "_AckConnection"]
 
 log = structlog.get_logger("docket.mesos")
-
-
-def _restore_sigint() -> None:
-    previous = getattr(pymesos.process, "_prev_handler", None)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
-        return
-    if signal.getsignal(signal.SIGINT) is getattr(pymesos.process, "_handle_sigint", None):
-        signal.signal(signal.SIGINT, previous)
-
-
-class _NoInterrupt:
-    """Stands in for `_thread` inside pymesos.process: when its IO thread dies it calls
-    `interrupt_main()`, which would raise in whatever the main thread is doing. The adapter
-    notices the dead driver itself and replaces it."""
-
-    @staticmethod
-    def interrupt_main() -> None:
-        return None
-
-
-_restore_sigint()
-pymesos.process.thread = _NoInterrupt
-
-
-class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
-    """pymesos' driver, with every stream event handed raw to the adapter.
-
-    Only SUBSCRIBED still goes through pymesos (it records the FrameworkID it must send on
-    every call); updates are not acknowledged implicitly because they never reach pymesos'
-    own handler.
-    """
-
-    def __init__(self, adapter: MesosAdapter, generation: int, framework: dict[str, Any],
-                 master: str, config: MesosConfig) -> None:
-        super().__init__(_Callbacks(adapter, generation), framework, master,
-                         use_addict=False, implicit_acknowledgements=False,
-                         principal=config.principal, secret=config.secret,
-                         failover=True, timeout=config.call_timeout_seconds)
-        self._adapter = adapter
-        self._generation = generation
-        self._gpu_resources = config.gpu_resources
-
-    @property
-    def framework(self) -> dict[str, Any]:
-        # pymesos adds GPU_RESOURCES for any Mesos >= 1.0; Docket declares it only when the
-        # operator asks (Mesos keeps GPU agents for frameworks that can use them).
-        info: dict[str, Any] = super().framework
-        if not self._gpu_resources:
-            caps = [c for c in info.get("capabilities", []) if c.get("type") != "GPU_RESOURCES"]
-            info["capabilities"] = caps
-        return info
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        try:
-            kind = str(event.get("type", "")).upper()
-            if kind == "SUBSCRIBED":
-                super().on_event(event)
-            self._adapter._from_stream(self._generation, kind, event)
-        except Exception:  # an exception here would kill pymesos' thread
-            log.exception("mesos event handling failed")
-
-
-class _Callbacks(pymesos.Scheduler):  # type: ignore[misc]
-    def __init__(self, adapter: MesosAdapter, generation: int) -> None:
-        self._adapter = adapter
-        self._generation = generation
-
-    def disconnected(self, driver: Any) -> None:
-        try:
-            self._adapter._from_stream(self._generation, "CLOSED", {})
-        except Exception:
-            log.exception("mesos disconnect handling failed")
 
 
 class MesosAdapter:
@@ -172,8 +104,9 @@ class MesosAdapter:
                                   group_of=group_of, clock=self._clock)
         self._offer_calls = ReviveSuppress(config.revive_interval_seconds,
                                            config.suppress_after_seconds)
-        self._driver: _Driver | None = None
+        self._driver: Driver | None = None
         self._generation = 0
+        self._master_index = -1
         self._framework_id: str | None = None
         self._fid_saved = True
         self._connected = False
@@ -243,6 +176,9 @@ class MesosAdapter:
 
     # --- from pymesos' thread: never block, never raise -------------------------------------
     def _from_stream(self, generation: int, kind: str, event: dict[str, Any]) -> None:
+        if generation == self._generation and kind != "CLOSED":
+            # Timed on arrival: the worker may be busy, and a silence is measured from here.
+            self._last_event = self._clock()
         self._inbox.put((generation, kind, event))
 
     # --- the worker ------------------------------------------------------------------------
@@ -265,7 +201,7 @@ class MesosAdapter:
         try:
             while not self._stopping.is_set():
                 try:
-                    item = self._inbox.get(timeout=self.config.tick_seconds)
+                    item = self._inbox.get(timeout=self._wait_seconds())
                 except queue.Empty:
                     item = None
                 while item is not None:
@@ -306,7 +242,9 @@ class MesosAdapter:
     def _handle(self, generation: int, kind: str, payload: Any) -> None:
         if generation and generation != self._generation:
             return  # from a driver we replaced
-        if generation:
+        if generation and kind == "CLOSED":
+            # pymesos' reconnection attempts count as signs of life for the subscribe
+            # timeout; stream events were timed on arrival (_from_stream).
             self._last_event = self._clock()
         if kind == "SUBSCRIBED":
             self._on_subscribed(payload.get("subscribed", {}))
@@ -340,6 +278,14 @@ class MesosAdapter:
         elif kind == "ack":
             self._send_ack(payload)
 
+    def _wait_seconds(self) -> float:
+        """Until the next tick, or sooner if the stream's silence deadline comes first."""
+        wait = self.config.tick_seconds
+        if self._connected and self._heartbeat_seconds:
+            deadline = self._last_event + self._heartbeat_seconds * self.config.heartbeat_misses
+            wait = min(wait, deadline - self._clock() + 0.001)
+        return max(0.0, wait)
+
     def _supervise(self) -> None:
         now = self._clock()
         driver = self._driver
@@ -354,7 +300,7 @@ class MesosAdapter:
             # refused): start another after a growing delay rather than spin.
             self._restart("driver_died", wait=True)
         elif self._connected and self._heartbeat_seconds:
-            if now - self._last_event > self._heartbeat_seconds * self.config.heartbeat_misses:
+            if now - self._last_event >= self._heartbeat_seconds * self.config.heartbeat_misses:
                 self._restart("heartbeat")
         elif not self._connected and \
                 now - self._last_event > self.config.subscribe_timeout_seconds:
@@ -376,12 +322,17 @@ class MesosAdapter:
     # --- driver lifecycle ------------------------------------------------------------------
     def _start_driver(self) -> None:
         self._generation += 1
-        master = self.config.master
-        for prefix in ("http://", "https://"):
-            if master.startswith(prefix):
-                master = master[len(prefix):].rstrip("/")
+        spec = parse_masters(self.config.master)
+        masters: tuple[str, ...]
+        if spec.zk:
+            master, masters = spec.zk, ()  # pymesos' detector follows ZooKeeper
+        else:
+            # Round robin from the master after the last one used (driver.py goes on round).
+            masters = spec.addresses
+            self._master_index = (self._master_index + 1) % len(masters)
+            master = masters[self._master_index]
         info = framework_info(self.config, self._framework_id)
-        driver = _Driver(self, self._generation, info, master, self.config)
+        driver = Driver(self, self._generation, info, master, self.config, masters)
         self._driver = driver
         self._last_event = self._clock()
         self._heartbeat_seconds = None

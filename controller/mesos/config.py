@@ -34,7 +34,9 @@ class MemoryFrameworkIdStore:
 @dataclass(frozen=True)
 class MesosConfig:
     master: str
-    """`host:port` or `http://host:port` of the master (plain HTTP: pymesos has no TLS)."""
+    """`host:port` or `http://host:port` of the master (plain HTTP: pymesos has no TLS);
+    masters in HA as a comma-separated list of those (tried in turn, a standby's redirect
+    followed), or their ZooKeeper group `zk://host:port[,host:port]/path` (masters.py)."""
     name: str = "docket"
     role: str | None = None
     roles: tuple[str, ...] = ()
@@ -48,7 +50,10 @@ class MesosConfig:
     """How long a declined offer stays away (a REVIVE brings it back when work appears)."""
     accept_refuse_seconds: float = 5.0
     call_timeout_seconds: float = 20.0
-    heartbeat_misses: float = 3.0
+    heartbeat_misses: float = 2.0
+    """A subscribed stream silent for this many heartbeat intervals is given up and
+    subscribed again: a half-open connection (nothing closes it) is noticed within two
+    intervals of its last event."""
     subscribe_timeout_seconds: float = 30.0
     reconnect_delay_seconds: float = 1.0
     reconcile_batch: int = 1000

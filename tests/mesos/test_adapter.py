@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -260,6 +261,42 @@ def test_heartbeat_loss_reconnects_with_same_framework(harness: Harness) -> None
     task_id = "job.default.after.5.0.0"
     adapter.launch([LaunchRequest(task_id, template("true"))])
     wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
+
+
+def test_a_half_open_stream_is_given_up_within_two_heartbeat_intervals(
+        harness: Harness) -> None:
+    assert MesosConfig(master="m:5050").heartbeat_misses == 2.0  # the default
+    heartbeat = 0.3  # the harness' master
+    adapter = harness.adapter(MemoryFrameworkIdStore())
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    # The stream stays connected and carries nothing more from here on.
+    harness.mesos.half_open_streams()
+    silent_since = time.monotonic()
+    seen: list[MesosEvent] = []
+    wait_for(adapter, lambda e: type(e).__name__ == "Disconnected", seen)
+    given_up = time.monotonic() - silent_since
+    # Two intervals after the last event at the latest (the last event came before the
+    # silence began), plus a little for the threads to be scheduled; and not before a
+    # heartbeat was really missed.
+    assert heartbeat < given_up <= 2 * heartbeat + 0.1, given_up
+    again = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
+
+
+def test_a_list_of_masters_is_tried_in_turn(harness: Harness) -> None:
+    with socket.socket() as s:  # a port nothing listens on: a master that is down
+        s.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{s.getsockname()[1]}"
+    cfg = MesosConfig(master=f"{down},{harness.mesos.master_url}", tick_seconds=0.05)
+    assert cfg.master.split(",")[0] == down  # the adapter takes the forms config.py makes
+    adapter = MesosAdapter(cfg, MemoryFrameworkIdStore())
+    harness.adapters.append(adapter)
+    started = time.monotonic()
+    adapter.start()
+    wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    # pymesos alone would sleep 1.5 to 2.5 s before its next try.
+    assert time.monotonic() - started < 1.5
 
 
 def test_master_failover_resubscribes_and_adopts_tasks(harness: Harness) -> None:
