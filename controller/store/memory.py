@@ -267,6 +267,7 @@ class _Connection:
     def __init__(self, etcd: MemoryEtcd) -> None:
         self._etcd = etcd
         self.kvstub = self  # Range and Txn take etcd's requests, as the stub's do
+        self.maintenancestub = self  # and Status, as the maintenance stub's does
         self.watch_ids = itertools.count()
         self.closed = False
         with etcd._cond:
@@ -312,6 +313,9 @@ class _Connection:
 
     def status(self) -> Status:
         return Status("3.5.1", 0, None, self._open().revision, 1)
+
+    def Status(self, request: Any, timeout: float | None = None, **_: Any) -> Status:
+        return self.status()
 
     def close(self) -> None:
         if not self.closed:

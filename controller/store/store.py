@@ -408,6 +408,20 @@ class Store:
             Delete(self.keys.executions_prefix(plural, namespace, name), prefix=True),
         ])
 
+    def ping(self, timeout: float) -> None:
+        """Ask etcd for its status once, waiting at most `timeout` seconds; raises when it
+        does not answer in time. For health checks: an etcd frozen (SIGSTOP, a stalled disk)
+        keeps connections open, and a call with the client's own timeout would hang the
+        probe past any prober's patience."""
+        raw = self.client.raw
+
+        def do() -> Any:
+            return raw.maintenancestub.Status(etcdrpc.StatusRequest(), timeout,
+                                              credentials=raw.call_credentials,
+                                              metadata=raw.metadata)
+
+        self.client.call("status", "", do, retry_seconds=0)
+
     # --- controller state and leases -------------------------------------------------------
     def get_framework_id(self) -> str | None:
         found = self.get_raw(self.keys.controller("framework-id"))
