@@ -24,6 +24,10 @@ would not make a lost agent come back.
 
 Kills. A slot with an attempt still active (even being killed) is not launched again, and tasks
 being killed still count against parallelism; they are no longer counted in `status.active`.
+A slot that succeeded needs no other attempt: one still active there is killed (NotNeeded). It
+happens when an attempt written off (unreachable, or an intent Mesos never saw) comes back
+finished while its replacement runs: the slot counts once, and the replacement would otherwise
+hold a place of parallelism, and be written off in its turn by the next partition, for nothing.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ __all__ = [
 
 # Kill reasons of a Job's own, besides the shared ones of tasks.py (all count as neither
 # success nor failure).
-NOT_NEEDED = "NotNeeded"  # a slot beyond completions (completions were lowered)
+NOT_NEEDED = "NotNeeded"  # a slot beyond completions (lowered), or one that already succeeded
 JOB_FINISHED = "JobFinished"  # a leftover of a Succeeded job
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 SYSTEM_RETRY_LIMIT_EXCEEDED = "SystemRetryLimitExceeded"
@@ -242,15 +246,15 @@ class _Planner:
             finished = self._finish(spec, tally, start_time)
         suspended = finished is None and spec.suspend
 
-        # Kills: leftovers of a finished job, suspend, slots beyond completions, timeouts,
-        # unreachable tasks that came back.
+        # Kills: leftovers of a finished job, suspend, slots beyond completions, duplicates
+        # of slots that succeeded, timeouts, unreachable tasks that came back.
         for rec in tally.active:
             if finished is not None:
                 reason = JOB_FINISHED if finished[0] == COMPLETE else finished[1]
                 self.kills += kill_actions(rec, reason, grace)
             elif suspended:
                 self.kills += kill_actions(rec, SUSPENDED, grace)
-            elif rec.index >= spec.completions:
+            elif rec.index >= spec.completions or rec.index in tally.succeeded_indexes:
                 self.kills += kill_actions(rec, NOT_NEEDED, grace)
             elif rec.kill_reason is not None:
                 self.kills += kill_actions(rec, rec.kill_reason, grace)

@@ -9,6 +9,11 @@ kind's policy — system retries for Jobs and Queues at once, a Service's slot a
 report RUNNING again, kill the duplicates, so that each slot (a Job's index, a Service's
 instance) ends with one live task and a Job index counts once. The figures give how long the
 replacement and the duplicate kill took; the common invariants follow.
+
+A slot that succeeds once is done (a Job's index, a Queue's batch): when a written-off attempt
+returns TASK_FINISHED, its replacement is the duplicate to kill, and a victim whose slot has
+already succeeded needs no new attempt (issue 14: the third partition of one long Job cut off
+such duplicates, which the controller had left running).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tests.chaos.scenarios.base import Run, execute, seconds_summary
 FULL_MAX = 20
 LONG_TASK_SECONDS = 4.0
 BOUND = 30.0  # for a replacement, and for a duplicate's kill
+SUCCEED_ONCE = ("Job ", "Queue ")  # kinds whose slot, once succeeded, never runs again
 
 
 def _slot(task_id: str) -> tuple[str, int, int] | None:
@@ -43,17 +49,37 @@ def _live_by_slot(run: Run) -> dict[tuple[str, int, int], list[str]]:
     return out
 
 
+def _succeeded_slots(run: Run) -> set[tuple[str, int, int]]:
+    """Slots of the kinds whose slot succeeds once (a Job's index, a Queue's batch) with an
+    attempt that finished: they run no other attempt."""
+    out = set()
+    for task in run.world.lm.tasks():
+        slot = _slot(task.task_id)
+        if (slot is not None and task.state == "TASK_FINISHED"
+                and slot[0].startswith(SUCCEED_ONCE)):
+            out.add(slot)
+    return out
+
+
+def _duplicates(run: Run) -> dict[tuple[str, int, int], list[str]]:
+    """Slots with more than one live task, or with a live task although they succeeded."""
+    done = _succeeded_slots(run)
+    return {s: ids for s, ids in _live_by_slot(run).items() if len(ids) > 1 or s in done}
+
+
 def _not_replaced(run: Run, victims: list[str]) -> list[str]:
-    """Victims whose slot has not been launched again (as a later attempt) yet."""
+    """Victims whose slot has not been launched again (as a later attempt) yet, nor succeeded."""
     attempts: dict[tuple[str, int, int], int] = {}
     for _t, _fw, task_id, _agent in run.world.lm.launches():
         slot, parts = _slot(task_id), parse_task_id(task_id)
         if slot is not None and parts is not None:
             attempts[slot] = max(attempts.get(slot, 0), parts.attempt)
+    done = _succeeded_slots(run)
     waiting = []
     for victim in victims:
         slot, parts = _slot(victim), parse_task_id(victim)
-        if slot is not None and parts is not None and attempts.get(slot, 0) <= parts.attempt:
+        if (slot is not None and parts is not None and slot not in done
+                and attempts.get(slot, 0) <= parts.attempt):
             waiting.append(victim)
     return waiting
 
@@ -82,11 +108,11 @@ def partition_once(run: Run, hold: float) -> dict[str, float]:
     world.heal_agent(agent)
     healed = time.monotonic()
     run.log(f"healed {agent} ({len(victims)} task(s), replaced in {replaced:.2f}s)")
-    duplicates = {s: ids for s, ids in _live_by_slot(run).items() if len(ids) > 1}
+    duplicates = _duplicates(run)
     seen = len(duplicates)
     while duplicates and time.monotonic() - healed < BOUND:
         run.pause(0.1)
-        duplicates = {s: ids for s, ids in _live_by_slot(run).items() if len(ids) > 1}
+        duplicates = _duplicates(run)
     for (owner, _uid, index), ids in sorted(duplicates.items()):
         run.violations.append(Violation("duplicate-not-killed", owner, f"slot {index}",
                                         f"live: {', '.join(ids)} {BOUND}s after the heal"))
