@@ -269,9 +269,15 @@ def run_controller(settings: Settings, stop: threading.Event, *,
             fenced_commit(store, lambda: elector.fence,
                           [Put(store.keys.controller("framework-id"), framework_id.encode())])
 
-    elector = LeaderElector(store, store.keys.controller("leader"),
+    # The elector's own connection, without retries: its loop is the retry, and it must see
+    # etcd come back at once rather than from inside a 30 s retry (runtime/leader.py).
+    lease_store = Store(settings.etcd_endpoints, prefix=settings.key_prefix, retry_seconds=0)
+    elector = LeaderElector(lease_store, store.keys.controller("leader"),
                             f"{socket.gethostname()}:{os.getpid()}",
                             ttl=lease_ttl or settings.leader_lease_seconds)
+    # Only a leader's calls are worth retrying: once it is not leading, a worker stuck in a
+    # retry while etcd is away would hold up stopping this term (and starting the next).
+    store.client.give_up = lambda: not elector.is_leader()
 
     clock = process_clock()
 
@@ -319,6 +325,7 @@ def run_controller(settings: Settings, stop: threading.Event, *,
             current.pop().stop()
         elector.stop()
         server.stop()
+        lease_store.close()
         store.close()
     return 0
 

@@ -216,14 +216,16 @@ class _StatusWatch:
         import pyetcd.events
         import pyetcd.exceptions
 
+        from controller.store.watch import create_prefix_watch
+
         backoff = 0.05
         while not self._stop.is_set():
             inbox: queue.Queue[Any] = queue.Queue()
             watch_id = None
             try:
                 raw = self._store.watch_client.raw
-                watch_id = raw.add_watch_prefix_callback(self._prefix, inbox.put,
-                                                         start_revision=self._next)
+                watch_id = create_prefix_watch(raw, self._prefix, inbox.put,
+                                               start_revision=self._next)
                 while not self._stop.is_set():
                     try:
                         item = inbox.get(timeout=0.2)

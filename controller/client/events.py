@@ -38,6 +38,7 @@ import structlog
 from controller.api import KINDS as ALL_KINDS
 from controller.api import ExecutionRecord, Kind, StatusBase, decode_status
 from controller.store import Compacted, Store
+from controller.store.watch import create_prefix_watch
 
 log = structlog.get_logger("docket.client.events")
 
@@ -292,8 +293,8 @@ class Subscription:
     def _watch_once(self) -> None:
         inbox: queue.Queue[Any] = queue.Queue()
         raw = self._store.watch_client.raw
-        watch_id = raw.add_watch_prefix_callback(
-            self._prefix, inbox.put, start_revision=max(self._next_revision - 1, 1))
+        watch_id = create_prefix_watch(raw, self._prefix, inbox.put,
+                                       start_revision=max(self._next_revision - 1, 1))
         try:
             while not self._stop.is_set():
                 try:

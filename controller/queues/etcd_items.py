@@ -53,6 +53,7 @@ from controller.reconcile.queue import Message, SourceView
 from controller.store import Compacted, Store
 from controller.store.client import is_transient
 from controller.store.metrics import ETCD_REQUEST_ERRORS, ETCD_WATCH_RESTARTS
+from controller.store.watch import create_prefix_watch
 
 log = structlog.get_logger("docket.queues.etcd")
 
@@ -318,8 +319,8 @@ class EtcdQueueItems:
         # One revision early, as WatchStream does: etcd accepts a watch from exactly the
         # compaction revision yet has dropped that revision's tombstones; from one earlier the
         # compaction is reported. The events of that earlier revision are skipped when applied.
-        watch_id = raw.add_watch_prefix_callback(
-            self._root, inbox.put, start_revision=max(self._next_revision - 1, 1))
+        watch_id = create_prefix_watch(raw, self._root, inbox.put,
+                                       start_revision=max(self._next_revision - 1, 1))
         self._came_up = True
         self._healthy()
         try:

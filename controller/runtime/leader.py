@@ -9,6 +9,17 @@ acting (fencing):
   add it as a compare to their transactions (`Expect(fence.key, fence.revision)`), so a write
   by a process that lost the key fails in etcd itself.
 Stopping revokes the lease, so a successor takes over at once instead of after the TTL.
+
+etcd out of reach. The elector's store should fail fast (no retry loop of its own): this loop
+is the retry, and a call stuck in a 30 s retry would keep it from noticing anything. Renewals
+that fail past the deadline make it step down, but it does not revoke (it cannot reach etcd
+anyway) and remembers its fence: when etcd answers again and the leader key still holds this
+process's identity at the revision it created it, and the lease is still alive, it leads
+again at once with the same fence. No one else can have led in between, since anyone else
+would have had to create the key anew. Without this, a controller that outlived an etcd
+restart waited for its own old lease to expire before it could lead again (a TTL's worth of
+nothing done). An attempt that failed on an error is retried sooner than one lost to another
+candidate: the error is usually etcd coming back.
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ class LeaderElector:
         self._lock = threading.Lock()
         self._fence: Fence | None = None
         self._renewed_at = 0.0
+        self._last: Fence | None = None  # stepped down without revoking: may lead again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -99,37 +111,69 @@ class LeaderElector:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                if self._try_acquire():
+                won = self._try_acquire()
+                if won:
                     self._hold()
                 else:
-                    self._stop.wait(self._retry)
+                    self._stop.wait(self._retry if won is False else min(self._retry, 0.2))
         finally:
+            last, self._last = self._last, None
             self._step_down(revoke=True)
+            if last is not None:  # a lease kept for resuming is of no use to anyone now
+                self._revoke(last.lease_id)
 
-    def _try_acquire(self) -> bool:
+    def _try_acquire(self) -> bool | None:
+        """True: this process leads; False: another does; None: etcd did not answer."""
+        if self._last is not None:
+            resumed = self._resume(self._last)
+            if resumed is not False:
+                return resumed
         try:
             lease = self._store.grant_lease(self._ttl)
         except Exception as exc:
             log.warning("cannot grant a lease", key=self.key, error=repr(exc))
-            return False
+            return None
         granted_at = self._clock.now()
         try:
             won = self._store.put_if_absent(self.key, self.identity.encode(), lease)
             found = self._store.get_raw(self.key) if won else None
         except Exception as exc:
             log.warning("cannot campaign", key=self.key, error=repr(exc))
-            won, found = False, None
+            self._revoke(lease)
+            return None
         if not won or found is None:
             self._revoke(lease)
             return False
+        self._lead(Fence(self.key, found[1], lease), granted_at)
+        return True
+
+    def _resume(self, last: Fence) -> bool | None:
+        """Lead again with the fence of before, if etcd still holds it (see the module
+        docstring); False when it does not, and the fence is forgotten."""
+        attempted_at = self._clock.now()
+        try:
+            found = self._store.get_raw(self.key)
+            mine = (found is not None and found[0] == self.identity.encode()
+                    and found[1] == last.revision)
+            remaining = self._store.refresh_lease(last.lease_id) if mine else 0
+        except Exception as exc:
+            log.warning("cannot check the leader key", key=self.key, error=repr(exc))
+            return None
+        self._last = None
+        if remaining <= 0:
+            return False
+        self._lead(last, attempted_at)
+        return True
+
+    def _lead(self, fence: Fence, renewed_at: float) -> None:
         with self._lock:
-            self._fence = Fence(self.key, found[1], lease)
-            self._renewed_at = granted_at
+            self._fence = fence
+            self._renewed_at = renewed_at
         metrics.LEADER.set(1)
-        log.info("became leader", key=self.key, identity=self.identity, lease=lease)
+        log.info("became leader", key=self.key, identity=self.identity, lease=fence.lease_id,
+                 revision=fence.revision)
         if self._on_started is not None:
             self._on_started()
-        return True
 
     def _hold(self) -> None:
         interval = self._renew_deadline / 3
@@ -149,16 +193,18 @@ class LeaderElector:
                     self._renewed_at = attempted_at
             elif remaining is not None or not self.is_leader():
                 # The lease is gone, or we could not renew in time: someone else may lead.
-                log.warning("lost leadership", key=self.key, identity=self.identity)
-                self._step_down(revoke=remaining is None)
+                log.warning("lost leadership", key=self.key, identity=self.identity,
+                            lease_gone=remaining is not None)
+                self._step_down(revoke=False, may_resume=remaining is None)
                 return
 
-    def _step_down(self, *, revoke: bool) -> None:
+    def _step_down(self, *, revoke: bool, may_resume: bool = False) -> None:
         with self._lock:
             fence, self._fence = self._fence, None
         if fence is None:
             return
         metrics.LEADER.set(0)
+        self._last = fence if may_resume else None
         if revoke:
             self._revoke(fence.lease_id)
         if self._on_stopped is not None:

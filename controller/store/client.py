@@ -28,6 +28,7 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from controller.store.metrics import ETCD_REQUEST_ERRORS, ETCD_REQUEST_SECONDS
 
@@ -124,6 +125,10 @@ class EtcdClient:
         )
         self.timeout = timeout
         self.retry_seconds = retry_seconds
+        self.give_up: Callable[[], bool] = _never
+        """Checked between retries: once true, a failing call stops retrying at once. The
+        controller sets it to "no longer leading": a deposed leader's workers must not sit in
+        a 30 s retry while it stops them (after an etcd outage, the new term waited for it)."""
 
     def close(self) -> None:
         self.raw.close()
@@ -132,6 +137,15 @@ class EtcdClient:
         """Another connection to the same etcd, with the same policy (the store's watch
         connection). The in-memory twin (`memory.MemoryEtcdClient`) opens one to itself."""
         return EtcdClient(self.endpoints, timeout=self.timeout, retry_seconds=self.retry_seconds)
+
+    def _sleep(self, seconds: float) -> None:
+        """A pause between retries that ends early once `give_up` turns true."""
+        deadline = time.monotonic() + seconds
+        while not self.give_up():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
 
     def fail_over(self) -> None:
         """With several endpoints: leave the current one for the next attempt."""
@@ -171,14 +185,16 @@ class EtcdClient:
                     raise
                 cause: BaseException | None = exc
             remaining = budget - (time.monotonic() - started)
-            if remaining > 0:
+            if remaining > 0 and not self.give_up():
                 # The pause tenacity would have made before its second attempt.
                 time.sleep(min(remaining, 0.05 + random.uniform(0, 0.1)))
                 retrying = Retrying(
                     retry=retry_if_exception(is_transient),
-                    stop=stop_after_delay(max(0.0, budget - (time.monotonic() - started))),
+                    stop=(stop_after_delay(max(0.0, budget - (time.monotonic() - started)))
+                          | _Stop(self)),
                     # The same waits as one Retrying from the first attempt would make.
                     wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+                    sleep=self._sleep,
                     reraise=False,
                 )
                 return retrying(attempt)
@@ -194,6 +210,20 @@ class EtcdClient:
             f"etcd at {', '.join(self.endpoints)} unavailable for {operation} {what} "
             f"(gave up after {budget:.0f}s): {describe(cause)}"
         ) from None
+
+
+def _never() -> bool:
+    return False
+
+
+class _Stop(stop_base):
+    """Stop retrying once the client's `give_up` says so."""
+
+    def __init__(self, client: EtcdClient) -> None:
+        self.client = client
+
+    def __call__(self, retry_state: Any) -> bool:
+        return self.client.give_up()
 
 
 def describe(exc: BaseException | None) -> str:

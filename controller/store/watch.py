@@ -25,7 +25,7 @@ import contextlib
 import queue
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,6 +57,15 @@ def _creation_lock(raw: Any) -> threading.Lock:
         if lock is None:
             lock = _CREATING[raw] = threading.Lock()
         return lock
+
+
+def create_prefix_watch(raw: Any, prefix: str, callback: Callable[[Any], None], *,
+                        start_revision: int) -> int:
+    """`raw.add_watch_prefix_callback`, one creation at a time per client (see above). Every
+    watch on a client shared by several watchers must be created through here."""
+    with _creation_lock(raw):
+        return int(raw.add_watch_prefix_callback(prefix, callback,
+                                                 start_revision=start_revision))
 
 
 @dataclass(frozen=True)
@@ -175,10 +184,8 @@ class WatchStream:
         # itself yet accepts a watch from exactly there, silently missing that deletion. From
         # one earlier, such a compaction is reported (and answered with a re-list); the events
         # of that earlier revision were delivered already and are skipped.
-        with _creation_lock(raw):
-            watch_id = raw.add_watch_prefix_callback(
-                self._prefix, inbox.put, start_revision=max(self._next_revision - 1, 1)
-            )
+        watch_id = create_prefix_watch(raw, self._prefix, inbox.put,
+                                       start_revision=max(self._next_revision - 1, 1))
         try:
             while not self._stop.is_set():
                 try:

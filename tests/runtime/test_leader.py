@@ -184,6 +184,58 @@ def test_stops_calling_itself_leader_when_renewals_fail() -> None:
         a.stop()
 
 
+
+def test_leads_again_with_its_fence_when_etcd_returns_before_its_lease_expires() -> None:
+    """etcd restarted (or out of reach) past the renew deadline: the leader steps down, and
+    once etcd answers, its key and lease are still there. It leads again at once with the
+    same fence, instead of campaigning against its own key until the lease runs out (a
+    whole TTL of nothing done after every etcd restart; chaos suite, etcd down)."""
+    leases = MemoryLeases()
+    stopped = threading.Event()
+    a = elector(leases, "a", on_stopped_leading=stopped.set)
+    a.start()
+    try:
+        eventually(a.is_leader)
+        old = a.fence
+        assert old is not None
+        campaigns = len(leases.campaigns)
+        leases.unreachable = True
+        assert stopped.wait(5), "it never stepped down"
+        refused = leases.refused
+        eventually(lambda: leases.refused >= refused + 2)  # it keeps trying meanwhile
+        leases.unreachable = False
+        eventually(a.is_leader)  # MemoryLeases never expires a lease by itself
+        assert a.fence == old
+        assert len(leases.campaigns) == campaigns, "it campaigned against its own key"
+    finally:
+        a.stop()
+    assert old.lease_id not in leases.leases, "stopping revokes the lease it resumed"
+
+
+def test_does_not_resume_a_key_that_changed_hands() -> None:
+    leases = MemoryLeases()
+    a = elector(leases, "a")
+    a.start()
+    try:
+        eventually(a.is_leader)
+        old = a.fence
+        assert old is not None
+        leases.unreachable = True
+        eventually(lambda: not a.is_leader() and leases.refused >= 2)
+        # Meanwhile the lease expired and another process took the key.
+        with leases.lock:
+            leases.expire_locked(old.lease_id)
+            lease_b = next(leases.ids)
+            leases.leases.add(lease_b)
+            leases.revision += 1
+            leases.keys[old.key] = (b"b", leases.revision, lease_b)
+        leases.unreachable = False
+        eventually(lambda: leases.lost_campaigns("a") >= 1)  # campaigning, not resuming
+        assert not a.is_leader()
+    finally:
+        a.stop()
+
+
 def test_bad_timings_refused() -> None:
     with pytest.raises(ValueError):
         LeaderElector(MemoryLeases(), "k", "a", ttl=2, renew_deadline=2)

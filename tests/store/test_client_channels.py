@@ -8,6 +8,8 @@ channels must retry at least every second."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import grpc
@@ -36,3 +38,22 @@ def test_every_channel_caps_the_reconnect_backoff_below_a_second(
     finally:
         watch.close()
         client.close()
+
+
+def test_a_failing_call_stops_retrying_once_told_to_give_up() -> None:
+    """The controller's store gives up its retries once the process is not leading, so a
+    worker stuck on an unreachable etcd lets the term stop at once (chaos suite, etcd down:
+    the next term waited seconds for a retry loop)."""
+    from controller.store.client import EtcdUnavailable
+
+    client = EtcdClient("127.0.0.1:1", timeout=0.5, retry_seconds=20)  # nothing listens there
+    told = threading.Event()
+    client.give_up = told.is_set
+    threading.Timer(0.5, told.set).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(EtcdUnavailable):
+            client.call("get", "/x", lambda: client.raw.get("/x"))
+    finally:
+        client.close()
+    assert time.monotonic() - started < 3.0, "it went on retrying after it was told to stop"
