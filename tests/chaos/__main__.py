@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from controller import logs
 from tests.chaos.scenarios import Options, get, registry
 
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.minutes is not None and args.minutes <= 0:
         parser.error("--minutes must be positive")
+    # What logs in this process (the embedded Mesos: elections, kills) goes to stderr with the
+    # progress: stdout carries the JSON figures only.
+    logs.configure(level="warning", stream=sys.stderr)
     chosen = names if args.scenario == "all" else [args.scenario]
     if args.scenario != "all" and args.scenario not in names:
         parser.error(f"unknown scenario {args.scenario!r}; known: {', '.join(names)}")

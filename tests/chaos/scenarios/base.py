@@ -63,8 +63,10 @@ class Run:
 
 def execute(name: str, options: Options, faults: Callable[[Run], None], *,
             config: WorldConfig | None = None, short: WorkloadSize = SHORT,
-            full: WorkloadSize = FULL) -> Report:
-    """Run a scenario: World, workload, `faults(run)`, settle, evidence, invariants."""
+            full: WorkloadSize = FULL,
+            world_type: Callable[[Path, WorldConfig], World] = World) -> Report:
+    """Run a scenario: World, workload, `faults(run)`, settle, evidence, invariants.
+    `world_type` builds the World (a subclass, e.g. masters in HA: ha_world.py)."""
     own_dir = options.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-")) if own_dir \
         else Path(str(options.workdir))
@@ -72,7 +74,7 @@ def execute(name: str, options: Options, faults: Callable[[Run], None], *,
     report = Report(name, options.seed, options.length)
     started = time.monotonic()
     try:
-        with World(workdir, config) as world:
+        with world_type(workdir, config) as world:
             workload = Workload(world, random.Random(f"{options.seed}-workload"),
                                 short if options.short else full)
             run = Run(world, workload, random.Random(options.seed), options)
