@@ -193,6 +193,8 @@ def load_yaml_all(text: str) -> list[Any]:
         raise ObjectInvalid([Problem("", f"invalid YAML: {yaml_reason(exc)}")]) from None
     except RecursionError:
         raise ObjectInvalid([Problem("", "invalid YAML: nested too deeply")]) from None
+    except ValueError as exc:  # a scalar PyYAML cannot convert: an integer of 4301+ digits
+        raise ObjectInvalid([Problem("", f"invalid YAML: {exc}")]) from None
     return [_check_size(d) for d in docs]
 
 

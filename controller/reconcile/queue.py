@@ -231,8 +231,9 @@ class _Planner(RedisSteps, FinishSteps):
                     for what, value in (("namespace", self.inp.namespace),
                                         ("name", self.inp.name)) if not is_dns_label(value)]
         if isinstance(queue, InvalidObject) or problems:
-            message = "; ".join(problems) if problems else "; ".join(
-                f"{p.field}: {p.message}" for p in queue.problems)  # type: ignore[union-attr]
+            # InvalidObject.message: "path: problem; ..." as every kind reports it.
+            message = "; ".join(problems) if problems else (
+                queue.message if isinstance(queue, InvalidObject) else "")
             return self._finish("Invalid", {INVALID: ("True", "InvalidSpec", message)})
         return self._plan_valid(queue)
 

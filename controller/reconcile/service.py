@@ -131,8 +131,9 @@ class _Planner:
                     for what, value in (("namespace", self.inp.namespace),
                                         ("name", self.inp.name)) if not is_dns_label(value)]
         if isinstance(service, InvalidObject) or problems:
-            message = "; ".join(problems) if problems else "; ".join(
-                f"{p.field}: {p.message}" for p in service.problems)  # type: ignore[union-attr]
+            # InvalidObject.message: "path: problem; ..." as every kind reports it.
+            message = "; ".join(problems) if problems else (
+                service.message if isinstance(service, InvalidObject) else "")
             status = service_status(self.inp, self.prev, None, [], None, self.now,
                                     invalid=message)
             return self._finish(status)
