@@ -56,7 +56,7 @@ class Fence:
 
 class LeaderElector:
     def __init__(self, store: LeaseStore, key: str, identity: str, *, ttl: int = 15,
-                 renew_deadline: float | None = None, retry_seconds: float = 2.0,
+                 renew_deadline: float | None = None, retry_seconds: float | None = None,
                  clock: Clock | None = None,
                  on_started_leading: Callable[[], None] | None = None,
                  on_stopped_leading: Callable[[], None] | None = None) -> None:
@@ -69,7 +69,10 @@ class LeaderElector:
         self._renew_deadline = renew_deadline if renew_deadline is not None else ttl * 2 / 3
         if not 0 < self._renew_deadline < ttl:
             raise ValueError("renew_deadline must be positive and shorter than the ttl")
-        self._retry = retry_seconds
+        # A standby campaigns this often: by default every 1.5 s, more often under a short
+        # lease, so that a takeover comes within the TTL + 2 s (etcd expires a lease up to
+        # ~0.5 s late, and the campaign that follows must come within the rest).
+        self._retry = retry_seconds if retry_seconds is not None else min(1.5, ttl / 4)
         self._clock: Clock = clock or RealClock()
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
@@ -81,6 +84,11 @@ class LeaderElector:
         self._thread: threading.Thread | None = None
 
     # --- queries ----------------------------------------------------------------------------
+    @property
+    def retry_seconds(self) -> float:
+        """How often a standby campaigns."""
+        return self._retry
+
     def is_leader(self) -> bool:
         """True only while the last renewal is recent enough that the lease cannot have
         expired: checked against the clock, not just the last known state."""
