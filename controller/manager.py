@@ -282,8 +282,9 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     clock = process_clock()
 
     def make() -> Manager:
-        return Manager(store, lambda known: MesosAdapter(config, _FrameworkIds(), known,
-                                                         clock=clock),
+        return Manager(store, lambda known: MesosAdapter(
+                           config, _FrameworkIds(), known, clock=clock,
+                           may_act=lambda: elector.fence is not None),
                        workers=settings.workers, resync_seconds=settings.resync_seconds,
                        clock=clock, fence=lambda: elector.fence)
 

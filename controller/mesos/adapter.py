@@ -86,8 +86,16 @@ class MesosAdapter:
         *,
         group_of: Callable[[str], str | None] = docket_group,
         clock: Clock | None = None,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        # Whether this process may talk to Mesos at all (the controller: "still leading").
+        # Mesos calls are not fenced the way etcd writes are: a leader frozen past its lease
+        # and thawed would otherwise subscribe again on its missed heartbeats — taking the
+        # framework from the new leader — and accept offers for launches it still holds,
+        # which the new leader relaunches under new ids. Checked before every subscription,
+        # call and offer.
+        self._may_act = may_act
         self._framework_ids = framework_ids
         self._known_tasks = known_tasks
         self._clock = (clock or RealClock()).now
@@ -321,6 +329,10 @@ class MesosAdapter:
 
     # --- driver lifecycle ------------------------------------------------------------------
     def _start_driver(self) -> None:
+        if not self._may_act():
+            # Not now (see may_act); the worker's next tick tries again.
+            self._next_start = self._clock() + self.config.tick_seconds
+            return
         self._generation += 1
         spec = parse_masters(self.config.master)
         masters: tuple[str, ...]
@@ -332,7 +344,8 @@ class MesosAdapter:
             self._master_index = (self._master_index + 1) % len(masters)
             master = masters[self._master_index]
         info = framework_info(self.config, self._framework_id)
-        driver = Driver(self, self._generation, info, master, self.config, masters)
+        driver = Driver(self, self._generation, info, master, self.config, masters,
+                        may_act=self._may_act)
         self._driver = driver
         self._last_event = self._clock()
         self._heartbeat_seconds = None
@@ -425,14 +438,15 @@ class MesosAdapter:
         self._events.put(update)
 
     def _on_offers(self, raw_offers: Sequence[Mapping[str, Any]]) -> None:
-        if self._driver is None:
-            return
+        if self._driver is None or not self._may_act():
+            return  # left alone: the master rescinds them when this subscription ends
         self._launches.on_offers(raw_offers)
 
     # --- calls -----------------------------------------------------------------------------
     def _scheduler_call(self, what: str, body: dict[str, Any]) -> bool:
         driver = self._driver
-        if driver is None or not self._connected or not driver.framework_id:
+        if driver is None or not self._connected or not driver.framework_id \
+                or not self._may_act():
             log.info("mesos call skipped while disconnected", call=what)
             return False
         body = {"type": what, "framework_id": {"value": driver.framework_id}, **body}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pymesos
@@ -75,7 +76,8 @@ class Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
     """
 
     def __init__(self, adapter: StreamSink, generation: int, framework: dict[str, Any],
-                 master: str, config: MesosConfig, masters: tuple[str, ...] = ()) -> None:
+                 master: str, config: MesosConfig, masters: tuple[str, ...] = (),
+                 may_act: Callable[[], bool] = lambda: True) -> None:
         super().__init__(_Callbacks(adapter, generation), framework, master,
                          use_addict=False, implicit_acknowledgements=False,
                          principal=config.principal, secret=config.secret,
@@ -85,6 +87,7 @@ class Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
         self._gpu_resources = config.gpu_resources
         self._masters = masters
         self._failed_connects = 0
+        self._may_act = may_act
 
     @property
     def framework(self) -> dict[str, Any]:
@@ -135,6 +138,12 @@ class Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
         super().on_close()
         if refused and not self.aborted:
             time.sleep(PAUSE_AFTER_REFUSAL_SECONDS)
+        # pymesos subscribes again by itself as soon as a stream closes (the master closes a
+        # deposed leader's when the new leader subscribes). Not while this process may not act
+        # (see MesosAdapter's may_act): the IO thread waits here until it may, or until the
+        # adapter stops this driver.
+        while not self._may_act() and self._started:
+            time.sleep(0.05)
 
 
 class _Callbacks(pymesos.Scheduler):  # type: ignore[misc]

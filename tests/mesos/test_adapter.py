@@ -284,6 +284,69 @@ def test_a_half_open_stream_is_given_up_within_two_heartbeat_intervals(
     assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
 
 
+
+def test_an_adapter_that_may_not_act_neither_subscribes_again_nor_launches(
+        harness: Harness) -> None:
+    """A leader frozen past its lease and thawed finds its stream silent and would subscribe
+    again with the shared FrameworkID, taking the framework from the new leader, then accept
+    offers for launches it still holds (chaos suite, leader_kill). While `may_act` says no,
+    the adapter gives the stream up but neither subscribes nor calls the master."""
+    allowed = threading.Event()
+    allowed.set()
+    cfg = MesosConfig(master=harness.mesos.master_url, refuse_seconds=5.0, tick_seconds=0.05)
+    adapter = MesosAdapter(cfg, MemoryFrameworkIdStore(), may_act=allowed.is_set)
+    harness.adapters.append(adapter)
+    adapter.start()
+    sub = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    allowed.clear()  # deposed
+    harness.mesos.half_open_streams()
+    wait_for(adapter, lambda e: type(e).__name__ == "Disconnected")
+    task_id = "job.default.deposed.7.0.0"
+    adapter.launch([LaunchRequest(task_id, template("true"))])
+
+    def stream() -> object:
+        with harness.mesos.master.lock:
+            fw = harness.mesos.master.frameworks.get(sub.framework_id)
+            return fw.stream if fw is not None and fw.connected else None
+
+    silent = stream()  # the master still holds the silenced stream: it never wrote to it
+    # Five heartbeats (0.3 s) of being told no: never subscribed again, nothing launched.
+    watched_until = time.monotonic() + 1.5
+    while time.monotonic() < watched_until:
+        assert stream() in (silent, None), "subscribed again while it may not act"
+        assert task_id not in {t for _, _, t, _ in harness.mesos.launches()}
+        time.sleep(0.05)
+    allowed.set()  # leading again: it subscribes and launches what it held
+    again = wait_for(adapter, lambda e: isinstance(e, Subscribed))
+    assert isinstance(again, Subscribed) and again.framework_id == sub.framework_id
+    wait_for(adapter, update_of(task_id, "TASK_FINISHED"))
+
+
+def test_a_deposed_adapter_does_not_take_the_framework_back(harness: Harness) -> None:
+    """The new leader subscribes with the shared FrameworkID and the master closes the old
+    leader's stream: pymesos would subscribe again at once by itself, taking the framework
+    back. Not while the old one may not act."""
+    allowed = threading.Event()
+    allowed.set()
+    cfg = MesosConfig(master=harness.mesos.master_url, refuse_seconds=5.0, tick_seconds=0.05)
+    old = MesosAdapter(cfg, MemoryFrameworkIdStore(), may_act=allowed.is_set)
+    harness.adapters.append(old)
+    old.start()
+    sub = wait_for(old, lambda e: isinstance(e, Subscribed))
+    assert isinstance(sub, Subscribed)
+    allowed.clear()  # deposed
+    new = harness.adapter(MemoryFrameworkIdStore(sub.framework_id))
+    wait_for(new, lambda e: isinstance(e, Subscribed))
+    with harness.mesos.master.lock:
+        theirs = harness.mesos.master.frameworks[sub.framework_id].stream
+    watched_until = time.monotonic() + 1.5  # five heartbeats
+    while time.monotonic() < watched_until:
+        with harness.mesos.master.lock:
+            fw = harness.mesos.master.frameworks[sub.framework_id]
+            assert fw.connected and fw.stream is theirs, "the deposed adapter took it back"
+        time.sleep(0.05)
+
 def test_a_list_of_masters_is_tried_in_turn(harness: Harness) -> None:
     with socket.socket() as s:  # a port nothing listens on: a master that is down
         s.bind(("127.0.0.1", 0))
