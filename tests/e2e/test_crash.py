@@ -26,7 +26,9 @@ def controller_process(etcd_server: EtcdServer, etcd_prefix: str,
     made: list[Process] = []
 
     def make(lm: LocalMesos) -> Process:
-        env = controller_env(etcd_server.endpoint, etcd_prefix, lm)
+        # A short lease: the restarted process waits out the killed one's before it leads.
+        env = controller_env(etcd_server.endpoint, etcd_prefix, lm,
+                             DOCKET_LEADER_LEASE_SECONDS="2")
         p = Process(env, tmp_path / "controller.log")
         made.append(p)
         return p
