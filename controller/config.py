@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     framework_name: str = Field("docket", min_length=1, description="Mesos framework name")
     framework_role: str = Field("*", min_length=1, description="Mesos role offers come from")
     framework_principal: str | None = Field(None, description="Mesos principal")
+    framework_secret_file: Path | None = Field(
+        None, description="file holding the secret of framework_principal (HTTP basic "
+                          "authentication to the master); the secret itself is never logged")
     framework_user: str | None = Field(
         None, description="user tasks run as on agents (default: the user running Docket)")
     failover_timeout: float = Field(
@@ -79,6 +82,24 @@ class Settings(BaseSettings):
         600.0, gt=0, description="period of the reconciliation of every task with Mesos "
                                  "(besides the one on each subscription)")
 
+    # --- etcd TLS and authentication (etcdctl's flag names are accepted too) ---------------
+    etcd_cacert: str | None = Field(
+        None, description="CA certificate file verifying etcd's server certificate "
+                          "(also --cacert; implies TLS)")
+    etcd_cert: str | None = Field(None, description="client certificate file for etcd "
+                                                    "(also --cert; with --key)")
+    etcd_key: str | None = Field(None, description="client key file for etcd (also --key)")
+    etcd_user: str | None = Field(
+        None, repr=False, description="etcd user, name:password or name with "
+                                      "--password-file (also --user)")
+    etcd_password_file: str | None = Field(
+        None, description="file holding the etcd user's password (also --password-file)")
+
+    def etcd_security(self) -> Any:
+        """The `controller.store.EtcdSecurity` of these settings (ConfigError if unusable)."""
+        return etcd_security(self.etcd_cacert, self.etcd_cert, self.etcd_key, self.etcd_user,
+                             self.etcd_password_file)
+
     @field_validator("etcd_endpoints", mode="before")
     @classmethod
     def _split_endpoints(cls, value: Any) -> Any:
@@ -92,7 +113,8 @@ class Settings(BaseSettings):
         if not value or any(not e for e in value):
             raise ValueError("needs at least one endpoint and no empty ones")
         for endpoint in value:
-            host, sep, port = endpoint.removeprefix("http://").rpartition(":")
+            host, sep, port = (endpoint.removeprefix("http://").removeprefix("https://")
+                               .rpartition(":"))
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{endpoint!r} is not host:port")
         return value
@@ -156,8 +178,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default = ",".join(default)
         shown = "" if default is None else f"; default: {default}"
         help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}{shown})"
-        parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                            help=help_text)
+        parser.add_argument(_flag(name), *ETCDCTL_FLAGS.get(name, ()), dest=name, default=None,
+                            metavar=name.upper(), help=help_text)
+
+
+# etcd TLS/auth settings: etcdctl's names, accepted besides --etcd-*.
+ETCDCTL_FLAGS = {"etcd_cacert": ("--cacert",), "etcd_cert": ("--cert",), "etcd_key": ("--key",),
+                 "etcd_user": ("--user",), "etcd_password_file": ("--password-file",)}
+
+
+def etcd_security(cacert: str | None, cert: str | None, key: str | None, user: str | None,
+                  password_file: str | None) -> Any:
+    """An EtcdSecurity from etcdctl-style values; ConfigError names what is wrong (never the
+    password)."""
+    from controller.store.client import EtcdSecurity, split_user
+
+    name, password = (None, None) if user is None else split_user(user)
+    if password_file is not None:
+        if name is None:
+            raise ConfigError("an etcd password file needs a user (--user NAME)")
+        try:
+            password = Path(password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"etcd password file {password_file}: "
+                              f"{exc.strerror or exc}") from None
+    if name is not None and password is None:
+        raise ConfigError(f"etcd user {name!r} needs a password: --user NAME:PASSWORD "
+                          "or --password-file FILE")
+    try:
+        return EtcdSecurity(ca_cert=cacert, cert=cert, key=key, user=name, password=password)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Manager started while this process leads and stopped when it does not.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -243,16 +244,25 @@ def run_controller(settings: Settings, stop: threading.Event, *,
     stays registered) until it is won again."""
     import socket
 
+    from controller.config import ConfigError
     from controller.logs import configure
     from controller.mesos.adapter import MesosAdapter, MesosConfig
+    from controller.mesos.secret import read_secret
     from controller.metrics import MetricsServer
     from controller.runtime import LeaderElector
 
     configure(settings.log_level, settings.log_format)
-    store = Store(settings.etcd_endpoints, prefix=settings.key_prefix)
+    try:
+        security = settings.etcd_security()
+    except ConfigError as exc:
+        print(f"docket run: {exc}", file=sys.stderr)
+        return 2
+    store = Store(settings.etcd_endpoints, prefix=settings.key_prefix, security=security)
     role = None if settings.framework_role == "*" else settings.framework_role
     config = MesosConfig(master=settings.mesos_master, name=settings.framework_name,
                          role=role, principal=settings.framework_principal,
+                         secret=read_secret(settings.framework_secret_file)
+                         if settings.framework_secret_file else None,
                          user=settings.framework_user,
                          failover_timeout_seconds=settings.failover_timeout,
                          refuse_seconds=settings.decline_refuse_seconds,
@@ -271,7 +281,8 @@ def run_controller(settings: Settings, stop: threading.Event, *,
 
     # The elector's own connection, without retries: its loop is the retry, and it must see
     # etcd come back at once rather than from inside a 30 s retry (runtime/leader.py).
-    lease_store = Store(settings.etcd_endpoints, prefix=settings.key_prefix, retry_seconds=0)
+    lease_store = Store(settings.etcd_endpoints, prefix=settings.key_prefix, retry_seconds=0,
+                        security=security)
     elector = LeaderElector(lease_store, store.keys.controller("leader"),
                             f"{socket.gethostname()}:{os.getpid()}",
                             ttl=lease_ttl or settings.leader_lease_seconds)

@@ -44,9 +44,38 @@ class CommandError(Exception):
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--etcd", default=None, metavar="ENDPOINT",
-        help=f"etcd endpoint host:port (default: $DOCKET_ETCD_ENDPOINTS or {DEFAULT_ETCD}).")
+        help=f"etcd endpoint host:port or https://host:port "
+             f"(default: $DOCKET_ETCD_ENDPOINTS or {DEFAULT_ETCD}).")
     parser.add_argument("--prefix", default=None,
                         help="Key prefix (default: $DOCKET_KEY_PREFIX or /docket).")
+    tls = parser.add_argument_group("etcd TLS and authentication (as etcdctl)")
+    for flag, env, text in _SECURITY_FLAGS:
+        tls.add_argument(flag, default=None, dest="etcd_" + flag[2:].replace("-", "_"),
+                         metavar="FILE" if flag != "--user" else "NAME[:PASSWORD]",
+                         help=f"{text} (default: ${env}).")
+
+
+_SECURITY_FLAGS = (
+    ("--cacert", "DOCKET_ETCD_CACERT", "CA certificate verifying etcd's server (implies TLS)"),
+    ("--cert", "DOCKET_ETCD_CERT", "client certificate for etcd"),
+    ("--key", "DOCKET_ETCD_KEY", "client key for etcd"),
+    ("--user", "DOCKET_ETCD_USER", "etcd user, name:password or name with --password-file"),
+    ("--password-file", "DOCKET_ETCD_PASSWORD_FILE", "file holding the etcd user's password"),
+)
+
+
+def etcd_security_from_args(args: argparse.Namespace) -> Any:
+    """The EtcdSecurity of the flags, else of the DOCKET_ETCD_* variables."""
+    from controller.config import ConfigError, etcd_security
+
+    values = []
+    for flag, env, _ in _SECURITY_FLAGS:
+        dest = "etcd_" + flag[2:].replace("-", "_")
+        values.append(getattr(args, dest, None) or os.environ.get(env) or None)
+    try:
+        return etcd_security(*values)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +102,7 @@ def open_store(args: argparse.Namespace) -> Iterator[Store]:
     prefix = args.prefix or os.environ.get("DOCKET_KEY_PREFIX") or "/docket"
     try:
         store = Store(endpoint, prefix=prefix, timeout=RETRY_SECONDS,
-                      retry_seconds=RETRY_SECONDS)
+                      retry_seconds=RETRY_SECONDS, security=etcd_security_from_args(args))
     except ValueError as exc:  # a malformed endpoint or prefix
         raise CommandError(str(exc)) from None
     try:

@@ -50,6 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Seconds between offer rounds.")
     parser.add_argument("--offer-timeout", type=float, default=None,
                         help="Rescind offers unused for this many seconds (default: never).")
+    parser.add_argument("--authenticate-frameworks", action="store_true",
+                        help="Require HTTP basic credentials on the scheduler API, as Mesos' "
+                             "--authenticate_http_frameworks (needs --credentials).")
+    parser.add_argument("--credentials", type=Path, default=None, metavar="FILE",
+                        help='Accepted credentials, as Mesos\' --credentials: JSON '
+                             '{"credentials": [{"principal": "...", "secret": "..."}]}.')
+    parser.add_argument("--enable-faults", action="store_true",
+                        help="Serve the fault-injection admin API (/admin/...: kill masters, "
+                             "partition agents, drop updates). Off by default: anyone who can "
+                             "reach the master could use it.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,14 +88,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"docket local-mesos: port {port} is already in use (change it with {flag})",
                   file=sys.stderr)
             return 1
-    lm = LocalMesos(LocalMesosConfig(
-        port=args.port, masters=args.masters, zk=args.zk, agent_port=args.agent_port,
-        agents=args.agents, cpus=args.cpus,
-        mem=args.mem, disk=args.disk, gpus=args.gpus, attributes=dict(args.attribute),
-        simulate=args.simulate, work_dir=args.work_dir,
-        heartbeat_interval=args.heartbeat_interval,
-        allocation_interval=args.allocation_interval, offer_timeout=args.offer_timeout,
-    ))
+    if args.authenticate_frameworks and args.credentials is None:
+        print("docket local-mesos: --authenticate-frameworks needs --credentials FILE",
+              file=sys.stderr)
+        return 1
+    from controller.localmesos.auth import CredentialsError
+
+    try:
+        lm = LocalMesos(LocalMesosConfig(
+            port=args.port, masters=args.masters, zk=args.zk, agent_port=args.agent_port,
+            agents=args.agents, cpus=args.cpus,
+            mem=args.mem, disk=args.disk, gpus=args.gpus, attributes=dict(args.attribute),
+            simulate=args.simulate, work_dir=args.work_dir,
+            heartbeat_interval=args.heartbeat_interval,
+            allocation_interval=args.allocation_interval, offer_timeout=args.offer_timeout,
+            authenticate_frameworks=args.authenticate_frameworks, credentials=args.credentials,
+            enable_faults=args.enable_faults,
+        ))
+    except CredentialsError as exc:
+        print(f"docket local-mesos: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -28,6 +28,18 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"docket run: {exc}", file=sys.stderr)
         return 2
+    if settings.framework_secret_file is not None:
+        from controller.mesos.secret import SecretFileError, read_secret
+
+        if not settings.framework_principal:
+            print("docket run: --framework-secret-file needs --framework-principal",
+                  file=sys.stderr)
+            return 2
+        try:
+            read_secret(settings.framework_secret_file)  # read again at start; fail here
+        except SecretFileError as exc:
+            print(f"docket run: {exc}", file=sys.stderr)
+            return 2
     # Imported here, on the main thread: pymesos installs a signal handler on import.
     from controller.manager import run_controller
 

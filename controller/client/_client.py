@@ -41,6 +41,7 @@ from controller.client.events import (
 )
 from controller.queues.etcd_push import ItemIds, PushIncomplete, push_items
 from controller.store import Conflict, Store, StoredObject
+from controller.store.client import EtcdSecurity, split_user
 
 log = structlog.get_logger("docket.client")
 
@@ -150,12 +151,19 @@ class Client:
 
     def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", *,
                  prefix: str = "/docket", timeout: float = 5.0, retry_seconds: float = 30.0,
-                 store: Store | None = None, workers: int = 4) -> None:
+                 store: Store | None = None, workers: int = 4, ca_cert: str | None = None,
+                 cert: str | None = None, key: str | None = None, user: str | None = None,
+                 password: str | None = None) -> None:
         if store is None:
             if isinstance(endpoints, str):
                 endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+            # TLS and authentication as etcdctl's --cacert, --cert, --key, --user: `user` may
+            # be "name:password".
+            name, password = (None, password) if user is None else split_user(user, password)
+            security = EtcdSecurity(ca_cert=ca_cert, cert=cert, key=key, user=name,
+                                    password=password)
             self.store = Store(list(endpoints), prefix=prefix, timeout=timeout,
-                               retry_seconds=retry_seconds)
+                               retry_seconds=retry_seconds, security=security)
             self._owns_store = True
         else:
             self.store, self._owns_store = store, False

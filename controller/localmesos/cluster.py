@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from controller.localmesos.agents import RealRuntime, SimulatedRuntime
+from controller.localmesos.auth import REALM, Credentials, CredentialsError
 from controller.localmesos.ha import MasterNode, Masters
 from controller.localmesos.http import MasterHTTP
 from controller.localmesos.http_agent import AgentHTTP
@@ -51,6 +52,13 @@ class LocalMesosConfig:
     status_update_retry_min: float = 10.0
     failover_timeout_cap: float | None = None
     sim_default_duration: float = 0.1
+    authenticate_frameworks: bool = False
+    """Mesos' --authenticate_http_frameworks with the basic authenticator (auth.py)."""
+    credentials: Path | None = None
+    """Mesos' --credentials: JSON {"credentials": [{"principal", "secret"}]}."""
+    enable_faults: bool = False
+    """Serve the fault-injection admin API (http_admin.py) over HTTP; off, it answers 403.
+    The in-process fault methods of LocalMesos work either way."""
 
 
 def _attributes(attrs: dict[str, str]) -> list[dict[str, Any]]:
@@ -63,11 +71,21 @@ def _attributes(attrs: dict[str, str]) -> list[dict[str, Any]]:
     return out
 
 
+def _credentials(c: LocalMesosConfig) -> Credentials | None:
+    """As the master at start: exits (here, raises) on a credentials file it cannot use."""
+    creds = Credentials.read(c.credentials) if c.credentials is not None else None
+    if c.authenticate_frameworks and creds is None:
+        raise CredentialsError("No credentials provided for the default 'basic' HTTP "
+                               f"authenticator for realm '{REALM}' (see --credentials)")
+    return creds if c.authenticate_frameworks else None
+
+
 class LocalMesos:
     def __init__(self, config: LocalMesosConfig | None = None) -> None:
         self.config = config or LocalMesosConfig()
         c = self.config
         self._own_work_dir = c.work_dir is None
+        self.credentials = _credentials(c)
         self.work_dir = Path(c.work_dir or tempfile.mkdtemp(prefix="localmesos-"))
         self.master = Master(MasterConfig(
             host=c.host, port=c.port, heartbeat_interval=c.heartbeat_interval,

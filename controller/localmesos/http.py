@@ -16,6 +16,10 @@ while its detector knows no leader; `/redirect` and `/master/redirect` answer 30
 leader's base `//host:port` on every master, the leader included, and any path below them 404
 (no redirect loop). `/version`, `/health` and `/files` answer on every master.
 
+With `authenticate_frameworks`, the scheduler endpoint is in Mesos' framework realm (auth.py):
+401 before anything else, even on a standby. The admin API answers 403 unless the cluster was
+started with `enable_faults` (`--enable-faults`): it kills masters and agents for anyone.
+
 Served elsewhere: the request plumbing (http_server.py), a real agent's own server and the
 `/files` endpoints (http_agent.py), the admin API (http_admin.py), the JSON of `/state` and
 `/tasks` (state_json.py).
@@ -31,6 +35,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from controller.localmesos.auth import CHALLENGE, principal_mismatch
 from controller.localmesos.http_admin import admin
 from controller.localmesos.http_agent import AgentHTTP, serve_files
 from controller.localmesos.http_server import JSON, PROTOBUF, RequestHandler, Server, path_and_query
@@ -139,14 +144,27 @@ class MasterHTTP:
     def route(self, h: RequestHandler, method: str) -> None:
         path, query = path_and_query(h)
         node = self.node
+        principal: str | None = None
+        if path in SCHEDULER_PATHS and self.cluster.credentials is not None:
+            # libprocess authenticates a route's requests before its handler runs (auth.py)
+            principal = self.cluster.credentials.authenticate(h.headers.get("Authorization"))
+            if principal is None:
+                h.body()
+                h.reply(401, headers=CHALLENGE)
+                return
         if node is not None and (path in REDIRECT_PATHS or path.startswith(
                 tuple(p + "/" for p in REDIRECT_PATHS)) or (
                 path in LEADER_PATHS and not node.elected)):
             self.redirect(h, path, node)
         elif path in SCHEDULER_PATHS:
-            self.scheduler(h, method)
+            self.scheduler(h, method, principal)
         elif path.startswith("/admin/"):
-            self.admin(h, method, path)
+            if self.cluster.config.enable_faults:
+                self.admin(h, method, path)
+            else:
+                h.body()
+                h.reply(403, "the fault-injection admin API is off (start with "
+                             "--enable-faults)")
         elif path in ("/version", "/master/version"):
             h.reply(200, {"version": MESOS_VERSION, "build_date": "", "build_time": 0,
                           "build_user": "docket", "git_sha": "", "git_tag": MESOS_VERSION})
@@ -164,7 +182,7 @@ class MasterHTTP:
             h.reply(404)
 
     # --- scheduler API ---------------------------------------------------------------------
-    def scheduler(self, h: RequestHandler, method: str) -> None:
+    def scheduler(self, h: RequestHandler, method: str, principal: str | None = None) -> None:
         body = h.body()
         if method != "POST":
             h.reply(405, f"405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received "
@@ -189,6 +207,8 @@ class MasterHTTP:
         try:
             call = validate_call(parsed)
             kind = call["type"]
+            if principal is not None:
+                self.check_principal(call, principal)
             if kind == "SUBSCRIBE":
                 if not _accepts_json(h.headers.get("Accept")):
                     raise ApiError(406, f"Expecting 'Accept' to allow '{PROTOBUF}' or "
@@ -202,6 +222,23 @@ class MasterHTTP:
             h.reply(202)
         except ApiError as err:
             h.reply(err.status, err.message)
+
+    def check_principal(self, call: dict[str, Any], principal: str) -> None:
+        """An authenticated caller acts only as the principal its FrameworkInfo names:
+        validation.cpp for SUBSCRIBE (which gets the principal when it names none), http.cpp
+        `Master::Http::scheduler` for the other calls of a known framework; both 400."""
+        if call["type"] == "SUBSCRIBE":
+            info = call["subscribe"]["framework_info"]
+            wrong = principal_mismatch(principal, info)
+            if wrong:
+                raise ApiError(400, f"Failed to validate scheduler::Call: {wrong}")
+            info.setdefault("principal", principal)
+            return
+        with self.master.lock:
+            fw = self.master.frameworks.get(str(call.get("framework_id", {}).get("value")))
+            declared = fw.info.get("principal", "") if fw is not None else None
+        if declared is not None and declared != principal:
+            raise ApiError(400, principal_mismatch(principal, {"principal": declared}) or "")
 
     def subscribe(self, h: RequestHandler, call: dict[str, Any]) -> None:
         stream = self.master.subscribe(call)

@@ -1,7 +1,9 @@
 """The admin API: fault injection over HTTP, for tests and chaos experiments run against a
 `docket local-mesos` in another process. Each endpoint calls one of the fault hooks of
 `LocalMesos` (cluster.py), which in-process tests call directly; the faults themselves are
-faults.py's.
+faults.py's. Off unless the cluster was started with `enable_faults` (`--enable-faults`): the
+master then answers every `/admin/...` request 403 (http.py), since this API kills masters and
+agents for anyone who can reach the port. The test fixtures and the chaos suite turn it on.
 
 POST, JSON body, on the master's port:
     /admin/agents                    {"cpus","mem","disk","gpus","attributes","simulate"}

@@ -6,7 +6,7 @@ callers that build a config need not import the module that imports pymesos.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 WEEK_SECONDS = 7 * 24 * 3600.0
@@ -42,7 +42,8 @@ class MesosConfig:
     roles: tuple[str, ...] = ()
     """Several roles: subscribes with MULTI_ROLE. Exclusive with `role`."""
     principal: str | None = None
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    """HTTP basic secret of `principal` (secret.py reads it from its file); never logged."""
     user: str | None = None
     """Unix user tasks run as; default the current user."""
     failover_timeout_seconds: float = WEEK_SECONDS

@@ -17,10 +17,14 @@ doubling per round through the list up to 15 s (Mesos' advice: exponential, at m
 A SUBSCRIBE answered without a stream (503 while no master is elected or the leader is still
 recovering, or a redirect) is retried after 0.1 s, where pymesos would retry at once, in a
 tight loop.
+A SUBSCRIBE refused outright (401: wrong or missing credentials; 400, 403) is logged as one
+error naming the master, without pymesos' traceback; the driver then gives up and the adapter
+starts another after a growing delay.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -62,8 +66,43 @@ class _NoInterrupt:
         return None
 
 
+class SubscribeRefused(RuntimeError):
+    """The master answered SUBSCRIBE with an error status (already logged)."""
+
+
+class _Connection(pymesos.process.Connection):  # type: ignore[misc]
+    """pymesos' connection, which raises a bare RuntimeError on any error status."""
+
+    def read(self) -> bool:
+        try:
+            return bool(super().read())
+        except RuntimeError as exc:
+            text = str(exc)
+            if not text.startswith("Failed with HTTP "):
+                raise
+            master = f"{self._addr[0]}:{self._addr[1]}"
+            if text.startswith("Failed with HTTP 401"):
+                log.error("mesos master refused the framework's credentials (401 "
+                          "Unauthorized): check the framework principal and secret file",
+                          master=master)
+            else:
+                log.error("mesos master refused the subscription", master=master,
+                          answer=text.removeprefix("Failed with "))
+            raise SubscribeRefused(text) from None
+
+
+class _DropRefusalTraceback(logging.Filter):
+    """pymesos logs its IO thread's end with a traceback; for a refusal, logged above, that is
+    noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is SubscribeRefused)
+
+
 _restore_sigint()
 pymesos.process.thread = _NoInterrupt
+pymesos.process.Connection = _Connection
+logging.getLogger("pymesos.process").addFilter(_DropRefusalTraceback())
 
 
 class Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]

@@ -6,7 +6,14 @@ real etcd server (`etcd_server`) and an in-memory twin of etcd for tests (`memor
 that fail to decode are handed out as `InvalidObject`s, never dropped and never raised.
 """
 
-from controller.store.client import Compacted, Conflict, EtcdClient, EtcdUnavailable, StoreError
+from controller.store.client import (
+    Compacted,
+    Conflict,
+    EtcdClient,
+    EtcdSecurity,
+    EtcdUnavailable,
+    StoreError,
+)
 from controller.store.etcd_server import EtcdServer, EtcdServerError
 from controller.store.keys import Keys
 from controller.store.memory import MemoryEtcd, MemoryEtcdClient
@@ -22,7 +29,24 @@ from controller.store.store import (
 from controller.store.watch import WatchEvent, WatchStream
 
 __all__ = [
-    "Compacted", "Conflict", "Delete", "EtcdClient", "EtcdServer", "EtcdServerError",
-    "EtcdUnavailable", "Expect", "Keys", "MemoryEtcd", "MemoryEtcdClient", "Put", "Store",
-    "StoreError", "StoredExecution", "StoredObject", "StoredStatus", "WatchEvent", "WatchStream",
+    "Compacted",
+    "Conflict",
+    "Delete",
+    "EtcdClient",
+    "EtcdSecurity",
+    "EtcdServer",
+    "EtcdServerError",
+    "EtcdUnavailable",
+    "Expect",
+    "Keys",
+    "MemoryEtcd",
+    "MemoryEtcdClient",
+    "Put",
+    "Store",
+    "StoreError",
+    "StoredExecution",
+    "StoredObject",
+    "StoredStatus",
+    "WatchEvent",
+    "WatchStream",
 ]

@@ -13,13 +13,16 @@ one that won. Callers treat a Conflict as "re-read and decide again", which is s
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 import pyetcd
 import pyetcd.exceptions
+from pyetcd import etcdrpc
 from pyetcd.client import Endpoint, MultiEndpointEtcd3Client
 from tenacity import (
     RetryError,
@@ -70,10 +73,59 @@ _TRANSIENT_CODES = {
 }
 
 
+def _details(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "details"):
+        return str(exc.details() or "")
+    return str(exc)
+
+
+def _rpc_error(exc: BaseException) -> BaseException | None:
+    """The gRPC error itself, or the one pyetcd wrapped in a ConnectionFailedError."""
+    chain: tuple[BaseException | None, ...] = (exc, exc.__cause__, exc.__context__)
+    for e in chain:
+        if isinstance(e, grpc.RpcError) and isinstance(e, BaseException):
+            return e
+    return None
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """Why the TLS handshake failed (unknown CA, bad or missing client certificate), or None:
+    no retry will fix it."""
+    rpc = _rpc_error(exc)
+    text = _details(rpc) if rpc is not None else ""
+    if "handshake failed" not in text.lower():
+        return None
+    reason = text.rpartition("OPENSSL_internal:")[2] or text
+    return reason.removesuffix(": OK").strip()
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    return tls_failure(exc) is not None
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """Wrong user name or password."""
+    return isinstance(exc, grpc.RpcError) and "authentication failed" in _details(exc)
+
+
+def is_token_expired(exc: BaseException) -> bool:
+    """etcd forgot our token (simple tokens expire after 5 idle minutes, or etcd restarted)
+    or never got one: authenticate again and retry."""
+    text = _details(exc)
+    return isinstance(exc, grpc.RpcError) and (
+        "invalid auth token" in text or "user name is empty" in text)
+
+
 def is_transient(exc: BaseException) -> bool:
+    if is_tls_failure(exc):
+        return False
     if isinstance(exc, _TRANSIENT):
         return True
     if isinstance(exc, grpc.RpcError):
+        if is_tls_failure(exc) or is_auth_failure(exc):
+            return False
+        if is_token_expired(exc):
+            return True
         code = exc.code() if hasattr(exc, "code") else None
         return code in _TRANSIENT_CODES
     # pyetcd marks an endpoint failed after an outage and refuses it for `time_retry`
@@ -92,6 +144,52 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class EtcdSecurity:
+    """TLS and authentication towards etcd, with etcdctl's meanings: `ca_cert` (--cacert)
+    verifies the server, `cert` and `key` (--cert, --key) are the client certificate, `user`
+    and `password` (--user name:password) authenticate. The password is never shown."""
+
+    ca_cert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("an etcd client certificate needs both cert and key")
+        if (self.user is None) != (self.password is None):
+            raise ValueError("etcd authentication needs both a user and a password")
+
+    @property
+    def tls(self) -> bool:
+        return any(v is not None for v in (self.ca_cert, self.cert, self.key))
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | None, what: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as exc:
+                raise ValueError(f"etcd {what} {path}: {exc.strerror or exc}") from None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_cert, "CA certificate"),
+            private_key=read(self.key, "client key"),
+            certificate_chain=read(self.cert, "client certificate"))
+
+
+def split_user(user: str, password: str | None = None) -> tuple[str, str | None]:
+    """etcdctl's `--user name:password`; a password given apart wins."""
+    name, sep, inline = user.partition(":")
+    if password is None and sep:
+        password = inline
+    return name, password
+
+
 # gRPC waits between reconnection attempts with a backoff that grows to 120 s: after a 30 s
 # outage a channel could sit out 10 s or more after etcd is back, and every call failed fast
 # meanwhile. Retrying the connection every half second at most costs nothing on loopback or a
@@ -106,23 +204,33 @@ CHANNEL_OPTIONS = (
 class EtcdClient:
     """A connected client with the retry policy; `raw` is the underlying pyetcd client."""
 
+    security = EtcdSecurity()  # the in-memory twin (memory.MemoryEtcdClient) keeps this
+
     def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", *,
-                 timeout: float = 5.0, retry_seconds: float = 30.0) -> None:
+                 timeout: float = 5.0, retry_seconds: float = 30.0,
+                 security: EtcdSecurity | None = None) -> None:
         eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-        eps = [e for item in eps for e in item.split(",") if e.strip()]
+        eps = [e.strip() for item in eps for e in item.split(",") if e.strip()]
         if not eps:
             raise ValueError("no etcd endpoint given")
+        self.security = security or EtcdSecurity()
+        # `https://` implies TLS (verified against the system's CAs unless --cacert is given).
+        secure = self.security.tls or any(e.startswith("https://") for e in eps)
+        if secure:
+            eps = [e if "://" in e else f"https://{e}" for e in eps]
         self.endpoints = eps
         parsed = [parse_endpoint(e) for e in eps]
+        creds = self.security.channel_credentials() if secure else None
         # pyetcd refuses an endpoint for `time_retry` seconds after one failure (default 300).
         # With one endpoint there is nowhere else to go: retry it at once. With several, a
         # short pause lets it fail over to another member instead of hammering a dead one.
         time_retry = 0.0 if len(parsed) == 1 else 2.0
         self.raw: Any = MultiEndpointEtcd3Client(
-            endpoints=[Endpoint(h, p, secure=False, time_retry=time_retry,
+            endpoints=[Endpoint(h, p, secure=secure, creds=creds, time_retry=time_retry,
                                 opts=list(CHANNEL_OPTIONS)) for h, p in parsed],
             timeout=timeout, failover=len(parsed) > 1,
         )
+        self._auth_lock = threading.Lock()
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.give_up: Callable[[], bool] = _never
@@ -130,13 +238,39 @@ class EtcdClient:
         controller sets it to "no longer leading": a deposed leader's workers must not sit in
         a 30 s retry while it stops them (after an etcd outage, the new term waited for it)."""
 
+    def __repr__(self) -> str:
+        return f"EtcdClient({self.endpoints!r}, security={self.security!r})"
+
     def close(self) -> None:
         self.raw.close()
 
     def new_connection(self) -> EtcdClient:
         """Another connection to the same etcd, with the same policy (the store's watch
         connection). The in-memory twin (`memory.MemoryEtcdClient`) opens one to itself."""
-        return EtcdClient(self.endpoints, timeout=self.timeout, retry_seconds=self.retry_seconds)
+        return EtcdClient(self.endpoints, timeout=self.timeout, retry_seconds=self.retry_seconds,
+                          security=self.security)
+
+    def authenticate(self, *, again: bool = False) -> None:
+        """Get a token for `security.user` (no-op without one) and attach it to every call:
+        pyetcd's wrappers, the store's direct stub calls and watches all send `raw.metadata`.
+        No call credentials: gRPC refuses those on plain-text channels, metadata works on
+        both. `again`: the token was rejected, fetch a new one."""
+        sec = self.security
+        if sec.user is None:
+            return
+        with self._auth_lock:
+            if self.raw.metadata is not None and not again:
+                return
+            resp = self.raw.authstub.Authenticate(
+                etcdrpc.AuthenticateRequest(name=sec.user, password=sec.password),
+                self.timeout)
+            self.use_token((("token", resp.token),))
+
+    def use_token(self, metadata: Any) -> None:
+        self.raw.metadata = metadata
+        watcher = self.raw._stubs.get("watcher")
+        if watcher is not None:  # new watch streams are opened with the watcher's metadata
+            watcher._metadata = metadata
 
     def _sleep(self, seconds: float) -> None:
         """A pause between retries that ends early once `give_up` turns true."""
@@ -163,9 +297,13 @@ class EtcdClient:
         def attempt() -> T:
             start = time.perf_counter()
             try:
+                if self.security.user is not None and self.raw.metadata is None:
+                    self.authenticate()
                 return fn()
             except Exception as exc:
                 ETCD_REQUEST_ERRORS.labels(operation).inc()
+                if is_token_expired(exc):
+                    self.raw.metadata = None  # the next attempt authenticates again
                 if len(self.endpoints) > 1 and is_transient(exc):
                     self.fail_over()
                 raise
@@ -203,6 +341,12 @@ class EtcdClient:
         except (StoreError, KeyboardInterrupt):
             raise
         except Exception as exc:
+            where = f"etcd at {', '.join(self.endpoints)}"
+            if is_tls_failure(exc):
+                raise StoreError(f"{where}: TLS handshake failed: {tls_failure(exc)}") from None
+            if is_auth_failure(exc):
+                raise StoreError(
+                    f"{where}: authentication failed for user {self.security.user}") from None
             if _is_compacted(exc):
                 raise Compacted(f"etcd {operation} {what}: {describe(exc)}") from exc
             raise StoreError(f"etcd {operation} {what} failed: {describe(exc)}") from exc

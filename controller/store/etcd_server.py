@@ -63,6 +63,13 @@ class EtcdServer:
     host: str = "127.0.0.1"
     name: str = "docket"
     log_path: Path | None = None
+    # TLS on the client URL (etcd's --cert-file, --key-file; with trusted_ca_file, client
+    # certificates are required: --client-cert-auth). Health is then read from a plain-text
+    # metrics listener.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    trusted_ca_file: Path | None = None
+    metrics_port: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,10 +78,13 @@ class EtcdServer:
             self.client_port = free_port()
         if not self.peer_port:
             self.peer_port = free_port()
+        if self.cert_file is not None and not self.metrics_port:
+            self.metrics_port = free_port()
 
     @property
     def endpoint(self) -> str:
-        return f"{self.host}:{self.client_port}"
+        scheme = "https://" if self.cert_file is not None else ""
+        return f"{scheme}{self.host}:{self.client_port}"
 
     @property
     def port(self) -> int:
@@ -96,7 +106,8 @@ class EtcdServer:
                 raise EtcdServerError(f"etcd {what} port {self.host}:{port} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.etcd.log"
-        client_url = f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.cert_file is not None else "http"
+        client_url = f"{scheme}://{self.host}:{self.client_port}"
         peer_url = f"http://{self.host}:{self.peer_port}"
         cmd = [
             str(etcd_binary()),
@@ -109,6 +120,11 @@ class EtcdServer:
             "--initial-cluster", f"{self.name}={peer_url}",
             "--log-level", "warn",
         ]
+        if self.cert_file is not None:
+            cmd += ["--cert-file", str(self.cert_file), "--key-file", str(self.key_file),
+                    "--listen-metrics-urls", f"http://{self.host}:{self.metrics_port}"]
+            if self.trusted_ca_file is not None:
+                cmd += ["--trusted-ca-file", str(self.trusted_ca_file), "--client-cert-auth"]
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed at stop
         try:
             self._proc = subprocess.Popen(
@@ -136,11 +152,17 @@ class EtcdServer:
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(
-                f"http://{self.endpoint}/health", timeout=1
+                f"http://{self._health_address}/health", timeout=1
             ) as resp:
                 return b'"health":"true"' in resp.read()
         except (urllib.error.URLError, OSError):
             return False
+
+    @property
+    def _health_address(self) -> str:
+        if self.cert_file is not None:
+            return f"{self.host}:{self.metrics_port}"
+        return self.endpoint
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None

@@ -259,7 +259,7 @@ def test_the_cli_runs_masters_in_ha(zookeeper: ZooKeeperServer) -> None:
     url = zookeeper.url()
     port = free_port()
     proc = subprocess.Popen([docket, "local-mesos", "--zk", url, "--masters", "2", "--port",
-                             str(port), "--agent-port", "0", "--simulate"],
+                             str(port), "--agent-port", "0", "--simulate", "--enable-faults"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
