@@ -144,6 +144,11 @@ class MasterHTTP:
     def route(self, h: RequestHandler, method: str) -> None:
         path, query = path_and_query(h)
         node = self.node
+        if node is not None and not node.running:
+            # Killed while this request was on its way: a dead process answers nothing (a
+            # 503 "No leader elected" from it would be an answer Mesos never gives).
+            h.close_connection = True
+            return
         principal: str | None = None
         if path in SCHEDULER_PATHS and self.cluster.credentials is not None:
             # libprocess authenticates a route's requests before its handler runs (auth.py)

@@ -52,7 +52,9 @@ def post(lm: LocalMesos, body: dict[str, Any] | None, authorization: str | None 
 
 
 def subscribe_call(principal: str | None = "docket") -> dict[str, Any]:
-    info: dict[str, Any] = {"user": "root", "name": "t"}
+    # A failover timeout, so that the framework outlives the connection `post` closes: with
+    # none, the master removes it at once, racing the calls a test makes next.
+    info: dict[str, Any] = {"user": "root", "name": "t", "failover_timeout": 60}
     if principal is not None:
         info["principal"] = principal
     return {"type": "SUBSCRIBE", "subscribe": {"framework_info": info}}

@@ -217,7 +217,11 @@ class _Follower:
         pass
 
     def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
-        driver.declineOffer([o["id"] for o in offers], {"refuse_seconds": 60})
+        # pymesos raises from the callback (ending its thread) when the master it sends to
+        # is gone, as a leader killed right after offering is. A real scheduler must survive
+        # that; the offer died with the master.
+        with contextlib.suppress(Exception):
+            driver.declineOffer([o["id"] for o in offers], {"refuse_seconds": 60})
 
     def wait(self, kind: str, timeout: float = 15) -> Any:
         deadline = time.monotonic() + timeout
