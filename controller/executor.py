@@ -189,8 +189,14 @@ class Executor:
                  on_written: Callable[[Snapshot, int, Sequence[ExecutionRecord],
                                        StatusBase | None], None] | None = None,
                  fence: Callable[[], Fence | None] | None = None,
-                 run_source: Callable[[RedisOp], None] | None = None) -> None:
+                 run_source: Callable[[RedisOp], None] | None = None,
+                 prepare_launch: Sequence[Callable[[LaunchRequest], LaunchRequest]] = ()
+                 ) -> None:
         self.store = store
+        # What the launch needs beyond its recorded intent, added only on its way to Mesos
+        # and never written anywhere: the namespace's Mesos role, secret values.
+        # The sequence is kept, not copied: the manager adds to it as admission sources start.
+        self._prepare_launch = prepare_launch
         # A Queue's Redis operations (controller/queues/sources.py); None where no Queue runs.
         self._run_source = run_source
         self.backend = backend
@@ -338,9 +344,14 @@ class Executor:
 
     def _launch(self, launches: Sequence[Launch]) -> None:
         if launches:
-            self.backend.launch(LaunchRequest(task_id=a.task_id, template=a.template,
-                                              extra_env=a.env, health_check=a.health_check)
-                                for a in launches)
+            self.backend.launch(self._prepared(LaunchRequest(
+                task_id=a.task_id, template=a.template, extra_env=a.env,
+                health_check=a.health_check)) for a in launches)
+
+    def _prepared(self, request: LaunchRequest) -> LaunchRequest:
+        for prepare in self._prepare_launch:
+            request = prepare(request)
+        return request
 
     def _finish(self, prep: _Prepared, snap: Snapshot, out: Applied, now: datetime,
                 logger: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from controller.admission import ADMIT_ALL, AdmissionGate
 from controller.executor import Executor, Snapshot, StalePlan
 from controller.logs import object_logger
 from controller.reconcile import Plan
@@ -41,8 +42,10 @@ class KindController:
     def __init__(self, kind: KindDef, store: Store, executor: Executor, records: RecordCache,
                  *, clock: Callable[[], datetime], workers: int = 4,
                  resync_seconds: float = 300.0, related: Related | None = None,
-                 on_status: Callable[[Any], None] | None = None, sources: Any = None) -> None:
+                 on_status: Callable[[Any], None] | None = None, sources: Any = None,
+                 admission: AdmissionGate = ADMIT_ALL) -> None:
         self.kind = kind
+        self.admission = admission
         self.store = store
         self.executor = executor
         self.records = records
@@ -183,10 +186,13 @@ class KindController:
     def _plan(self, namespace: str, name: str, now: datetime
               ) -> tuple[Plan, Snapshot, Any]:
         known = self.records.get(namespace, name)
-        request = PlanRequest(self.kind.kind, namespace, name,
-                              self.informer.get(namespace, name), known, now,
+        cached = self.informer.get(namespace, name)
+        spec = getattr(cached, "object", None) if cached is not None and cached.valid else None
+        denial = (self.admission.check(self.kind.kind, namespace, name, spec)
+                  if spec is not None else None)
+        request = PlanRequest(self.kind.kind, namespace, name, cached, known, now,
                               **({"related": self.related} if self.related else {}),
-                              sources=self.sources)
+                              sources=self.sources, denial=denial)
         plan = self.kind.plan(request)
         return plan, Snapshot(self.kind.plural, namespace, name, known.status_revision,
                               known.executions), known.status

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from controller.admission import AdmissionGate, AdmissionSource
 from controller.api import ExecutionRecord, StatusBase
 from controller.clock import Clock, RealClock
 from controller.executor import Executor, NotLeader, Snapshot, fenced_commit
 from controller.kindcontroller import KindController
-from controller.mesos.backend import MesosBackend
+from controller.mesos.backend import LaunchRequest, MesosBackend
 from controller.pump import TaskEventPump
 from controller.records import RecordCache
 from controller.registry import KINDS, KindDef
@@ -101,16 +102,24 @@ class Manager:
                 if redis_factory is None else
                 QueueSources(store, self.queue_items, clock=clock.utcnow,
                              redis_factory=redis_factory))
+        # Admission (controller/admission.py): caches of what, beside its own spec, decides
+        # whether an object may launch (the policy, the secrets it refers to), each checking
+        # objects before they are planned and preparing launches on their way to Mesos.
+        self.admission = AdmissionGate()
+        self._launch_preparers: list[Callable[[LaunchRequest], LaunchRequest]] = []
+        self._admission_sources: list[AdmissionSource] = []
         self.executor = Executor(store, self.backend, on_launch=self.pump.handed_over,
                                  on_launch_dropped=self.pump.dropped,
                                  on_written=self._written, fence=fence,
-                                 run_source=self.sources.run_redis if self.sources else None)
+                                 run_source=self.sources.run_redis if self.sources else None,
+                                 prepare_launch=self._launch_preparers)
         for kind in kinds:
             self.controllers[kind.kind] = KindController(
                 kind, store, self.executor, self.records[kind.plural], clock=clock.utcnow,
                 workers=workers, resync_seconds=resync_seconds, related=self,
                 on_status=self._wake_owner,
-                sources=self.sources if kind.kind == "Queue" else None)
+                sources=self.sources if kind.kind == "Queue" else None,
+                admission=self.admission)
         self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
         # Children by owner, kept by the informers' handlers, so an owner finds its children
         # without scanning every object of their kind. A child created, changed or deleted,
@@ -119,6 +128,7 @@ class Manager:
         self._children_lock = threading.Lock()
         for controller in self.controllers.values():
             controller.informer.add_handlers(self._child_handlers(controller.kind.plural))
+        # Admission sources, in the order they are asked (each module adds its own line here).
 
     def _child_handlers(self, plural: str) -> Handlers:
         def added(new: Any) -> None:
@@ -172,6 +182,26 @@ class Manager:
                 out.append((cached, controller.records.get(namespace, name).status))
         return out
 
+    def add_admission(self, source: AdmissionSource) -> None:
+        """Before `start`: a source whose `check` judges objects before they are planned and
+        whose `prepare` completes their launches; the workers wait for it to sync."""
+        self._admission_sources.append(source)
+        self.admission.add(source.check)
+        self._launch_preparers.append(source.prepare)
+
+    def wake_all(self) -> None:
+        """Plan every object of every kind again (the policy changed)."""
+        for controller in self.controllers.values():
+            for cached in controller.informer.list():
+                controller.wake(cached.namespace, cached.name)
+
+    def wake_namespace(self, namespace: str) -> None:
+        """Plan every object of a namespace again (one of its secrets changed)."""
+        for controller in self.controllers.values():
+            for cached in controller.informer.list():
+                if cached.namespace == namespace:
+                    controller.wake(cached.namespace, cached.name)
+
     def _written(self, snap: Snapshot, revision: int, records: Sequence[ExecutionRecord],
                  status: StatusBase | None) -> None:
         self.records[snap.plural].wrote(snap.namespace, snap.name, revision, records, status)
@@ -188,10 +218,15 @@ class Manager:
         # Every kind reads other kinds' caches (a CronJob its Jobs), so no worker starts
         # before every informer has listed; nor before the queue items are (a Queue planned
         # from an empty cache would claim nothing, and count nothing pending).
+        # Nor before the admission caches are: an object planned before the policy is read
+        # would launch unchecked.
         return all(c.informer.wait_for_sync(timeout) for c in self.controllers.values()) and (
-            self.queue_items is None or self.queue_items.wait_for_sync(timeout))
+            self.queue_items is None or self.queue_items.wait_for_sync(timeout)) and all(
+            s.wait_for_sync(timeout) for s in self._admission_sources)
 
     def start(self) -> None:
+        for source in self._admission_sources:
+            source.start()
         if self.queue_items is not None:
             self.queue_items.start()
         for controller in self.controllers.values():
@@ -209,6 +244,8 @@ class Manager:
             controller.stop()
         if self.queue_items is not None:
             self.queue_items.stop()
+        for source in self._admission_sources:
+            source.stop()
         if self.sources is not None:
             self.sources.close()
             # A standby exports no queue gauges: the leader's are the truth.

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller import metrics, service_metrics
+from controller.admission import Denial
 from controller.api import (
     CronJobStatus,
     ExecutionRecord,
@@ -83,6 +84,8 @@ class PlanRequest:
     related: Related = field(default_factory=_Nothing)
     sources: Any = None
     """Reads Queue sources (`controller.queues.sources.QueueSources`), where Queues run."""
+    denial: Denial | None = None
+    """Why the object may launch nothing new (controller/admission.py), or None."""
 
 
 @dataclass(frozen=True)

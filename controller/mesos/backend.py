@@ -60,6 +60,12 @@ class LaunchRequest:
     max_completion_seconds: float | None = None
     health_check: HealthCheck | None = None
     """Sent in TaskInfo.health_check: the agent runs it (a Service's instances)."""
+    role: str | None = None
+    """The Mesos role to launch under (the namespace's, from the policy); None: the
+    framework's only role."""
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Environment variables whose values are secrets, sent as Mesos SECRET variables.
+    Resolved on the way to Mesos, kept in memory only, never in a repr or a log."""
 
 
 @dataclass(frozen=True)
