@@ -16,27 +16,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from controller.reconcile.denial import POLICY_DENIED, SECRET_NOT_FOUND, Denial
 
 if TYPE_CHECKING:
     from controller.mesos.backend import LaunchRequest
 
-POLICY_DENIED = "PolicyDenied"
-SECRET_NOT_FOUND = "SecretNotFound"
-
-
-@dataclass(frozen=True)
-class Denial:
-    """Why an object may not launch: `reason` is a status reason (PolicyDenied,
-    SecretNotFound), `field` the spec's JSON path at fault, `message` the rule it breaks."""
-
-    reason: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+__all__ = ["ADMIT_ALL", "POLICY_DENIED", "SECRET_NOT_FOUND", "AdmissionGate", "AdmissionSource",
+           "Check", "Denial"]
 
 
 Check = Callable[[str, str, str, Any], "Denial | None"]

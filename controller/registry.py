@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller import metrics, service_metrics
-from controller.admission import Denial
 from controller.api import (
     CronJobStatus,
     ExecutionRecord,
@@ -50,6 +49,7 @@ from controller.reconcile.cronjob import (
     OwnedJob,
     plan_cronjob,
 )
+from controller.reconcile.denial import Denial
 from controller.reconcile.service import ServiceInput, plan_service
 from controller.records import OwnerRecords
 from controller.store import Delete, Keys, Put, StoreError
@@ -134,7 +134,8 @@ def plan_job_request(req: PlanRequest) -> Plan:
         if not isinstance(job, Job) and req.cached.valid:
             job = None
     return plan_job(JobInput(req.namespace, req.name, job, spec_revision, uid, status,
-                             [rec for rec, _ in req.records.executions.values()], req.now))
+                             [rec for rec, _ in req.records.executions.values()], req.now,
+                             req.denial))
 
 
 def _job_ended(status: StatusBase) -> bool:
@@ -177,7 +178,7 @@ def plan_cronjob_request(req: PlanRequest) -> Plan:
                                                              "CronJob", req.name)
             if (owned := _owned_job(cached, job_status)) is not None]
     decided = plan_cronjob(CronJobInput(req.namespace, req.name, cronjob, spec_revision, uid,
-                                        status, jobs, req.now))
+                                        status, jobs, req.now, req.denial))
     actions: list[Action] = []
     observations: list[Observation] = []
     for action in decided.actions:
@@ -222,7 +223,7 @@ def plan_service_request(req: PlanRequest) -> Plan:
     # The instance gauges follow the records the plan reads, whoever changed them.
     service_metrics.observe_records(req.namespace, req.name, records)
     return plan_service(ServiceInput(req.namespace, req.name, service, spec_revision, uid,
-                                     status, records, req.now))
+                                     status, records, req.now, req.denial))
 
 
 def _service_status_written(namespace: str, name: str, old: StatusBase | None,

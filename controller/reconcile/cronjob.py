@@ -61,6 +61,7 @@ from controller.api import (
 from controller.api.kinds import MAX_CRONJOB_NAME
 from controller.reconcile.actions import DeleteOwnerData, WriteStatus
 from controller.reconcile.conditions import Wanted, has_condition, update_conditions
+from controller.reconcile.denial import Denial, denial_message
 from controller.reconcile.schedule import Schedule, ScheduleError, slot_id
 from controller.reconcile.taskid import is_dns_label
 
@@ -174,6 +175,8 @@ class CronJobInput:
     status: CronJobStatus | None
     jobs: Sequence[OwnedJob]
     now: datetime
+    denial: Denial | None = None
+    """Why no Job may be created (the policy, a missing secret), or None."""
 
 
 def job_name(cronjob: str, slot: datetime) -> str:
@@ -298,6 +301,12 @@ class _Planner:
                 if owed > 1:
                     missed[SUSPENDED] += owed - 1
                     through = slot - timedelta(microseconds=1)
+            elif self.inp.denial is not None:
+                # As while suspended, the newest slot stays owed: it runs once the denial
+                # lifts (within startingDeadlineSeconds); the ones before it are missed.
+                if owed > 1:
+                    missed[self.inp.denial.reason] += owed - 1
+                    through = slot - timedelta(microseconds=1)
             else:
                 missed[MISSED_DURING_DOWNTIME] += owed - 1
                 through = slot
@@ -330,12 +339,16 @@ class _Planner:
             wanted[SUSPENDED] = ("True", CRONJOB_SUSPENDED, "No new Jobs are created")
         elif self._had(SUSPENDED):
             wanted[SUSPENDED] = ("False", CRONJOB_RESUMED, "")
-        if self._had(INVALID):
+        denial = self.inp.denial if not spec.suspend else None
+        if denial is not None:
+            wanted[INVALID] = ("True", denial.reason, denial_message(denial, bool(running)))
+        elif self._had(INVALID):
             wanted[INVALID] = ("False", SPEC_VALID, "")
         status = CronJobStatus(
             observed_revision=self.inp.spec_revision,
             uid=self.uid,
-            phase="Suspended" if spec.suspend else "Active",
+            phase="Suspended" if spec.suspend else "Invalid" if denial is not None
+            and not running else "Active",
             conditions=self._conditions(wanted, keep=()),
             last_schedule_time=last_schedule,
             last_successful_time=self._last_success(),

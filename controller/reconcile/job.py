@@ -59,6 +59,7 @@ from controller.reconcile.actions import (
 )
 from controller.reconcile.backoff import failure_time, retry_at
 from controller.reconcile.conditions import Wanted, has_condition, update_conditions
+from controller.reconcile.denial import Denial, denial_message
 from controller.reconcile.taskid import is_dns_label, task_id
 
 # The task rules every kind shares. Their constants lived here before tasks.py and are
@@ -138,6 +139,8 @@ class JobInput:
     status: JobStatus | None
     executions: Sequence[ExecutionRecord]
     now: datetime
+    denial: Denial | None = None
+    """Why nothing new may be launched (the policy, a missing secret), or None."""
 
 
 def plan_job(inp: JobInput) -> Plan:
@@ -245,6 +248,7 @@ class _Planner:
         if finished is None:
             finished = self._finish(spec, tally, start_time)
         suspended = finished is None and spec.suspend
+        denial = self.inp.denial if finished is None and not suspended else None
 
         # Kills: leftovers of a finished job, suspend, slots beyond completions, duplicates
         # of slots that succeeded, timeouts, unreachable tasks that came back.
@@ -273,7 +277,7 @@ class _Planner:
         running = [r for r in tally.active if r.kill_reason is None and r.task_id not in killing]
 
         launched = 0
-        if finished is None and not suspended:
+        if finished is None and not suspended and denial is None:
             launched = self._launch(job, tally)
             if launched and start_time is None:
                 start_time = now
@@ -290,6 +294,9 @@ class _Planner:
             phase = JobPhase.SUCCEEDED if finished[0] == COMPLETE else JobPhase.FAILED
         elif suspended:
             phase = JobPhase.SUSPENDED
+        elif denial is not None and not running:
+            # Denied (never killed): Invalid once nothing of it runs any more.
+            phase = JobPhase.INVALID
         elif start_time is None or (spec.start_at is not None and now < spec.start_at
                                     and not running and not launched):
             phase = JobPhase.PENDING
@@ -303,7 +310,9 @@ class _Planner:
             wanted[SUSPENDED] = ("True", JOB_SUSPENDED, "Job suspended: tasks killed")
         elif self._had(SUSPENDED):
             wanted[SUSPENDED] = ("False", JOB_RESUMED, "Job resumed")
-        if self._had(INVALID):
+        if denial is not None:
+            wanted[INVALID] = ("True", denial.reason, denial_message(denial, bool(running)))
+        elif self._had(INVALID):
             wanted[INVALID] = ("False", SPEC_VALID, "")
         conditions = self._conditions(wanted, keep=(COMPLETE, FAILED))
 

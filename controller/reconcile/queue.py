@@ -69,6 +69,7 @@ from controller.reconcile.actions import (
 )
 from controller.reconcile.backoff import failure_time, retry_at
 from controller.reconcile.conditions import Wanted
+from controller.reconcile.denial import denial_message
 from controller.reconcile.queue_finish import FinishSteps
 from controller.reconcile.queue_model import (
     BACKOFF_LIMIT_EXCEEDED,
@@ -271,7 +272,13 @@ class _Planner(RedisSteps, FinishSteps):
         self._release_stale_claims(open_batches)
         self._forget_superseded()
         self._settle_strays(open_batches)
-        if not spec.suspend:
+        denial = self.inp.denial
+        if denial is not None:
+            # Denied: no batch is claimed or retried (its messages stay where they are);
+            # batches already running finish.
+            wanted[INVALID] = ("True", denial.reason, denial_message(
+                denial, any(b.active for b in open_batches)))
+        elif not spec.suspend:
             for b, messages in retry:
                 self._relaunch(queue, b, messages)
             open_count = len([b for b in open_batches if b.index not in self.forgotten])
@@ -280,7 +287,8 @@ class _Planner(RedisSteps, FinishSteps):
                     self._claim_etcd(queue, open_count)
                 else:
                     self._claim_redis(queue, open_count)
-        phase = "Suspended" if spec.suspend else (
+        phase = "Suspended" if spec.suspend else "Invalid" if denial is not None and not any(
+            b.active for b in open_batches) else (
             "Active" if any(not self.batches[b].succeeded for b in self.batches
                             if b not in self.forgotten) or self.claiming else "Idle")
         return self._finish(phase, wanted, spec.poll_interval_seconds

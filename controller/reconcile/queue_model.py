@@ -19,6 +19,7 @@ from controller.api import (
     QueueStatus,
     RedisSource,
 )
+from controller.reconcile.denial import Denial
 
 PLURAL = "queues"
 OP_BUDGET = 110
@@ -98,6 +99,8 @@ class QueueInput:
     view: SourceView
     now: datetime
     source: EtcdSource | RedisSource | None = None
+    denial: Denial | None = None
+    """Why nothing new may be launched (the policy, a missing secret), or None."""
 
 
 def source_dict(source: EtcdSource | RedisSource) -> dict[str, str]:

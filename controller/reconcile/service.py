@@ -49,6 +49,7 @@ from controller.api import (
     ServiceStatus,
 )
 from controller.reconcile.actions import Action, Launch, ObjectKey, Plan, UpdateExecution
+from controller.reconcile.denial import Denial
 from controller.reconcile.service_model import (
     DELETED_PLURAL,
     HEALTHY_RESETS_BACKOFF,
@@ -97,6 +98,8 @@ class ServiceInput:
     status: ServiceStatus | None
     executions: Sequence[ExecutionRecord]
     now: datetime
+    denial: Denial | None = None
+    """Why nothing new may be launched (the policy, a missing secret), or None."""
 
 
 def plan_service(inp: ServiceInput) -> Plan:
@@ -144,10 +147,14 @@ class _Planner:
         self._upkeep(spec, slots)
         members = self._members(spec, slots)
         backoff_until, failures, delay = self._backoff(spec, version)
-        self._rollout(spec, version, members, backoff_until)
+        if self.inp.denial is None:
+            self._rollout(spec, version, members, backoff_until)
+        # Denied: no launch, and no old instance killed to make room for a new one that could
+        # not be launched; what runs goes on (scale-down and upkeep still apply).
         status = service_status(self.inp, self.prev, spec, members, version, self.now,
                                 failures=failures, delay=delay, next_launch=backoff_until,
-                                launched=[a for a in self.launches if isinstance(a, Launch)])
+                                launched=[a for a in self.launches if isinstance(a, Launch)],
+                                denial=self.inp.denial)
         if status.last_progress_at is not None and status.phase == "Deploying":
             self.wakeups.append(status.last_progress_at
                                 + timedelta(seconds=spec.progress_deadline_seconds))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from controller.api import Endpoint, ServiceSpec, ServiceStatus
 from controller.reconcile.actions import Launch
 from controller.reconcile.conditions import Wanted, update_conditions
+from controller.reconcile.denial import Denial, denial_message
 from controller.reconcile.service_model import Slot, healthy, live
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def _endpoints(spec: ServiceSpec, members: Sequence[Slot], has_check: bool
 def service_status(inp: ServiceInput, prev: ServiceStatus | None, spec: ServiceSpec | None,
                    members: Sequence[Slot], version: str | None, now: datetime, *,
                    failures: int = 0, delay: float = 0.0, next_launch: datetime | None = None,
-                   launched: Sequence[Launch] = (), invalid: str = "") -> ServiceStatus:
+                   launched: Sequence[Launch] = (), invalid: str = "",
+                   denial: Denial | None = None) -> ServiceStatus:
     recorded = prev.conditions if prev is not None else []
     if spec is None or version is None:
         return ServiceStatus(
@@ -98,6 +100,11 @@ def service_status(inp: ServiceInput, prev: ServiceStatus | None, spec: ServiceS
         wanted[PROGRESSING] = ("True", "RolloutComplete", f"version {version}")
     phase: Phase = ("Deploying" if rolling else
                     "Running" if healthy_now >= instances else "Degraded")
+    if denial is not None:
+        # Denied (never killed): Invalid once nothing of it is alive any more.
+        wanted[INVALID] = ("True", denial.reason, denial_message(denial, bool(alive)))
+        if not alive:
+            phase = "Invalid"
     return ServiceStatus(
         observed_revision=inp.spec_revision, uid=inp.uid, phase=phase,
         conditions=update_conditions(recorded, wanted, order=CONDITION_ORDER, keep=(),

@@ -27,6 +27,7 @@ from controller.reconcile.actions import (
     RedisOp,
     ReleaseClaims,
 )
+from controller.reconcile.denial import Denial
 from controller.reconcile.queue import (
     Message,
     QueueInput,
@@ -70,6 +71,7 @@ class World:
     conflicts: int = 0
     last_plan: Plan | None = None
     crash_next: bool = False
+    denial: Denial | None = None
     """The next plan's writes stop after its units (the executor's earlier transactions):
     its status transaction and Redis operations never happen, as when the controller dies
     between them."""
@@ -114,7 +116,7 @@ class World:
     def step(self, now: datetime) -> Plan:
         plan = plan_queue(QueueInput("default", "q", self.queue, 11 if self.queue else 0, UID,
                                      self.status, list(self.records.values()), self.view(now),
-                                     now, self.source()))
+                                     now, self.source(), self.denial))
         self.last_plan = plan
         self.apply(plan, now)
         return plan

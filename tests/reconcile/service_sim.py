@@ -12,6 +12,7 @@ from typing import Any
 
 from controller.api import ExecutionRecord, Service, ServiceStatus, decode_object
 from controller.reconcile import Kill, Launch, Plan, UpdateExecution, WriteStatus
+from controller.reconcile.denial import Denial
 from controller.reconcile.service import ServiceInput, plan_service, service_version
 from controller.reconcile.service_model import healthy, live
 
@@ -36,10 +37,11 @@ class World:
     launched: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
     last_plan: Plan | None = None
+    denial: Denial | None = None
 
     def step(self, now: datetime) -> Plan:
         plan = plan_service(ServiceInput("default", "web", self.service, 5, UID, self.status,
-                                         list(self.records.values()), now))
+                                         list(self.records.values()), now, self.denial))
         self.last_plan = plan
         for a in plan.actions:
             if isinstance(a, Launch):
