@@ -180,3 +180,66 @@ def test_a_job_deleted_while_its_launch_waits_for_an_offer_is_cleaned_up() -> No
     finally:
         c.manager.stop()
         c.store.close()
+
+
+class _Gate:
+    """An admission source for the test: denies the names it holds, marks every launch it
+    prepares, and is synced only once told to."""
+
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+        self.synced = threading.Event()
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        pass
+
+    def wait_for_sync(self, timeout: float) -> bool:
+        return self.synced.wait(min(timeout, 0.01))
+
+    def check(self, kind: str, namespace: str, name: str, spec: Any) -> Any:
+        from controller.admission import POLICY_DENIED, Denial
+
+        if name in self.denied:
+            return Denial(POLICY_DENIED, "spec.template.container.image", "not allowed")
+        return None
+
+    def prepare(self, request: Any) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(request, role="team-a", secret_env={"TOKEN": "t"})
+
+
+def test_admission_denies_before_planning_and_prepares_every_launch() -> None:
+    c = Core()
+    gate = _Gate()
+    gate.denied.add("denied")
+    c.manager.add_admission(gate)
+    c.manager.start()
+    try:
+        assert gate.started
+        c.put("jobs", "Job", "denied", {"template": template("echo no")})
+        c.put("jobs", "Job", "allowed", {"template": template("echo yes")})
+        wait_for(lambda: c.manager.controllers["Job"].informer.has_synced(), 10,
+                 lambda: "informer never synced")
+        # Nothing is planned (so nothing launches unchecked) before the source has synced.
+        assert c.status("jobs", "allowed") is None and not c.mesos.launched
+        gate.synced.set()
+        wait_for(lambda: len(c.mesos.launched) == 1, 10, lambda: f"{c.mesos.launched}")
+        assert c.mesos.launched[0].startswith("job.default.allowed.")
+        request = c.mesos.requests[c.mesos.launched[0]]
+        assert (request.role, dict(request.secret_env)) == ("team-a", {"TOKEN": "t"})
+        status = wait_for(lambda: (s := c.status("jobs", "denied")) and s.phase == "Invalid"
+                          and s, 10, lambda: f"{c.status('jobs', 'denied')}")
+        assert status.conditions[-1].reason == "PolicyDenied"
+        # Lifted: woken by the source's owner, the Job launches.
+        gate.denied.clear()
+        c.manager.wake_all()
+        wait_for(lambda: any(t.startswith("job.default.denied.") for t in c.mesos.launched),
+                 10, lambda: f"{c.mesos.launched}")
+    finally:
+        c.manager.stop()
+        c.store.close()

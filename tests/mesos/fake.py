@@ -39,6 +39,7 @@ class FakeMesos:
         self.pending: dict[str, LaunchRequest] = {}
         self.tasks: dict[str, str] = {}  # task id -> current state, while not terminal
         self.launched: list[str] = []  # every task id ever launched, in order
+        self.requests: dict[str, LaunchRequest] = {}  # task id -> what it was launched as
         self.killed: list[str] = []
         self.unacknowledged: dict[str, TaskUpdate] = {}  # uuid -> update
         self.host_ports: dict[str, tuple[int, ...]] = {}  # task id -> ports, while it runs
@@ -109,6 +110,7 @@ class FakeMesos:
                 self.host_ports[task_id] = tuple(range(self._next_port, self._next_port + count))
                 self._next_port += count
             self.launched.append(task_id)
+            self.requests[task_id] = req
             self.tasks[task_id] = "TASK_STAGING"
             self._events.put(TaskLaunched(task_id, self.agent_id, self.hostname, "offer",
                                           self.host_ports.get(task_id, ())))
