@@ -192,7 +192,7 @@ class KindController:
                   if spec is not None else None)
         request = PlanRequest(self.kind.kind, namespace, name, cached, known, now,
                               **({"related": self.related} if self.related else {}),
-                              sources=self.sources, denial=denial)
+                              sources=self.sources, denial=denial, keys=self.store.keys)
         plan = self.kind.plan(request)
         return plan, Snapshot(self.kind.plural, namespace, name, known.status_revision,
                               known.executions), known.status

@@ -18,6 +18,7 @@ from controller.api import (
     EtcdSource,
     ExecutionRecord,
     InvalidObject,
+    Problem,
     Queue,
     QueueStatus,
     RedisSource,
@@ -46,6 +47,21 @@ def _recorded_source(status: QueueStatus | None) -> EtcdSource | RedisSource | N
         return None
 
 
+def _own_dead_letter(req: PlanRequest, queue: Queue) -> Queue | InvalidObject:
+    """An etcd Queue's dead letters go under the controller's prefix, in the Queue's own
+    namespace, or the Queue is invalid: the controller may write anywhere in its prefix, so a
+    key chosen by whoever writes specs would let them overwrite the controller's own keys,
+    status or another namespace's data through it (a confused deputy)."""
+    dead = queue.spec.dead_letter
+    allowed = req.keys.queue_dead_namespace(req.namespace)
+    if (dead is None or not isinstance(queue.spec.source, EtcdSource)
+            or (dead.key.startswith(allowed) and "/../" not in dead.key + "/")):
+        return queue
+    return InvalidObject("Queue", req.namespace, req.name, [Problem(
+        "spec.deadLetter.key", f"must start with {allowed} (an etcd Queue's dead letters stay "
+        "in the controller's prefix and the Queue's namespace)")], b"")
+
+
 def plan_queue_request(req: PlanRequest) -> Plan:
     status = req.records.status
     if status is not None and not isinstance(status, QueueStatus):
@@ -57,6 +73,8 @@ def plan_queue_request(req: PlanRequest) -> Plan:
         queue = req.cached.object
         uid = req.cached.uid
         spec_revision = req.cached.mod_revision
+    if isinstance(queue, Queue):
+        queue = _own_dead_letter(req, queue)
     records = [rec for rec, _ in req.records.executions.values()]
     ours = status if status is not None and status.uid == uid else None
     current = current_incarnation(

@@ -86,6 +86,8 @@ class PlanRequest:
     """Reads Queue sources (`controller.queues.sources.QueueSources`), where Queues run."""
     denial: Denial | None = None
     """Why the object may launch nothing new (controller/admission.py), or None."""
+    keys: Keys = field(default_factory=Keys)
+    """The controller's key layout (its prefix), for rules about keys a spec names."""
 
 
 @dataclass(frozen=True)

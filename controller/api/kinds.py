@@ -217,8 +217,9 @@ class DeadLetter(DocketModel):
 
     key: str = Field(
         min_length=1,
-        description="For an etcd source, a key prefix starting with '/' (each message becomes "
-        "<key><itemId>); for a Redis source, a list in the same Redis. Required.",
+        description="For an etcd source, a key prefix under <prefix>/queue-dead/<namespace>/ "
+        "(each message becomes <key><itemId>); for a Redis source, a list in the same Redis. "
+        "Required.",
     )
 
 

@@ -9,6 +9,9 @@
     <prefix>/queue-items/<namespace>/<queue>/<item>   messages of etcd-backed Queues (producers)
     <prefix>/queue-claims/<namespace>/<queue>/<item>  which batch holds a message (controller)
     <prefix>/queue-dead/<namespace>/<queue>/<item>    default dead letter of etcd-backed Queues
+    <prefix>/secrets/<namespace>/<name>               Secrets (operators, `docket create
+                                                      secret`); read by the controller only
+                                                      into memory, never copied to any key
     <prefix>/controller/...                           leader lease, Mesos FrameworkID
 """
 
@@ -76,8 +79,27 @@ class Keys:
     def queue_claim(self, namespace: str, queue: str, item: str) -> str:
         return f"{self.prefix}/queue-claims/{namespace}/{queue}/{item}"
 
+    def queue_dead_namespace(self, namespace: str) -> str:
+        """Where a namespace's etcd dead letters may go: a Queue's own `deadLetter.key` must
+        be under it, so no object can make the controller write another's keys."""
+        return f"{self.prefix}/queue-dead/{namespace}/"
+
     def queue_dead_prefix(self, namespace: str, queue: str) -> str:
         return f"{self.prefix}/queue-dead/{namespace}/{queue}/"
+
+    def secrets_root(self) -> str:
+        """Every Secret of every namespace."""
+        return f"{self.prefix}/secrets/"
+
+    def secrets_prefix(self, namespace: str) -> str:
+        return f"{self.prefix}/secrets/{namespace}/"
+
+    def secret(self, namespace: str, name: str) -> str:
+        return f"{self.prefix}/secrets/{namespace}/{name}"
+
+    def split_secret(self, key: str) -> tuple[str, str] | None:
+        """(namespace, name) of a Secret's key, or None for a key of another shape."""
+        return self.split_object("secrets", key)
 
     def controller(self, name: str) -> str:
         return f"{self.prefix}/controller/{name}"

@@ -387,15 +387,16 @@ def test_dead_and_requeue_etcd(cli: Cli) -> None:
 
 @integration
 def test_dead_letter_under_a_key_of_the_spec(cli: Cli) -> None:
-    cli.put_queue("mail", queue_doc(deadLetter={"key": "/elsewhere/mail-dead/"}))
-    _dead(cli, "/elsewhere/mail-dead/", "m1", b"hello")
+    dead = cli.store.keys.queue_dead_namespace("default") + "mail-custom/"
+    cli.put_queue("mail", queue_doc(deadLetter={"key": dead}))
+    _dead(cli, dead, "m1", b"hello")
     code, out, err = cli("queue", "dead", "default/mail")
     assert code == 0, err
     assert [r["ID"] for r in rows(out)] == ["m1"]
     code, out, err = cli("queue", "requeue", "default/mail", "m1")
     assert code == 0, err
     assert cli.items("mail") == [("m1", b"hello")]
-    assert cli.store.get_raw("/elsewhere/mail-dead/m1") is None
+    assert cli.store.get_raw(dead + "m1") is None
 
 
 # --- dead and requeue, Redis --------------------------------------------------------------------
