@@ -27,10 +27,12 @@ from controller.clock import Clock, RealClock
 from controller.executor import Executor, NotLeader, Snapshot, fenced_commit
 from controller.kindcontroller import KindController
 from controller.mesos.backend import LaunchRequest, MesosBackend
+from controller.policy import PolicyCache
 from controller.pump import TaskEventPump
 from controller.records import RecordCache
 from controller.registry import KINDS, KindDef
 from controller.runtime import Fence, Handlers
+from controller.secrets import SecretCache
 from controller.store import Put, Store, StoreError
 
 if TYPE_CHECKING:
@@ -129,6 +131,8 @@ class Manager:
         for controller in self.controllers.values():
             controller.informer.add_handlers(self._child_handlers(controller.kind.plural))
         # Admission sources, in the order they are asked (each module adds its own line here).
+        self.add_admission(PolicyCache(store, on_change=self.wake_all, roles_to=self.backend))
+        self.add_admission(SecretCache(store, on_change=self.wake_namespace))
 
     def _child_handlers(self, plural: str) -> Handlers:
         def added(new: Any) -> None:

@@ -80,6 +80,10 @@ TASKS_KILLED = Counter("docket_tasks_killed_total", "Tasks Docket decided to kil
 TASKS_ACTIVE = Gauge("docket_tasks_active", "Tasks Docket believes active, by state.", ["state"])
 
 LEADER = Gauge("docket_leader", "1 while this process holds the controller lease, else 0.")
+POLICY_VALID = Gauge(
+    "docket_policy_valid",
+    "1 while the stored admission policy (<prefix>/policy) is valid or absent; 0 while it is "
+    "invalid (the last valid one stays in force; `docket policy` says why).")
 INVALID_OBJECTS = Gauge(
     "docket_invalid_objects", "Stored objects that fail validation, by kind.", ["kind"],
 )
@@ -182,6 +186,7 @@ for _result in SERVICE_ROLLOUT_RESULTS:
 for _reason in SERVICE_RESTART_REASONS:
     SERVICE_RESTARTS.labels(_reason)
 LEADER.set(0)
+POLICY_VALID.set(1)
 
 
 def parse_address(address: str) -> tuple[str, int]:

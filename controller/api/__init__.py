@@ -44,6 +44,8 @@ from controller.api.kinds import (
     RedisSource,
     Service,
 )
+from controller.api.policy import Policy, PolicySpec, ResourceLimits, Rules, decode_policy
+from controller.api.secret import Secret, decode_secret
 from controller.api.service import (
     HealthCheck,
     HealthCheckType,
@@ -71,8 +73,10 @@ from controller.api.template import (
     ConstraintOperator,
     Container,
     ContainerType,
+    EnvValueFrom,
     PortDefinition,
     Resources,
+    SecretKeySelector,
     TaskTemplate,
     Uri,
 )
@@ -99,6 +103,7 @@ __all__ = [
     "DeadLetter",
     "DocketModel",
     "Endpoint",
+    "EnvValueFrom",
     "EtcdSource",
     "ExecutionRecord",
     "HealthCheck",
@@ -113,6 +118,8 @@ __all__ = [
     "ObjectInvalid",
     "ObjectMeta",
     "OwnerReference",
+    "Policy",
+    "PolicySpec",
     "PortDefinition",
     "Problem",
     "Queue",
@@ -120,7 +127,11 @@ __all__ = [
     "QueueStatus",
     "QueueTotals",
     "RedisSource",
+    "ResourceLimits",
     "Resources",
+    "Rules",
+    "Secret",
+    "SecretKeySelector",
     "Service",
     "ServiceSpec",
     "ServiceStatus",
@@ -130,6 +141,8 @@ __all__ = [
     "UpgradeStrategy",
     "Uri",
     "decode_object",
+    "decode_policy",
+    "decode_secret",
     "decode_status",
     "encode_model",
     "encode_object",

@@ -2,6 +2,11 @@
 
 Shapes follow Marathon's (container, portMappings, volumes, constraints), which the projects
 Docket descends from used, so existing definitions translate field by field.
+
+An `env` value is a string, or Kubernetes' `{valueFrom: {secretKeyRef: {name, key}}}`: a
+reference to a key of a Secret in the object's namespace (controller/api/secret.py). The
+template holds only the reference; the value is read by the controller on the task's way to
+Mesos (controller/secrets.py), so no spec, status or record ever holds it.
 """
 
 from __future__ import annotations
@@ -13,14 +18,26 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     GetJsonSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
+    WithJsonSchema,
     field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
-from controller.api.base import MAX_SECONDS, DocketModel, FieldError, Flag, Int, Number
+from controller.api.base import (
+    MAX_SECONDS,
+    DNSLabel,
+    DocketModel,
+    FieldError,
+    Flag,
+    Int,
+    Number,
+)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -227,6 +244,87 @@ class Constraint(DocketModel):
         return out
 
 
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+"""A key of a Secret (Kubernetes' rule: an env name or a file name, at most 253 characters,
+not '.' or '..')."""
+
+
+def check_secret_key(key: str) -> str:
+    if len(key) > 253:
+        raise ValueError("must be no more than 253 characters")
+    if not SECRET_KEY.match(key) or key in (".", ".."):
+        raise ValueError("must be letters, digits, '-', '_' or '.' (and not '.' or '..')")
+    return key
+
+
+class SecretKeySelector(DocketModel):
+    """One key of a Secret in the object's own namespace."""
+
+    name: DNSLabel = Field(description="The Secret's name, a DNS-1123 label. Required.")
+    key: str = Field(description="The key in the Secret. Required.")
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, key: str) -> str:
+        return check_secret_key(key)
+
+
+class EnvVarSource(DocketModel):
+    secret_key_ref: SecretKeySelector = Field(
+        description="The value of a key of a Secret. Required.")
+
+
+class EnvValueFrom(DocketModel):
+    """An environment variable whose value is read when the task is launched."""
+
+    value_from: EnvVarSource = Field(description="Where the value comes from. Required.")
+
+    @property
+    def secret(self) -> SecretKeySelector:
+        return self.value_from.secret_key_ref
+
+
+_JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+               type(None): "null"}
+
+
+def _env_value(value: Any) -> str | EnvValueFrom:
+    # One validator instead of a union: a union reports every variant's errors (the string's
+    # "must be a string" beside the object's), under locations the user never wrote.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | EnvValueFrom):
+        return EnvValueFrom.model_validate(value)
+    if isinstance(value, bool | int | float):  # a YAML scalar meant as a string
+        raise PydanticCustomError(
+            "env_value", "must be a string, not {kind} (quote it: YAML reads yes, no, on, off "
+            "and numbers as non-strings)", {"kind": _JSON_TYPES[type(value)]})
+    raise PydanticCustomError(
+        "env_value", "must be a string or {valueFrom: {secretKeyRef: {name, key}}}, "
+        "not {kind}", {"kind": _JSON_TYPES.get(type(value), type(value).__name__)})
+
+
+def _env_dump(value: str | EnvValueFrom, info: SerializationInfo) -> Any:
+    if isinstance(value, str):
+        return value
+    return value.model_dump(mode=info.mode, by_alias=bool(info.by_alias),
+                            exclude_none=info.exclude_none)
+
+
+EnvValue = Annotated[
+    str | EnvValueFrom,
+    PlainValidator(_env_value),
+    PlainSerializer(_env_dump),
+    # A structural schema (crds/) cannot say "a string or an object" with types: the models
+    # are the verdict, the schema says what is allowed in words.
+    WithJsonSchema({
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "A string, or {valueFrom: {secretKeyRef: {name, key}}}: the value "
+                       "of a key of a Secret in the object's namespace.",
+    }),
+]
+
+
 class TaskTemplate(DocketModel):
     """What each task runs: a command or argv, its container, resources and placement."""
 
@@ -241,7 +339,9 @@ class TaskTemplate(DocketModel):
         default=None, min_length=1, description="Argument vector, run without a shell. "
         "Exactly one of command or args, unless the container image has its own. Default: none."
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Environment. Default: none.")
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict, description="Environment: NAME: value, or NAME: {valueFrom: "
+        "{secretKeyRef: {name, key}}} for a Secret's value. Default: none.")
     uris: list[Uri] = Field(default_factory=list, description="Files to fetch. Default: none.")
     resources: Resources = Field(
         default_factory=Resources, description="Resources of one task. Default: see fields."
@@ -263,12 +363,22 @@ class TaskTemplate(DocketModel):
 
     @field_validator("env")
     @classmethod
-    def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
+    def _check_env(cls, env: dict[str, str | EnvValueFrom]) -> dict[str, str | EnvValueFrom]:
         for name in env:
             if not _ENV_NAME.match(name):
                 raise FieldError(name, "must be a variable name: letters, digits and '_', "
                                  "not starting with a digit")
         return env
+
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """The variables given as strings."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
+
+    @property
+    def secret_env(self) -> dict[str, SecretKeySelector]:
+        """The variables whose values come from Secrets: name -> the Secret's key."""
+        return {k: v.secret for k, v in self.env.items() if isinstance(v, EnvValueFrom)}
 
     @field_validator("ports")
     @classmethod

@@ -1,5 +1,6 @@
 """`docket create job NAME --from cronjob/NAME`: run a CronJob now, as `kubectl create job
---from=cronjob/NAME` does.
+--from=cronjob/NAME` does. (`docket create secret NAME --from-literal/--from-file`: see
+controller/cli/_secrets.py.)
 
 The Job is the CronJob's jobTemplate, owned by the CronJob exactly like a scheduled run (owner
 reference with its uid, the `docket.dev/cronjob` label, `docket.dev/scheduled-time` = now in
@@ -19,16 +20,21 @@ import argparse
 from controller.cli._output import add_namespace_argument, add_store_arguments, guarded
 
 NAME = "create"
-HELP = "Create a Job from a CronJob's template now (a manual run, owned by the CronJob)."
+HELP = ("Create a Job from a CronJob's template now (a manual run, owned by the CronJob), "
+        "or a Secret from literals and files.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", metavar="KIND", choices=("job",),
-                        help="What to create: job.")
+    from controller.cli._secrets import add_create_arguments
+
+    parser.add_argument("kind", metavar="KIND", choices=("job", "secret"),
+                        help="What to create: job or secret.")
     parser.add_argument("name", metavar="NAME",
-                        help="Name of the new Job (a DNS-1123 label), or NS/NAME.")
-    parser.add_argument("--from", dest="source", required=True, metavar="cronjob/NAME",
-                        help="The CronJob whose jobTemplate to run, in the Job's namespace.")
+                        help="Name of the new Job or Secret (a DNS-1123 label), or NS/NAME.")
+    parser.add_argument("--from", dest="source", default=None, metavar="cronjob/NAME",
+                        help="job: the CronJob whose jobTemplate to run, in the Job's "
+                             "namespace (required).")
+    add_create_arguments(parser)
     add_namespace_argument(parser)
     add_store_arguments(parser)
 
@@ -46,6 +52,14 @@ def _run(args: argparse.Namespace) -> int:
     from controller.reconcile.cronjob import SCHEDULED_TIME
     from controller.store import Conflict, Expect, Put
 
+    if args.kind == "secret":
+        from controller.cli._secrets import create
+
+        return create(args)
+    if args.source is None:
+        raise CommandError("a job needs --from cronjob/NAME")
+    if args.from_literal or args.from_file:
+        raise CommandError("--from-literal and --from-file are for secrets")
     source_kind, sep, source_name = args.source.partition("/")
     if not sep or resolve_kind(source_kind).plural != "cronjobs":
         raise CommandError(f"--from {args.source!r}: give cronjob/NAME (a Job can only be "

@@ -56,7 +56,7 @@ HELP = ("Show one object in detail: spec summary, status, conditions and recent 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", metavar="KIND", help=f"One of: {', '.join(KIND_CHOICES)}.")
+    parser.add_argument("kind", metavar="KIND", help=f"One of: {', '.join(KIND_CHOICES)}, secret.")
     parser.add_argument("ref", metavar="NS/NAME", help="The object: NS/NAME, or NAME with -n.")
     add_namespace_argument(parser)
     parser.add_argument("--executions", type=int, default=20, metavar="N",
@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from controller.cli._output import get_entry, open_store, resolve_kind, resolve_name
+    from controller.cli._secrets import describe as describe_secret
+    from controller.cli._secrets import is_secret
 
+    if is_secret(args.kind):  # keys and sizes, never values
+        return describe_secret(args)
     kind = resolve_kind(args.kind)
     namespace, name = resolve_name(args.ref, args.namespace)
     jobs: list[Entry] | None = None

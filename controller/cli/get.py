@@ -71,7 +71,8 @@ HELP = "List jobs, cronjobs, queues or services with their status."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", metavar="KIND",
-                        help=f"What to list: {', '.join(KIND_CHOICES)}.")
+                        help=f"What to list: {', '.join(KIND_CHOICES)}, or secrets (their "
+                             "keys, never values).")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="Only these objects (NAME or NS/NAME).")
     add_namespace_argument(parser)
@@ -115,7 +116,11 @@ def _run(args: argparse.Namespace) -> int:
         selected,
         table,
     )
+    from controller.cli._secrets import get as get_secrets
+    from controller.cli._secrets import is_secret
 
+    if is_secret(args.kind):  # not a kind the controller reconciles: keys, never values
+        return get_secrets(args)
     kind = resolve_kind(args.kind)
     if args.all_namespaces and args.namespace:
         raise CommandError("give either -n NAMESPACE or -A, not both")

@@ -68,6 +68,7 @@ from controller.localmesos.health import (
     simulated_verdicts,
 )
 from controller.localmesos.tasks import kill_grace
+from controller.localmesos.validation import secret_data
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,8 +94,26 @@ MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK = 150
 
 
 def task_env(info: dict[str, Any]) -> dict[str, str]:
+    """The task's environment as the agent gives it: VALUE variables as written, SECRET ones
+    (validated by the master: type VALUE, base64 data, no NUL) decoded, as the containerizer
+    resolves them (the environment_secret isolator, src/slave/containerizer/mesos/isolators/
+    environment_secret.cpp, through the default SecretResolver, which gives a VALUE secret's
+    data; the command executor, src/launcher/executor.cpp, gets them as the task's
+    environment).
+    Bytes that are not UTF-8 are carried through 'surrogateescape', which the process
+    environment turns back into the same bytes."""
     variables = (((info.get("command") or {}).get("environment") or {}).get("variables") or [])
-    return {str(v.get("name")): str(v.get("value", "")) for v in variables if v.get("name")}
+    out: dict[str, str] = {}
+    for v in variables:
+        name = v.get("name")
+        if not name:
+            continue
+        if v.get("type") == "SECRET":
+            data = secret_data(v.get("secret") or {})
+            out[str(name)] = data.decode("utf-8", "surrogateescape")
+        else:
+            out[str(name)] = str(v.get("value", ""))
+    return out
 
 
 def task_labels(info: dict[str, Any]) -> dict[str, str]:
@@ -290,7 +309,9 @@ class RealRuntime:
         argv = self._argv(info)
         if image is not None:
             argv = ["docker", "run", "--rm", "-v", f"{sandbox}:/mnt/mesos/sandbox",
-                    *[f"-e{k}={v}" for k, v in task_env(info).items()], image, *argv]
+                    # Names only: docker takes each value from its own environment
+                    # (`env`), so no value, a secret's least of all, is on a command line.
+                    *[f"-e{k}" for k in task_env(info)], image, *argv]
         self._update(task, "TASK_STARTING")
         spec = HealthCheckSpec.from_task(info)
         try:

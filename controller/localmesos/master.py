@@ -267,6 +267,61 @@ class Master(OfferAllocator, TaskLifecycle, Reconciliation, FaultInjection):
             self.frameworks.pop(fw.framework_id, None)
             self.removed_frameworks[fw.framework_id] = fw
 
+    # --- UPDATE_FRAMEWORK (master.cpp Master::updateFramework, 1.11) -----------------------
+    def update_framework(self, call: dict[str, Any], stream_id: str | None) -> None:
+        """A new FrameworkInfo for a subscribed framework, all or nothing: roles added are
+        offered, offers of roles removed are rescinded, and the roles suppressed are exactly
+        the call's `suppressed_roles`. ApiError(400) as Mesos words it."""
+        update = call.get("update_framework")
+        if not isinstance(update, dict) or not isinstance(update.get("framework_info"), dict):
+            raise ApiError(400, "Failed to validate scheduler::Call: Not initialized: "
+                                "update_framework.framework_info")
+        info = dict(update["framework_info"])
+        missing = [f"update_framework.framework_info.{f}" for f in ("user", "name")
+                   if not isinstance(info.get(f), str)]
+        if missing:
+            raise ApiError(400, "Failed to validate scheduler::Call: Not initialized: "
+                                + ", ".join(missing))
+        fid = str(call["framework_id"]["value"])
+        if (info.get("id") or {}).get("value") != fid:
+            raise ApiError(400, "Failed to validate scheduler::Call: 'framework_id' differs "
+                                "from 'update_framework.framework_info.id'")
+        suppressed = [str(r) for r in update.get("suppressed_roles") or []]
+        with self.lock:
+            fw = framework_for_call(self.frameworks, fid, stream_id)
+            error = validate_framework(info)
+            if error is None:
+                unknown = [r for r in suppressed if r not in framework_roles(info)]
+                if unknown:
+                    error = (f"Suppressed role '{unknown[0]}' is not contained in the list "
+                             "of roles")
+            if error is not None:
+                raise ApiError(400, f"Supplied FrameworkInfo is not valid: {error}")
+            old = fw.info
+            if info.get("principal") != old.get("principal"):
+                error = "Changing framework's principal is not allowed."
+            elif info.get("user") != old.get("user"):
+                error = (f"Updating 'FrameworkInfo.user' is unsupported; attempted to update "
+                         f"from '{old.get('user')}' to '{info.get('user')}'")
+            elif bool(info.get("checkpoint", False)) != bool(old.get("checkpoint", False)):
+                error = ("Updating 'FrameworkInfo.checkpoint' is unsupported; attempted to "
+                         f"update from '{str(bool(old.get('checkpoint'))).lower()}' to "
+                         f"'{str(bool(info.get('checkpoint'))).lower()}'")
+            if error is not None:
+                raise ApiError(400, f"FrameworkInfo update is not valid: {error}")
+            fw.info = info
+            fw.suppressed = set(suppressed)
+            roles = set(fw.roles)
+            for offer_id in list(fw.offers):
+                offer = self.offers.get(offer_id)
+                if offer is not None and offer.role not in roles:
+                    self._remove_offer(offer_id, rescind=True)
+            for key in [k for k in fw.filters if k[0] not in roles]:
+                del fw.filters[key]
+            log.info("framework updated", framework_id=fid, roles=sorted(roles),
+                     suppressed=sorted(fw.suppressed))
+        self.timers.call_soon(self.allocate)
+
     # --- calls (validate_call has checked them; the caller is checked here) ---------------
     def handle_call(self, call: dict[str, Any], stream_id: str | None) -> None:
         with self.lock:

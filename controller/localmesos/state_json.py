@@ -12,6 +12,22 @@ completed, each executor naming its container and sandbox `directory`. The maste
 follows src/master/readonly_handler.cpp: its agents, and its frameworks with their tasks and
 offers.
 
+Environments and secrets. What a 1.11 cluster shows of a task's environment, secret-typed
+variables (`Environment.Variable` type SECRET) included:
+- the master's `/state` and `/tasks`: nothing. Its Task (src/common/protobuf_utils.cpp
+  `createTask`) copies no CommandInfo from the TaskInfo, and `json(JSON::ObjectWriter*, const
+  Task&)` (src/common/http.cpp) writes no command; `model(const CommandInfo&)` there, which
+  writes variables as name and value only, serves executors, which command tasks have none of
+  on the master;
+- an agent's `/state`: its launched and completed tasks are Tasks (no command either); only a
+  *queued* task, a TaskInfo the executor has not taken yet, is written with its command
+  (src/slave/http.cpp `json(..., const TaskInfo&)` -> common/http.cpp `json(..., const
+  CommandInfo&)`), whose environment goes through JSON::Protobuf: every variable with its
+  `type` (the proto default VALUE written out), `value` or `secret`, and a secret's `data`
+  as bytes are, base64 (stout/protobuf.hpp). So a real 1.11 agent shows a VALUE secret's data
+  while the task is queued on it, and so does this one (`environment_json`); it is the
+  task's environment on the agent, which holds the value anyway.
+
 That is how Mesos tools find a task's sandbox: the master's `/state` gives the agent's
 address (`slaves[].pid`), the agent's `/state` gives the executor's `directory`, and the
 agent's `/files/read?path=<directory>/stdout` serves the file.
@@ -19,6 +35,7 @@ agent's `/files/read?path=<directory>/stdout` serves the file.
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 
 from controller.localmesos.health import canonical_health_check
@@ -30,6 +47,7 @@ from controller.localmesos.models import (
     capability_types,
 )
 from controller.localmesos.resources import Resources
+from controller.localmesos.validation import secret_data
 
 if TYPE_CHECKING:
     from controller.localmesos.agents import AgentFramework, ExecutorRun, RealRuntime
@@ -111,6 +129,32 @@ def task_json(task: Task, *, agent_view: bool = False) -> dict[str, Any]:
     return out
 
 
+def environment_json(environment: dict[str, Any]) -> dict[str, Any]:
+    """An Environment as JSON::Protobuf writes it (see the module docstring): fields in the
+    proto's order, `type` always (its default is VALUE), a secret's data base64 again."""
+    variables = []
+    for var in environment.get("variables") or []:
+        out: dict[str, Any] = {"name": var.get("name", "")}
+        kind = var.get("type", "VALUE")
+        out["type"] = kind if kind in ("UNKNOWN", "VALUE", "SECRET") else "VALUE"
+        if "value" in var:
+            out["value"] = var["value"]
+        secret = var.get("secret")
+        if isinstance(secret, dict):
+            written: dict[str, Any] = {}
+            if secret.get("type") in ("UNKNOWN", "REFERENCE", "VALUE"):
+                written["type"] = secret["type"]
+            reference = secret.get("reference")
+            if isinstance(reference, dict):
+                written["reference"] = {k: reference[k] for k in ("name", "key")
+                                        if k in reference}
+            if isinstance(secret.get("value"), dict):
+                written["value"] = {"data": base64.b64encode(secret_data(secret)).decode()}
+            out["secret"] = written
+        variables.append(out)
+    return {"variables": variables} if variables else {}
+
+
 def _queued_task_json(task: Task) -> dict[str, Any]:
     """A TaskInfo the executor has not taken yet (slave/http.cpp `json(TaskInfo)`)."""
     out: dict[str, Any] = {"id": task.task_id, "name": task.name, "slave_id": task.agent_id,
@@ -120,7 +164,7 @@ def _queued_task_json(task: Task) -> dict[str, Any]:
         cmd: dict[str, Any] = {k: command[k] for k in ("shell", "value") if k in command}
         cmd["argv"] = list(command.get("arguments") or [])
         if "environment" in command:
-            cmd["environment"] = command["environment"]
+            cmd["environment"] = environment_json(command["environment"])
         cmd["uris"] = [{"value": u.get("value", ""), "executable": bool(u.get("executable"))}
                        for u in command.get("uris") or []]
         out["command"] = cmd

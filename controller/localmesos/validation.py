@@ -186,8 +186,9 @@ def validate_offers(offers: dict[str, Offer], fw: Framework,
 
 def validate_environment(environment: dict[str, Any]) -> str | None:
     """common::validation::validateEnvironment: a variable's value or secret, as its type
-    (VALUE by default) wants. An unknown type name is an unset optional enum to Mesos' JSON
-    parser, so the default."""
+    (VALUE by default) wants, and no NUL byte in a secret's value (the environment cannot
+    carry one). An unknown type name is an unset optional enum to Mesos' JSON parser, so the
+    default."""
     for var in environment.get("variables") or []:
         name = str(var.get("name", ""))
         kind = var.get("type", "VALUE")
@@ -210,7 +211,53 @@ def validate_environment(environment: dict[str, Any]) -> str | None:
         error = _validate_secret(var["secret"])
         if error:
             return f"Environment variable '{name}' specifies an invalid secret: {error}"
+        if b"\0" in secret_data(var["secret"]):
+            return (f"Environment variable '{name}' specifies a secret containing null "
+                    "bytes, which is not allowed in the environment")
     return None
+
+
+def validate_command(command: dict[str, Any]) -> str | None:
+    """validation.cpp validateCommandInfo(TaskInfo): the task's environment."""
+    error = validate_environment(command.get("environment") or {})
+    return f"Task's `CommandInfo` is invalid: {error}" if error else None
+
+
+def secret_data(secret: dict[str, Any]) -> bytes:
+    """The bytes of a `Secret.value.data` (b"" when it has none); `validate_call` has
+    refused data that does not decode."""
+    data = (secret.get("value") or {}).get("data")
+    if not isinstance(data, str):
+        return b""
+    decoded = stout_b64decode(data)
+    return decoded if isinstance(decoded, bytes) else b""
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def stout_b64decode(text: str) -> bytes | str:
+    """stout's base64::decode (3rdparty/stout/include/stout/base64.hpp), which Mesos' JSON
+    parser uses for every `bytes` field: stops at the first '=', skips whitespace, and refuses
+    any other character outside the alphabet; a trailing partial group yields what it can.
+    The bytes, or the error message."""
+    bits = 0
+    nbits = 0
+    out = bytearray()
+    for c in text:
+        if c == "=":
+            break
+        if c.isspace():
+            continue
+        index = _B64.find(c)
+        if index < 0 or not c.isascii():
+            return f"Invalid character '{c}'"
+        bits = (bits << 6) | index
+        nbits += 6
+        if nbits >= 8:
+            nbits -= 8
+            out.append((bits >> nbits) & 0xFF)
+    return bytes(out)
 
 
 def _validate_secret(secret: dict[str, Any]) -> str | None:
@@ -312,6 +359,10 @@ def validate_task(fw: Framework, agent: Agent, role: str, info: dict[str, Any],
         wanted = Resources.from_json(info.get("resources"))
     except ResourceError as exc:
         return f"Task uses invalid resources: {exc}", Resources()
+    if isinstance(info.get("command"), dict):
+        error = validate_command(info["command"])
+        if error:
+            return error, Resources()
     if ("executor" in info) == ("command" in info):
         return ("Task should have at least one (but not both) of CommandInfo or "
                 "ExecutorInfo present"), Resources()
@@ -401,6 +452,18 @@ def _missing_required(call: dict[str, Any]) -> list[str]:
                 for j, t in enumerate((op.get("launch") or {}).get("task_infos") or []):
                     path = f"accept.operations[{i}].launch.task_infos[{j}]"
                     need(t, path, "name", "task_id", "agent_id")
+                    command = t.get("command") if isinstance(t, dict) else None
+                    env = (command or {}).get("environment") if isinstance(command, dict) \
+                        else None
+                    for k, var in enumerate((env or {}).get("variables") or []
+                                            if isinstance(env, dict) else []):
+                        var_path = f"{path}.command.environment.variables[{k}]"
+                        need(var, var_path, "name")
+                        secret = var.get("secret") if isinstance(var, dict) else None
+                        if isinstance(secret, dict):
+                            need(secret.get("reference"), f"{var_path}.secret.reference",
+                                 "name")
+                            need(secret.get("value"), f"{var_path}.secret.value", "data")
                     hc = t.get("health_check") if isinstance(t, dict) else None
                     if isinstance(hc, dict):
                         need(hc.get("http"), f"{path}.health_check.http", "port")
@@ -418,13 +481,17 @@ def _missing_required(call: dict[str, Any]) -> list[str]:
 # strings. Mesos' JSON-to-protobuf conversion refuses a value of the wrong JSON type (400).
 _ID: dict[str, Any] = {"value": str}
 _NUMBER = "number"  # a proto number: a JSON number, or a string holding one
+_BYTES = "bytes"  # a proto bytes field: a string, base64 as stout decodes it
+_ENVIRONMENT: dict[str, Any] = {"variables": [{
+    "name": str, "value": str,
+    "secret": {"reference": {"name": str, "key": str}, "value": {"data": _BYTES}}}]}
 _HEALTH_CHECK: dict[str, Any] = {
     "delay_seconds": _NUMBER, "interval_seconds": _NUMBER, "timeout_seconds": _NUMBER,
     "consecutive_failures": _NUMBER, "grace_period_seconds": _NUMBER,
     "http": {"scheme": str, "path": str, "port": _NUMBER, "statuses": [_NUMBER]},
     "tcp": {"port": _NUMBER},
     "command": {"value": str, "arguments": [str],
-                "environment": {"variables": [{"name": str, "value": str}]}},
+                "environment": _ENVIRONMENT},
 }
 _CALL_SCHEMA: dict[str, Any] = {
     "framework_id": _ID,
@@ -434,7 +501,8 @@ _CALL_SCHEMA: dict[str, Any] = {
                   "suppressed_roles": [str]},
     "accept": {"offer_ids": [_ID], "operations": [{"launch": {"task_infos": [
         {"name": str, "task_id": _ID, "agent_id": _ID, "resources": [{"name": str}],
-         "command": {"value": str}, "health_check": _HEALTH_CHECK}]}}], "filters": {}},
+         "command": {"value": str, "environment": _ENVIRONMENT},
+         "health_check": _HEALTH_CHECK}]}}], "filters": {}},
     "decline": {"offer_ids": [_ID], "filters": {}},
     "revive": {"roles": [str]},
     "suppress": {"roles": [str]},
@@ -450,6 +518,13 @@ _CALL_SCHEMA: dict[str, Any] = {
 def _shape_error(value: Any, schema: Any, path: str) -> str | None:
     if schema is str:
         return None if isinstance(value, str) else f"Expecting a string for '{path}'"
+    if schema == _BYTES:
+        if not isinstance(value, str):
+            return f"Expecting a string for '{path}'"
+        decoded = stout_b64decode(value)
+        if isinstance(decoded, str):
+            return f"Failed to base64 decode bytes field '{path.rsplit('.', 1)[-1]}': {decoded}"
+        return None
     if schema == _NUMBER:
         # stout's parser takes a number, or a string that parses as one.
         if isinstance(value, bool) or not isinstance(value, int | float | str):

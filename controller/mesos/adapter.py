@@ -27,6 +27,10 @@ reconciled explicitly, then all tasks implicitly (orphans come back as TaskUpdat
 them is the controller's decision), and offers are revived or suppressed depending on what is
 pending.
 
+Roles (docs/architecture.md §10): `set_roles` gives the roles the policy names; with any
+beyond the configured one the framework is MULTI_ROLE (calls.framework_roles), and a change
+while subscribed goes out at once as UPDATE_FRAMEWORK (and into the driver's FrameworkInfo).
+
 Beside it: `launches` (pending launches, ACCEPT/DECLINE, agents, placements, each task's host
 ports for its updates), `revive` (when to REVIVE or SUPPRESS, pure), `acks` (the ack sender
 threads and their pipelined HTTP client), `calls` (the calls' JSON) and `config`. This module
@@ -54,7 +58,15 @@ from controller.mesos.backend import (
     TaskUpdate,
     docket_group,
 )
-from controller.mesos.calls import ack_body, framework_info, kill_body, reconcile_bodies
+from controller.mesos.calls import (
+    ack_body,
+    framework_info,
+    framework_roles,
+    kill_body,
+    reconcile_bodies,
+    revive_body,
+    update_framework_body,
+)
 from controller.mesos.config import (
     WEEK_SECONDS,
     FrameworkIdStore,
@@ -122,6 +134,7 @@ class MesosAdapter:
         self._heartbeat_seconds: float | None = None
         self._next_reconcile = float("inf")  # set on subscription
         self._next_start = 0.0
+        self._roles_unsent = False
         self._retry_delay = config.reconnect_delay_seconds
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -167,6 +180,15 @@ class MesosAdapter:
 
     def cancel(self, task_id: str) -> bool:
         return self._launches.cancel(task_id)
+
+    def set_roles(self, roles: Iterable[str]) -> None:
+        """The roles the admission policy names (any thread); see the module docstring."""
+        self._inbox.put((0, "roles", tuple(sorted(set(roles)))))
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles the framework subscribes (or subscribed) with."""
+        return framework_roles(self.config, self._launches.extra_roles)[0]
 
     def kill(self, task_id: str, agent_id: str | None = None,
              grace_seconds: float | None = None) -> None:
@@ -279,6 +301,8 @@ class MesosAdapter:
             log.warning("mesos agent or executor failure", failure=payload.get("failure"))
         elif kind == "revive":
             self._offer_calls.launched()
+        elif kind == "roles":
+            self._change_roles(payload)
         elif kind == "kill":
             self._send_kill(*payload)
         elif kind == "reconcile":
@@ -323,7 +347,7 @@ class MesosAdapter:
         if self._connected:
             # Which of REVIVE and SUPPRESS, and when, is revive.py's decision; the call is ours.
             call = self._offer_calls.decide(now, self._launches.pending_count)
-            if call is not None and self._scheduler_call(call, {}):
+            if call is not None and self._scheduler_call(call, self._offer_call_body(call)):
                 self._offer_calls.sent(call, now)
                 metrics.SUPPRESSED.set(1 if call == "SUPPRESS" else 0)
 
@@ -343,7 +367,7 @@ class MesosAdapter:
             masters = spec.addresses
             self._master_index = (self._master_index + 1) % len(masters)
             master = masters[self._master_index]
-        info = framework_info(self.config, self._framework_id)
+        info = framework_info(self.config, self._framework_id, self._launches.extra_roles)
         driver = Driver(self, self._generation, info, master, self.config, masters,
                         may_act=self._may_act)
         self._driver = driver
@@ -397,6 +421,41 @@ class MesosAdapter:
             self._fid_saved = False
             log.warning("could not persist the framework id; will retry", error=str(exc))
 
+    # --- roles -----------------------------------------------------------------------------
+    def _change_roles(self, extra: tuple[str, ...]) -> None:
+        before = framework_roles(self.config, self._launches.extra_roles)
+        self._launches.extra_roles = extra
+        after = framework_roles(self.config, extra)
+        if after == before:
+            return
+        log.info("framework roles changed", roles=list(after[0]), multi_role=after[1])
+        driver = self._driver
+        if driver is None:
+            return  # the next subscription carries them
+        info = framework_info(self.config, driver.framework_id or None, extra)
+        driver.update_info(info)  # its own re-subscriptions carry them from now on
+        if not self._connected or not driver.framework_id:
+            # A SUBSCRIBE may be on its way with the old roles: update once it is answered.
+            self._roles_unsent = True
+            return
+        self._send_roles(driver)
+
+    def _send_roles(self, driver: Driver) -> None:
+        self._roles_unsent = False
+        if self._scheduler_call("UPDATE_FRAMEWORK", update_framework_body(driver.framework)):
+            # The master now offers every role again (no suppressed role was sent).
+            self._offer_calls.subscribed()
+            metrics.SUPPRESSED.set(0)
+        else:
+            # Not known to have reached the master: subscribe again with the new roles.
+            self._restart("roles_changed")
+
+    def _offer_call_body(self, call: str) -> dict[str, Any]:
+        if call != "REVIVE":
+            return {}
+        return revive_body(self.config, self._launches.extra_roles,
+                           self._launches.pending_roles())
+
     # --- events ----------------------------------------------------------------------------
     def _reconcile_all(self) -> None:
         """Explicitly the tasks our records say may exist, then implicitly all of Mesos'."""
@@ -429,6 +488,8 @@ class MesosAdapter:
         self._reconcile_all()
         # Offers of the previous connection are gone; the suppression state is unknown.
         self._offer_calls.subscribed()
+        if self._roles_unsent and self._driver is not None:
+            self._send_roles(self._driver)
 
     def _on_update(self, status: Mapping[str, Any]) -> None:
         if "task_id" not in status:

@@ -128,6 +128,17 @@ class Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
         self._failed_connects = 0
         self._may_act = may_act
 
+    def update_info(self, info: dict[str, Any]) -> None:
+        """A new FrameworkInfo (new roles) for every later SUBSCRIBE of this driver, keeping
+        the FrameworkID it holds (pymesos re-subscribes by itself when a stream closes)."""
+        with self._lock:
+            framework: dict[str, Any] = self._framework
+            framework_id = framework.get("id")
+            framework.clear()
+            framework.update(info)
+            if framework_id:
+                framework["id"] = framework_id
+
     @property
     def framework(self) -> dict[str, Any]:
         # pymesos adds GPU_RESOURCES for any Mesos >= 1.0; Docket declares it only when the

@@ -13,6 +13,11 @@ every update of the task (`TaskUpdate.host_ports`). Only tasks with ports are ke
 controller restart forgets them: updates of tasks launched before it carry None, and the
 execution record keeps the ports it recorded from earlier updates.
 
+Roles: a launch may name the Mesos role it must run under (its namespace's, from the admission
+policy). It then takes only offers allocated to that role; a launch without one, once the
+framework is MULTI_ROLE, only the configured role's (calls.default_role). The roles the
+framework holds are the adapter's to change (`set_roles`), on its worker thread.
+
 Apart from the adapter because none of it depends on pymesos or on the connection's
 lifecycle: it makes its calls through the two functions it is given, which the adapter
 routes to the current driver.
@@ -21,6 +26,7 @@ routes to the current driver.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import queue
 import threading
@@ -34,6 +40,7 @@ import structlog
 
 from controller.mesos import metrics
 from controller.mesos.backend import LaunchRequest, MesosEvent, TaskLaunched, TaskUpdate
+from controller.mesos.calls import default_role
 from controller.mesos.config import MesosConfig
 from controller.mesos.offers import Offer, Placements, TaskRequest, match
 from controller.mesos.taskinfo import port_layout, task_info, task_request
@@ -95,6 +102,9 @@ class Launches:
         self._agents_fetched = float("-inf")
         # Task id -> its host ports (PORT0.. order), for tasks launched with any.
         self._host_ports: dict[str, tuple[int, ...]] = {}
+        # The roles the policy names (calls.framework_roles); the worker's only.
+        self.extra_roles: tuple[str, ...] = ()
+        self._base_role = None if config.roles else (config.role or "*")
 
     # --- pending launches (any thread) ------------------------------------------------------
     @property
@@ -118,12 +128,29 @@ class Launches:
                 except ValueError as exc:
                     invalid.append((req.task_id, str(exc)))
                     continue
+                # The configured role is what a launch without a role gets anyway: naming it
+                # must not tie a single-role framework to offers allocated to it by name.
+                if req.role is not None and req.role != self._base_role:
+                    needs = dataclasses.replace(needs, role=req.role)
                 self._pending[req.task_id] = (req, needs)
                 added += 1
             metrics.PENDING_LAUNCHES.set(len(self._pending))
         for task_id, message in invalid:
             self.launch_failed(task_id, message)
         return added > 0
+
+    def pending_roles(self) -> list[str] | None:
+        """The roles the pending launches wait for offers of (a REVIVE names them), or None
+        when one of them takes any role (a single-role framework: REVIVE them all)."""
+        fallback = default_role(self.config, self.extra_roles)
+        roles: set[str] = set()
+        with self._lock:
+            for _, needs in self._pending.values():
+                role = needs.role or fallback
+                if role is None:
+                    return None
+                roles.add(role)
+        return sorted(roles)
 
     def cancel(self, task_id: str) -> bool:
         with self._lock:
@@ -187,7 +214,8 @@ class Launches:
         with self._lock:
             requests = [needs for _, needs in self._pending.values()]
             constrained = {needs.group for needs in requests if needs.constraints}
-            result = match(offers, requests, self._placements.of_groups(constrained))
+            result = match(offers, requests, self._placements.of_groups(constrained),
+                           default_role=default_role(self.config, self.extra_roles))
             templates = {a.task_id: self._pending.pop(a.task_id)[0] for a in result.assignments}
             metrics.PENDING_LAUNCHES.set(len(self._pending))
         filters = {"refuse_seconds": self.config.accept_refuse_seconds}
@@ -201,7 +229,8 @@ class Launches:
                     infos.append(task_info(req.template, a, name=req.name,
                                            extra_env=req.extra_env,
                                            max_completion_seconds=req.max_completion_seconds,
-                                           health_check=req.health_check))
+                                           health_check=req.health_check,
+                                           secret_env=req.secret_env))
                     ports[a.task_id] = port_layout(req.template, a).numbers
                 except ValueError as exc:
                     self.launch_failed(a.task_id, str(exc))

@@ -7,7 +7,10 @@ one ACCEPT per offer can carry many LAUNCH operations.
 Each resource a task takes is copied from the offer with its role, allocation_info and
 reservations intact, because Mesos rejects a launch whose resources are not literally part of
 the offer. With MULTI_ROLE an offer can mix roles; one task takes all its resources under one
-allocation role. Scalars are counted in thousandths (Mesos' own fixed-point precision) so
+allocation role (Mesos 1.11 refuses resources of several: validation.cpp
+validateAllocatedToSingleRole), and a task that must run under a role (its namespace's, from
+the admission policy) takes only resources allocated to that role. Scalars are counted in
+thousandths (Mesos' own fixed-point precision) so
 repeated subtraction never strands 0.0999 of a CPU. Resources with a `disk` source or
 persistent volume are left alone: they cannot be split.
 """
@@ -188,6 +191,9 @@ class TaskRequest:
     ports: int = 0
     host_ports: tuple[int, ...] = ()
     constraints: tuple[Constraint, ...] = ()
+    role: str | None = None
+    """The allocation role the task must run under; None: the match's default (any role of
+    the offer, unless the match names one)."""
 
 
 @dataclass(frozen=True)
@@ -234,11 +240,15 @@ class _Remaining:
         for p in offer.pools:
             self.totals[p.name] = self.totals.get(p.name, 0) + p.milli
 
-    def take(self, req: TaskRequest) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:
+    def take(self, req: TaskRequest, default_role: str | None = None
+             ) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]] | None:
         # Cheap rejection first: most requests in a big backlog fit no exhausted offer.
         if _milli(req.cpus) > self.totals.get("cpus", 0) or \
                 _milli(req.mem) > self.totals.get("mem", 0):
             return None
+        role = req.role or default_role
+        if role is not None:
+            return self._take_in_role(req, role) if role in self.roles else None
         for role in self.roles:
             got = self._take_in_role(req, role)
             if got is not None:
@@ -302,11 +312,14 @@ def match(
     offers: Sequence[Offer],
     requests: Sequence[TaskRequest],
     running: Mapping[str, Sequence[Placement]] | None = None,
+    default_role: str | None = None,
 ) -> MatchResult:
     """Place each request, in order, on the first offer with room that its constraints allow.
 
     `running` gives, per group, where that group's tasks already run; tasks placed in this
-    pass are added to it as they go (the caller's mapping is not modified).
+    pass are added to it as they go (the caller's mapping is not modified). A request takes
+    only resources allocated to its role, or to `default_role` when it names none; with
+    neither, resources of any one role of the offer.
     """
     running = running or {}
     placed: dict[str, list[Placement]] = {}
@@ -318,7 +331,7 @@ def match(
     hopeless: set[tuple[object, ...]] = set()
     for req in requests:
         shape = None if req.constraints else (
-            req.cpus, req.mem, req.disk, req.gpus, req.ports, req.host_ports)
+            req.cpus, req.mem, req.disk, req.gpus, req.ports, req.host_ports, req.role)
         if shape is not None and shape in hopeless:
             unmatched.append(req)
             continue
@@ -331,7 +344,7 @@ def match(
                 req.constraints, offer.hostname, offer.attributes, group_places
             ):
                 continue
-            got = rem.take(req)
+            got = rem.take(req, default_role)
             if got is None:
                 continue
             resources, ports = got

@@ -23,6 +23,16 @@ listens on in its own network namespace (Mesos' docs/health-checks.md: "an actua
 task is listening on, not a mapped one"): the container port under DOCKER BRIDGE, else the
 host port. Every timing is written out, as Mesos' defaults differ from Marathon's.
 
+Secrets. An `env` value taken from a Secret (`valueFrom.secretKeyRef`) is sent as Mesos'
+own secret-typed variable (include/mesos/v1/mesos.proto `Environment.Variable` type SECRET
+with a `Secret` of type VALUE; its `data` is bytes, so base64 in v1 JSON):
+`{"name": N, "type": "SECRET", "secret": {"type": "VALUE", "value": {"data": <base64>}}}`.
+A 1.11 master shows no task's command in `/state` or `/tasks` at all (its Task has none), so the
+value goes nowhere but the agent. Plain variables stay `{"name", "value"}` (type VALUE is the
+proto's default). The values come in `secret_env` (LaunchRequest.secret_env, filled on the
+launch's way to Mesos); a referenced variable without a value there cannot be launched
+(ValueError: the launch fails with TASK_ERROR) rather than start without its secret.
+
 Timeouts: `taskTimeoutSeconds` is enforced by the controller, which kills the task and records
 the failure as TaskTimeout from the start time it keeps in etcd; that works on every Mesos
 version and survives controller restarts. Mesos' `max_completion_time` is only a backstop and
@@ -31,7 +41,9 @@ is set when the caller passes `max_completion_seconds`.
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Container as Container_
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,10 +236,13 @@ def task_info(
     extra_env: Mapping[str, str] | None = None,
     max_completion_seconds: float | None = None,
     health_check: HealthCheck | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The v1 TaskInfo launching `template` on the offer chosen in `assignment`.
 
     `extra_env` is added last (the controller's own variables, such as DOCKET_BATCH).
+    `secret_env` holds the values of the template's secret variables (see the module
+    docstring); ValueError when one of them is missing.
     """
     task_id = assignment.task_id
     check_task_id(task_id)
@@ -240,7 +255,8 @@ def task_info(
     # The named ports are the first ones of the layout, in template order.
     env.update({p.env_name: str(hp.number)
                 for p, hp in zip(template.ports, layout.ordered, strict=False)})
-    env.update(template.env)
+    env.update(template.plain_env)
+    secrets = secret_variables(template, secret_env or {}, overridden=extra_env or {})
     env.update(extra_env or {})
 
     command: dict[str, Any] = {}
@@ -253,9 +269,9 @@ def task_info(
         command["arguments"] = list(template.args)
     else:
         command["shell"] = False  # run the image's entrypoint
-    if env:
+    if env or secrets:
         command["environment"] = {
-            "variables": [{"name": k, "value": v} for k, v in env.items()]
+            "variables": [{"name": k, "value": v} for k, v in env.items()] + secrets
         }
     if template.uris:
         uris = []
@@ -292,6 +308,30 @@ def task_info(
     if max_completion_seconds is not None:
         info["max_completion_time"] = _nanos(max_completion_seconds)
     return info
+
+
+def secret_variables(template: TaskTemplate, values: Mapping[str, str], *,
+                     overridden: Container_[str] = ()) -> list[dict[str, Any]]:
+    """The template's secret variables as Mesos SECRET variables, with their values from
+    `values` (a str carries bytes through 'surrogateescape', so any byte string survives);
+    those in `overridden` (the controller's own variables win) are left out."""
+    out = []
+    for name, ref in template.secret_env.items():
+        if name in overridden:
+            continue
+        value = values.get(name)
+        if value is None:
+            # Never launch without it: the task would run with the variable unset.
+            raise ValueError(f"env {name}: the value of secret {ref.name!r} key {ref.key!r} "
+                             "is not available (the secret or the key is gone)")
+        raw = value.encode("utf-8", "surrogateescape")
+        if b"\0" in raw:  # Mesos refuses it (common/validation.cpp validateEnvironment)
+            raise ValueError(f"env {name}: secret {ref.name!r} key {ref.key!r} holds a NUL "
+                             "byte, which an environment variable cannot")
+        data = base64.b64encode(raw).decode("ascii")
+        out.append({"name": name, "type": "SECRET",
+                    "secret": {"type": "VALUE", "value": {"data": data}}})
+    return out
 
 
 def _container(template: TaskTemplate, mappings: Sequence[HostPort]) -> dict[str, Any] | None:

@@ -1,0 +1,208 @@
+"""The admission policy: one operator-owned object at `<prefix>/policy` saying, per namespace,
+what its objects may run and under which Mesos role (docs/architecture.md §10).
+
+Shape (JSON or YAML, decoded like every object: unknown fields and wrong types are errors
+named by their path):
+
+    apiVersion: docket.dev/v1
+    kind: Policy
+    spec:
+      default: <Rules>              # every namespace without an entry of its own
+      namespaces:
+        team-a: <Rules>             # merged over `default`, field by field
+
+A namespace's rules are **merged field by field** over the default: a field the namespace
+sets replaces the default's whole field (lists are not concatenated, limits are not
+combined); a field it leaves out is the default's. A field unset everywhere is no
+restriction, and an empty list allows nothing (`allowedHostPaths: []`: no hostPath volume).
+
+The judging itself is controller/policy.py's; this module only says what a valid policy is,
+so `docket policy validate`, the controller and crds/ share one verdict. The spec leaves room
+for cluster-wide entries beside `default` and `namespaces` (issue 16: throttles, pools).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from controller.api.base import DNSLabel, DocketModel, Flag, Int, Number, ObjectMeta
+from controller.api.template import Network
+
+POLICY_KEY = "policy"
+"""The policy's key below the prefix: `<prefix>/policy`."""
+
+_MAX_RULES = 1000
+"""Most patterns in one list: a policy is read on every plan of every object."""
+
+
+def check_role(role: str) -> str:
+    """Mesos' roles::validate (1.11, src/common/roles.cpp), so a policy never names a role the
+    master would refuse the framework's subscription for."""
+    if role == "*":
+        return role
+    if not role or role.startswith("/") or role.endswith("/") or "//" in role:
+        raise ValueError(f"{role!r} is not a Mesos role: it must not be empty, start or end "
+                         "with '/', or contain '//'")
+    for component in role.split("/"):
+        if component in (".", "..", "*") or component.startswith("-") or any(
+                c.isspace() or c == "\b" for c in component):
+            raise ValueError(f"{role!r} is not a Mesos role: component {component!r} is "
+                             "'.', '..', '*', starts with '-' or holds whitespace")
+    return role
+
+
+def check_host_prefix(prefix: str) -> str:
+    if not prefix.startswith("/"):
+        raise ValueError(f"{prefix!r} must be an absolute path (start with '/')")
+    if ".." in prefix.split("/"):
+        raise ValueError(f"{prefix!r} must not contain '..'")
+    return prefix
+
+
+def check_image_pattern(pattern: str) -> str:
+    if not pattern or any(c.isspace() for c in pattern):
+        raise ValueError(f"{pattern!r} must be a non-empty pattern without whitespace")
+    return pattern
+
+
+class ResourceLimits(DocketModel):
+    """Upper bounds of resources; a field left out is not bounded."""
+
+    cpus: Number | None = Field(default=None, ge=0, description="CPUs. Default: unbounded.")
+    mem: Number | None = Field(default=None, ge=0,
+                               description="Memory in MiB. Default: unbounded.")
+    disk: Number | None = Field(default=None, ge=0,
+                                description="Disk in MiB. Default: unbounded.")
+    gpus: Int | None = Field(default=None, ge=0, description="GPUs. Default: unbounded.")
+
+
+class Rules(DocketModel):
+    """What the objects of a namespace may run. Every field left out is no restriction (or,
+    in a namespace's entry, the default's)."""
+
+    allowed_images: list[str] | None = Field(
+        default=None, max_length=_MAX_RULES,
+        description="Container images allowed, as glob patterns: '*' any characters but "
+        "'/', '**' any characters, '?' one character but '/' (e.g. "
+        "registry.example.com/team-a/*). Tasks without an image are judged by requireImage. "
+        "Default: any image.")
+    require_image: Flag | None = Field(
+        default=None,
+        description="true: a task must name a container image (a bare command would run on "
+        "the agent's host, outside allowedImages). Default: false.")
+    allowed_host_paths: list[str] | None = Field(
+        default=None, max_length=_MAX_RULES,
+        description="Absolute path prefixes allowed as container.volumes[].hostPath, "
+        "compared component by component (/data allows /data and /data/x, not /database); "
+        "a hostPath holding '..' or not absolute is never allowed. Default: any path.")
+    allowed_networks: list[Network] | None = Field(
+        default=None, max_length=8,
+        description="Network modes allowed: HOST (also every task not in a DOCKER "
+        "container), BRIDGE, NONE. Default: any.")
+    max_task_resources: ResourceLimits | None = Field(
+        default=None, description="Most resources one task may ask for. Default: unbounded.")
+    max_object_resources: ResourceLimits | None = Field(
+        default=None,
+        description="Most resources one object may hold at once: a task's resources times "
+        "the object's most concurrent tasks (Job: parallelism; Queue: maxConcurrent; "
+        "Service: floor(instances x (1 + upgradeStrategy.maximumOverCapacity)), its "
+        "ceiling during a rollout; CronJob: each of its Jobs, by its parallelism). "
+        "Default: unbounded.")
+    role: str | None = Field(
+        default=None,
+        description="The Mesos role the namespace's tasks run under (Mesos' quotas and "
+        "weights then share the cluster between roles). Default: the framework's role.")
+
+    @field_validator("allowed_images")
+    @classmethod
+    def _images(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or ():
+            check_image_pattern(pattern)
+        return value
+
+    @field_validator("allowed_host_paths")
+    @classmethod
+    def _paths(cls, value: list[str] | None) -> list[str] | None:
+        for prefix in value or ():
+            check_host_prefix(prefix)
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        return None if value is None else check_role(value)
+
+    def over(self, default: Rules) -> Rules:
+        """These rules merged over `default`, field by field (see the module docstring)."""
+        given = self.model_dump(exclude_unset=True)
+        given = {k: v for k, v in given.items() if v is not None}
+        return default.model_copy(update={k: getattr(self, k) for k in given})
+
+
+class PolicySpec(DocketModel):
+    default: Rules = Field(default_factory=Rules,
+                           description="Rules of every namespace. Default: none.")
+    namespaces: dict[DNSLabel, Rules] = Field(
+        default_factory=dict,
+        description="Rules of one namespace, merged field by field over `default`: a field "
+        "given replaces the default's. Default: none.")
+
+
+class Policy(DocketModel):
+    """The operator's admission policy (`<prefix>/policy`): what each namespace may run."""
+
+    api_version: Literal["docket.dev/v1"] = Field(description="Always docket.dev/v1.")
+    kind: Literal["Policy"] = Field(description="Always Policy.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta,
+                                 description="Optional; the key is the identity.")
+    spec: PolicySpec = Field(default_factory=PolicySpec)
+
+    def rules_for(self, namespace: str) -> Rules:
+        own = self.spec.namespaces.get(namespace)
+        return self.spec.default if own is None else own.over(self.spec.default)
+
+    def role_for(self, namespace: str) -> str | None:
+        return self.rules_for(namespace).role
+
+    def roles(self) -> frozenset[str]:
+        """Every role the policy names (the framework subscribes with all of them)."""
+        named = {self.spec.default.role} | {r.role for r in self.spec.namespaces.values()}
+        return frozenset(r for r in named if r is not None)
+
+
+_GLOB_PART = re.compile(r"\*\*|\*|\?|[^*?]+")
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """An image glob as a regular expression: '**' any characters, '*' any but '/', '?' one
+    character but '/', everything else literally."""
+    out = []
+    for part in _GLOB_PART.findall(pattern):
+        out.append({"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part)))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def decode_policy(data: bytes | str) -> Policy:
+    """Parse and validate the policy document; ObjectInvalid names every problem by path."""
+    from pydantic import ValidationError
+
+    from controller.api.codec import (
+        ObjectInvalid,
+        Problem,
+        parse_document,
+        problems_from_validation,
+    )
+
+    doc = parse_document(data)
+    if not isinstance(doc, dict):
+        raise ObjectInvalid([Problem("", f"must be an object (a mapping), not "
+                                         f"{type(doc).__name__}")], kind="Policy")
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        problems = [Problem(p.path.removesuffix(".[key]"), p.message)
+                    for p in problems_from_validation(exc, doc=doc)]
+        raise ObjectInvalid(problems, kind="Policy") from None
