@@ -27,6 +27,12 @@ successor for the lease's TTL; `up` revokes it, but only when the leader key nam
 process that `up` has just reaped, so it can never depose a live controller. A controller
 that exits before it was ever ready is not restarted: that is a configuration problem, shown
 with the end of its log. Ctrl-C or SIGTERM stops everything, also while a restart is pending.
+
+`up --secure` runs etcd as production should: TLS with client certificates (made once in
+`<data dir>/tls` by controller/store/certs.py) and authentication on with Docket's
+least-privilege roles (controller/store/roles.py; passwords made once, 0600, in `<data
+dir>/auth`): the controller connects as `docket-controller`, the printed lines as
+`docket-app`. A data dir once secured is refused without `--secure`.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from controller.localmesos import LocalMesos
     from controller.queues.redis_server import RedisServer
-    from controller.store import EtcdServer
+    from controller.store import EtcdSecurity, EtcdServer
+    from controller.store.certs import LocalPki
 
 NAME = "up"
 HELP = ("Start embedded etcd, a local Redis (when redis-server is installed), the embedded "
@@ -131,6 +138,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agents", type=int, default=1, help="Number of Mesos agents.")
     parser.add_argument("--simulate", action="store_true",
                         help="Simulated agents: tasks run no process (for scale tests).")
+    parser.add_argument("--secure", action="store_true",
+                        help="etcd over TLS with client certificates and with authentication "
+                             "on: certificates in <data dir>/tls, passwords in <data "
+                             "dir>/auth; the controller runs as etcd user docket-controller, "
+                             "the printed commands as docket-app.")
 
 
 def _shown(path: Path) -> str:
@@ -221,23 +233,37 @@ class _Up:
         self.controller_started = 0.0
         self.controller_ready = False
         self.backoff = RestartBackoff()
+        self.secure: bool = bool(getattr(args, "secure", False))
+        self.tls_dir, self.auth_dir = self.data / "tls", self.data / "auth"
+        self.pki: LocalPki | None = None
 
     def run(self) -> int:
         from controller.queues.redis_server import redis_installed
         from controller.store import EtcdServer, EtcdServerError
 
+        if not self.secure and (self.auth_dir / "root.password").exists():
+            raise UpError(f"{self.data} was set up by `docket up --secure` (its etcd requires "
+                          "TLS and authentication): run `docket up --secure`")
         with_controller = controller_available()
         with_redis = redis_installed()
         _check_ports(self.args, with_controller, with_redis)
         self.data.mkdir(parents=True, exist_ok=True)
+        pki = self.pki = self._certificates() if self.secure else None
         self.etcd = EtcdServer(data_dir=self.data / "etcd", client_port=self.args.etcd_port,
                                peer_port=self.args.etcd_peer_port,
-                               log_path=self.data / "etcd.log")
+                               log_path=self.data / "etcd.log",
+                               cert_file=pki.server_cert if pki else None,
+                               key_file=pki.server_key if pki else None,
+                               trusted_ca_file=pki.ca if pki else None)
         try:
             self.etcd.start()
         except EtcdServerError as exc:
             raise UpError(str(exc)) from None
-        print(f"etcd        {self.etcd.endpoint}  (data {self.etcd.data_dir}, "
+        how = ""
+        if self.secure:
+            self._secure_etcd()
+            how = "TLS with client certificates, authentication on; "
+        print(f"etcd        {self.etcd.endpoint}  ({how}data {self.etcd.data_dir}, "
               f"log {self.etcd.log_path})", flush=True)
         self._start_redis(with_redis)
         self._start_mesos()
@@ -248,6 +274,35 @@ class _Up:
                   "objects can be stored, validated and read", flush=True)
         self._banner()
         return self._watch()
+
+    def _certificates(self) -> LocalPki:
+        """The CA and certificates of `--secure`, made once in the data dir."""
+        from controller.store.certs import CertError, ensure_local_pki
+
+        try:
+            pki, made = ensure_local_pki(self.tls_dir)
+        except CertError as exc:
+            raise UpError(f"cannot make the TLS certificates: {exc}") from None
+        print(f"tls         {'made' if made else 'reusing'} a CA and certificates in "
+              f"{self.tls_dir}", flush=True)
+        return pki
+
+    def _security(self, user: str | None = None) -> EtcdSecurity:
+        from controller.store.roles import password_file
+
+        assert self.pki is not None
+        pw = password_file(self.auth_dir, user).read_text().strip() if user else None
+        return self.pki.controller_security(user, pw)
+
+    def _secure_etcd(self) -> None:
+        from controller.store import StoreError
+        from controller.store.roles import secure_local_etcd
+
+        assert self.etcd is not None
+        try:
+            secure_local_etcd(self.etcd.endpoint, self._security(), self.auth_dir)
+        except (StoreError, ValueError, OSError) as exc:
+            raise UpError(f"cannot set up etcd's users and roles: {exc}") from None
 
     def _start_redis(self, installed: bool) -> None:
         from controller.queues.redis_server import INSTALL_HINT, RedisServer, RedisServerError
@@ -285,6 +340,13 @@ class _Up:
                "--etcd-endpoints", self.etcd.endpoint, "--key-prefix", "/docket",
                "--mesos-master", self.mesos.master_url,
                "--metrics-address", f":{self.args.metrics_port}", "--log-format", "json"]
+        if self.secure:
+            from controller.store.roles import CONTROLLER, password_file
+
+            sec = self._security()
+            cmd += ["--cacert", str(sec.ca_cert), "--cert", str(sec.cert), "--key",
+                    str(sec.key), "--user", CONTROLLER, "--password-file",
+                    str(password_file(self.auth_dir, CONTROLLER))]
         log: IO[bytes] = open(self.controller_log, "ab")  # noqa: SIM115 - child keeps it
         try:
             self.controller = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -328,17 +390,34 @@ class _Up:
         return "\n".join(text.splitlines()[-lines:])
 
     def _banner(self) -> None:
+        """The commands that work against this system (with --secure: as docket-app, over
+        TLS, the password read from its file, never shown)."""
+        import shlex
+
+        from controller.store.roles import APP, CONTROLLER, password_file
+
         assert self.etcd is not None
-        etcdctl = _shown(_bin("etcdctl"))
-        if self.args.etcd_port != 2379:
-            etcdctl += f" --endpoints {self.etcd.endpoint}"
-        docket = _shown(_bin("docket"))
-        etcd_flag = f" --etcd {self.etcd.endpoint}" if self.args.etcd_port != 2379 else ""
+        etcdctl, docket, ep = _shown(_bin("etcdctl")), _shown(_bin("docket")), self.etcd.endpoint
+        flags = ""
+        if self.args.etcd_port != 2379 or self.secure:
+            etcdctl += f" --endpoints {ep}"
+            flags = f" --etcd {ep}"
+        if self.pki is not None:
+            pki, pw = self.pki, password_file(self.auth_dir, APP)
+            ca, cert, key, pw_file = (shlex.quote(_shown(p)) for p in (
+                pki.ca, pki.client_cert, pki.client_key, pw))
+            tls = f"--cacert {ca} --cert {cert} --key {key} --user {APP}"
+            etcdctl = f'ETCDCTL_PASSWORD="$(cat {pw_file})" {etcdctl} {tls}'
+            flags += f" {tls} --password-file {pw_file}"
         print()
-        print("Submit a Job (3 runs of `echo hello`) and watch it:")
+        if self.secure:
+            print(f"etcd requires TLS and a password; the controller runs as etcd user "
+                  f"{CONTROLLER}; passwords (0600, root's too) are in {_shown(self.auth_dir)}.")
+        print(f"Submit a Job (3 runs of `echo hello`){f' as {APP}' if self.secure else ''} "
+              "and watch it:")
         print(f"  {etcdctl} put /docket/jobs/default/hello '{json.dumps(HELLO_JOB)}'")
-        print(f"  {docket} get jobs{etcd_flag}")
-        print(f"  {docket} describe job default/hello{etcd_flag}")
+        print(f"  {docket} get jobs{flags}")
+        print(f"  {docket} describe job default/hello{flags}")
         print("Press Ctrl-C to stop.", flush=True)
 
     def _watch(self) -> int:
@@ -379,12 +458,14 @@ class _Up:
         any other holder is alive, or not ours. Best effort: on any failure the successor
         simply waits for the lease to expire."""
         from controller.store import Store
+        from controller.store.roles import CONTROLLER
 
         assert self.etcd is not None
         identity = f"{socket.gethostname()}:{pid}".encode()
         try:
-            store = Store(self.etcd.endpoint, prefix="/docket", timeout=2.0, retry_seconds=2.0)
-        except ValueError:
+            store = Store(self.etcd.endpoint, prefix="/docket", timeout=2.0, retry_seconds=2.0,
+                          security=self._security(CONTROLLER) if self.secure else None)
+        except (ValueError, OSError):
             return False
         try:
             key = store.keys.controller("leader")

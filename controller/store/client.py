@@ -347,6 +347,10 @@ class EtcdClient:
             if is_auth_failure(exc):
                 raise StoreError(
                     f"{where}: authentication failed for user {self.security.user}") from None
+            if _is_permission_denied(exc):
+                who = f"user {self.security.user}" if self.security.user else "this client"
+                raise StoreError(f"{where}: permission denied to {who} for {operation} "
+                                 f"{what} (see the etcd roles in docs/security.md)") from None
             if _is_compacted(exc):
                 raise Compacted(f"etcd {operation} {what}: {describe(exc)}") from exc
             raise StoreError(f"etcd {operation} {what} failed: {describe(exc)}") from exc
@@ -354,6 +358,14 @@ class EtcdClient:
             f"etcd at {', '.join(self.endpoints)} unavailable for {operation} {what} "
             f"(gave up after {budget:.0f}s): {describe(cause)}"
         ) from None
+
+
+def _is_permission_denied(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    try:
+        return callable(code) and code() == grpc.StatusCode.PERMISSION_DENIED
+    except Exception:
+        return False
 
 
 def _never() -> bool:
