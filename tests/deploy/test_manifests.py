@@ -109,3 +109,14 @@ def test_systemd_env_file_sets_only_docket_settings() -> None:
             assert key in SETTING_VARS, f"commented example {key} is not a setting"
     assert set(env) <= SETTING_VARS, set(env) - SETTING_VARS
     load_settings(config_file=CONFIG, env=env)
+
+
+def test_example_policy_is_valid_and_says_what_the_readme_says() -> None:
+    from controller.api import decode_policy
+
+    raw = (DEPLOY / "security" / "policy.yaml").read_bytes()
+    policy = decode_policy(raw)
+    team_a = policy.spec.namespaces["team-a"]
+    assert team_a.role == "team-a"
+    assert team_a.allowed_images == ["registry.example.com/team-a/*"]
+    assert policy.spec.namespaces["team-b"].require_image is True

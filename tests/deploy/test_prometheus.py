@@ -19,6 +19,7 @@ RULES = PROMETHEUS / "rules.yaml"
 RULES_TEST = PROMETHEUS / "rules_test.yaml"
 ALERTS = {"DocketDown", "DocketNotLeader", "DocketMesosDisconnected", "DocketEtcdErrors",
           "DocketReconcileErrors", "DocketWorkqueueBacklog", "DocketInvalidObjects",
+          "DocketPolicyInvalid",
           "DocketTaskFailuresHigh", "DocketPendingLaunchesStuck", "DocketCronJobMissedSchedules",
           "DocketCronJobLate", "DocketQueueOldestMessageTooOld", "DocketQueueDeadLettersGrowing",
           "DocketQueueSourceUnavailable", "DocketServiceDegraded", "DocketServiceRolloutStuck"}
