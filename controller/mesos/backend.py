@@ -63,6 +63,9 @@ class LaunchRequest:
     role: str | None = None
     """The Mesos role to launch under (the namespace's, from the policy); None: the
     framework's only role."""
+    throttles: tuple[str, ...] = ()
+    """The policy's throttles this task counts against (issue 16): it is launched only while
+    each has room, judged at offer time."""
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Environment variables whose values are secrets, sent as Mesos SECRET variables.
     Resolved on the way to Mesos, kept in memory only, never in a repr or a log."""
@@ -149,6 +152,20 @@ class Disconnected:
 
 
 MesosEvent = TaskUpdate | TaskLaunched | Subscribed | Disconnected
+
+
+class ThrottleSource(Protocol):
+    """What the offer matcher asks about throttles (the policy's limits across objects): the
+    limit of each, and how many live tasks count against each now, from the recorded
+    executions (so it holds across controller restarts), launches waiting for an offer not
+    included. `held` is told, after each round of offers, which waiting task ids each throttle
+    holds back, so their objects can say so."""
+
+    def limits(self) -> Mapping[str, int]: ...
+
+    def usage(self) -> Mapping[str, int]: ...
+
+    def held(self, waiting: Mapping[str, tuple[str, ...]]) -> None: ...
 
 
 @runtime_checkable
