@@ -43,9 +43,11 @@ class KindController:
                  *, clock: Callable[[], datetime], workers: int = 4,
                  resync_seconds: float = 300.0, related: Related | None = None,
                  on_status: Callable[[Any], None] | None = None, sources: Any = None,
-                 admission: AdmissionGate = ADMIT_ALL) -> None:
+                 admission: AdmissionGate = ADMIT_ALL,
+                 throttled: Callable[[str, str, str], str | None] | None = None) -> None:
         self.kind = kind
         self.admission = admission
+        self._throttled = throttled
         self.store = store
         self.executor = executor
         self.records = records
@@ -192,7 +194,9 @@ class KindController:
                   if spec is not None else None)
         request = PlanRequest(self.kind.kind, namespace, name, cached, known, now,
                               **({"related": self.related} if self.related else {}),
-                              sources=self.sources, denial=denial, keys=self.store.keys)
+                              sources=self.sources, denial=denial, keys=self.store.keys,
+                              throttled=self._throttled(self.kind.kind, namespace, name)
+                              if self._throttled is not None else None)
         plan = self.kind.plan(request)
         return plan, Snapshot(self.kind.plural, namespace, name, known.status_revision,
                               known.executions), known.status

@@ -96,7 +96,8 @@ def plan_queue_request(req: PlanRequest) -> Plan:
     else:
         view = req.sources.view(req.namespace, req.name, uid, source, batches, limit)
     return plan_queue(QueueInput(req.namespace, req.name, queue, spec_revision, uid, status,
-                                 records, view, req.now, source, req.denial))
+                                 records, view, req.now, source, req.denial,
+                                 req.throttled))
 
 
 def queue_record_ops(keys: Keys, namespace: str, name: str, old: ExecutionRecord,

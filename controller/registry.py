@@ -86,6 +86,8 @@ class PlanRequest:
     """Reads Queue sources (`controller.queues.sources.QueueSources`), where Queues run."""
     denial: Denial | None = None
     """Why the object may launch nothing new (controller/admission.py), or None."""
+    throttled: str | None = None
+    """The throttle holding back some of the object's launches at offer time, or None."""
     keys: Keys = field(default_factory=Keys)
     """The controller's key layout (its prefix), for rules about keys a spec names."""
 
@@ -137,7 +139,7 @@ def plan_job_request(req: PlanRequest) -> Plan:
             job = None
     return plan_job(JobInput(req.namespace, req.name, job, spec_revision, uid, status,
                              [rec for rec, _ in req.records.executions.values()], req.now,
-                             req.denial))
+                             req.denial, req.throttled))
 
 
 def _job_ended(status: StatusBase) -> bool:
@@ -225,7 +227,7 @@ def plan_service_request(req: PlanRequest) -> Plan:
     # The instance gauges follow the records the plan reads, whoever changed them.
     service_metrics.observe_records(req.namespace, req.name, records)
     return plan_service(ServiceInput(req.namespace, req.name, service, spec_revision, uid,
-                                     status, records, req.now, req.denial))
+                                     status, records, req.now, req.denial, req.throttled))
 
 
 def _service_status_written(namespace: str, name: str, old: StatusBase | None,

@@ -26,6 +26,17 @@ class Denial:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
+THROTTLED = "Throttled"
+"""The condition of an object some of whose launches a throttle holds back (issue 16)."""
+THROTTLE_LIMIT = "ThrottleLimit"
+
+
+def throttled_condition(throttle: str) -> tuple[str, str, str]:
+    """The `Throttled` condition as a planner wants it: its launches wait, none is dropped."""
+    return ("True", THROTTLE_LIMIT, f"launches wait for room under throttle {throttle}; "
+            "nothing is dropped")
+
+
 def denial_message(denial: Denial, running: bool) -> str:
     """The status message of a denied object: the rule, and what happens to what runs."""
     if running:

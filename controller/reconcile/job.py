@@ -59,7 +59,12 @@ from controller.reconcile.actions import (
 )
 from controller.reconcile.backoff import failure_time, retry_at
 from controller.reconcile.conditions import Wanted, has_condition, update_conditions
-from controller.reconcile.denial import Denial, denial_message
+from controller.reconcile.denial import (
+    THROTTLED,
+    Denial,
+    denial_message,
+    throttled_condition,
+)
 from controller.reconcile.taskid import is_dns_label, task_id
 
 # The task rules every kind shares. Their constants lived here before tasks.py and are
@@ -118,7 +123,7 @@ JOB_SUSPENDED = "JobSuspended"
 JOB_RESUMED = "JobResumed"
 
 # The condition types of a JobStatus, in the order they are written.
-_CONDITION_ORDER = (COMPLETE, FAILED, SUSPENDED, INVALID)
+_CONDITION_ORDER = (COMPLETE, FAILED, SUSPENDED, INVALID, THROTTLED)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ class JobInput:
     now: datetime
     denial: Denial | None = None
     """Why nothing new may be launched (the policy, a missing secret), or None."""
+    throttled: str | None = None
+    """The throttle holding back some of its launches at offer time, or None."""
 
 
 def plan_job(inp: JobInput) -> Plan:
@@ -314,6 +321,8 @@ class _Planner:
             wanted[INVALID] = ("True", denial.reason, denial_message(denial, bool(running)))
         elif self._had(INVALID):
             wanted[INVALID] = ("False", SPEC_VALID, "")
+        if self.inp.throttled is not None and finished is None and not suspended:
+            wanted[THROTTLED] = throttled_condition(self.inp.throttled)
         conditions = self._conditions(wanted, keep=(COMPLETE, FAILED))
 
         indexed = spec.completion_mode == CompletionMode.INDEXED

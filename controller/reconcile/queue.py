@@ -69,7 +69,7 @@ from controller.reconcile.actions import (
 )
 from controller.reconcile.backoff import failure_time, retry_at
 from controller.reconcile.conditions import Wanted
-from controller.reconcile.denial import denial_message
+from controller.reconcile.denial import THROTTLED, denial_message, throttled_condition
 from controller.reconcile.queue_finish import FinishSteps
 from controller.reconcile.queue_model import (
     BACKOFF_LIMIT_EXCEEDED,
@@ -273,6 +273,8 @@ class _Planner(RedisSteps, FinishSteps):
         self._forget_superseded()
         self._settle_strays(open_batches)
         denial = self.inp.denial
+        if self.inp.throttled is not None and not spec.suspend:
+            wanted[THROTTLED] = throttled_condition(self.inp.throttled)
         if denial is not None:
             # Denied: no batch is claimed or retried (its messages stay where they are);
             # batches already running finish.

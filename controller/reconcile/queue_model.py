@@ -19,7 +19,7 @@ from controller.api import (
     QueueStatus,
     RedisSource,
 )
-from controller.reconcile.denial import Denial
+from controller.reconcile.denial import THROTTLED, Denial
 
 PLURAL = "queues"
 OP_BUDGET = 110
@@ -44,7 +44,7 @@ MESSAGE_TOO_LARGE = "MessageTooLarge"
 SOURCE_UNAVAILABLE = "SourceUnavailable"
 SUSPENDED_CONDITION = "Suspended"
 INVALID = "Invalid"
-CONDITION_ORDER = (SOURCE_UNAVAILABLE, SUSPENDED_CONDITION, INVALID)
+CONDITION_ORDER = (SOURCE_UNAVAILABLE, SUSPENDED_CONDITION, INVALID, THROTTLED)
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ class QueueInput:
     source: EtcdSource | RedisSource | None = None
     denial: Denial | None = None
     """Why nothing new may be launched (the policy, a missing secret), or None."""
+    throttled: str | None = None
+    """The throttle holding back some of its launches at offer time, or None."""
 
 
 def source_dict(source: EtcdSource | RedisSource) -> dict[str, str]:

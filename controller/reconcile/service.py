@@ -100,6 +100,8 @@ class ServiceInput:
     now: datetime
     denial: Denial | None = None
     """Why nothing new may be launched (the policy, a missing secret), or None."""
+    throttled: str | None = None
+    """The throttle holding back some of its launches at offer time, or None."""
 
 
 def plan_service(inp: ServiceInput) -> Plan:
@@ -154,7 +156,7 @@ class _Planner:
         status = service_status(self.inp, self.prev, spec, members, version, self.now,
                                 failures=failures, delay=delay, next_launch=backoff_until,
                                 launched=[a for a in self.launches if isinstance(a, Launch)],
-                                denial=self.inp.denial)
+                                denial=self.inp.denial, throttled=self.inp.throttled)
         if status.last_progress_at is not None and status.phase == "Deploying":
             self.wakeups.append(status.last_progress_at
                                 + timedelta(seconds=spec.progress_deadline_seconds))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from controller.api import Endpoint, ServiceSpec, ServiceStatus
 from controller.reconcile.actions import Launch
 from controller.reconcile.conditions import Wanted, update_conditions
-from controller.reconcile.denial import Denial, denial_message
+from controller.reconcile.denial import THROTTLED, Denial, denial_message, throttled_condition
 from controller.reconcile.service_model import Slot, healthy, live
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 INVALID = "Invalid"
-CONDITION_ORDER = (AVAILABLE, PROGRESSING, INVALID)
+CONDITION_ORDER = (AVAILABLE, PROGRESSING, INVALID, THROTTLED)
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 Phase = Literal["Pending", "Running", "Deploying", "Degraded", "Invalid"]
@@ -49,7 +49,8 @@ def service_status(inp: ServiceInput, prev: ServiceStatus | None, spec: ServiceS
                    members: Sequence[Slot], version: str | None, now: datetime, *,
                    failures: int = 0, delay: float = 0.0, next_launch: datetime | None = None,
                    launched: Sequence[Launch] = (), invalid: str = "",
-                   denial: Denial | None = None) -> ServiceStatus:
+                   denial: Denial | None = None, throttled: str | None = None
+                   ) -> ServiceStatus:
     recorded = prev.conditions if prev is not None else []
     if spec is None or version is None:
         return ServiceStatus(
@@ -100,6 +101,8 @@ def service_status(inp: ServiceInput, prev: ServiceStatus | None, spec: ServiceS
         wanted[PROGRESSING] = ("True", "RolloutComplete", f"version {version}")
     phase: Phase = ("Deploying" if rolling else
                     "Running" if healthy_now >= instances else "Degraded")
+    if throttled is not None:
+        wanted[THROTTLED] = throttled_condition(throttled)
     if denial is not None:
         # Denied (never killed): Invalid once nothing of it is alive any more.
         wanted[INVALID] = ("True", denial.reason, denial_message(denial, bool(alive)))

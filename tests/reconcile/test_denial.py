@@ -176,3 +176,42 @@ def test_a_rollout_denied_midway_kills_no_old_instance_and_launches_nothing() ->
     world.denial = None
     plan = world.step(cj.T0 + timedelta(seconds=10))
     assert _of(plan, Launch)
+
+
+# --- Throttled (issue 16): a condition, never a change of plan -----------------------------------
+def test_a_throttled_job_says_which_throttle_and_plans_as_before() -> None:
+    spec = h.job(completions=4, parallelism=2)
+    inp = h.inp(spec, [h.rec(0, state="LAUNCHING")], now=h.at(1))
+    plain = plan_job(inp)
+    held = plan_job(type(inp)(**{**inp.__dict__, "throttled": "mail"}))
+    assert held.actions[:-1] == plain.actions[:-1]  # the same launches and kills
+    cond = next(c for c in held.status.conditions if c.type == "Throttled")
+    assert (cond.status, cond.reason) == ("True", "ThrottleLimit") and "mail" in cond.message
+    released = plan_job(h.inp(spec, [h.rec(0)], status=held.status, now=h.at(2)))
+    assert released.status is not None
+    assert all(c.type != "Throttled" for c in released.status.conditions)
+
+
+def test_a_throttled_queue_and_service_say_so() -> None:
+    queue = QueueWorld(make_queue(batchSize=1, maxConcurrent=1))
+    queue.produce(b"m")
+    queue.step(cj.T0)
+    assert all(c.type != "Throttled" for c in queue.status.conditions)
+    from controller.reconcile.queue import QueueInput, plan_queue
+
+    plan = plan_queue(QueueInput("default", "q", queue.queue, 11, 9, queue.status,
+                                 list(queue.records.values()), queue.view(cj.T0), cj.T0,
+                                 queue.source(), None, "batch"))
+    assert plan.status is not None
+    assert [c.reason for c in plan.status.conditions if c.type == "Throttled"] == \
+        ["ThrottleLimit"]
+
+    from controller.reconcile.service import ServiceInput, plan_service
+
+    service = make_service(instances=2)
+    plan = plan_service(ServiceInput("default", "web", service, 5, 9, None, [], cj.T0, None,
+                                     "web-pool"))
+    assert plan.status is not None
+    assert "web-pool" in next(c.message for c in plan.status.conditions
+                              if c.type == "Throttled")
+    assert len(_of(plan, Launch)) == 2
