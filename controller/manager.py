@@ -34,6 +34,7 @@ from controller.registry import KINDS, KindDef
 from controller.runtime import Fence, Handlers
 from controller.secrets import SecretCache
 from controller.store import Put, Store, StoreError
+from controller.throttles import Throttles
 
 if TYPE_CHECKING:
     from controller.config import Settings
@@ -121,7 +122,7 @@ class Manager:
                 workers=workers, resync_seconds=resync_seconds, related=self,
                 on_status=self._wake_owner,
                 sources=self.sources if kind.kind == "Queue" else None,
-                admission=self.admission)
+                admission=self.admission, throttled=self._throttled_by)
         self._by_plural = {c.kind.plural: c for c in self.controllers.values()}
         # Children by owner, kept by the informers' handlers, so an owner finds its children
         # without scanning every object of their kind. A child created, changed or deleted,
@@ -131,8 +132,16 @@ class Manager:
         for controller in self.controllers.values():
             controller.informer.add_handlers(self._child_handlers(controller.kind.plural))
         # Admission sources, in the order they are asked (each module adds its own line here).
-        self.add_admission(PolicyCache(store, on_change=self.wake_all, roles_to=self.backend))
+        self.policy = PolicyCache(store, on_change=self.wake_all, roles_to=self.backend,
+                                  objects=self._object)
+        self.add_admission(self.policy)
         self.add_admission(SecretCache(store, on_change=self.wake_namespace))
+        # Throttles across objects (issue 16): judged by the offer matcher, counted from the
+        # records, and told back to the planners of the objects they hold.
+        self.throttles = Throttles(self.policy, self.controllers, self._wake_owner_key)
+        set_throttle_source = getattr(self.backend, "set_throttle_source", None)
+        if set_throttle_source is not None:
+            set_throttle_source(self.throttles)
 
     def _child_handlers(self, plural: str) -> Handlers:
         def added(new: Any) -> None:
@@ -192,6 +201,22 @@ class Manager:
         self._admission_sources.append(source)
         self.admission.add(source.check)
         self._launch_preparers.append(source.prepare)
+
+    def _object(self, kind: str, namespace: str, name: str) -> Any:
+        """The decoded object as the informers hold it (a pool or throttle matching its
+        labels), or None."""
+        controller = self.controllers.get(kind)
+        cached = controller.informer.get(namespace, name) if controller is not None else None
+        return getattr(cached, "object", None)
+
+    def _throttled_by(self, kind: str, namespace: str, name: str) -> str | None:
+        throttles = getattr(self, "throttles", None)  # None while the manager is being built
+        return throttles.throttled(kind, namespace, name) if throttles is not None else None
+
+    def _wake_owner_key(self, owner: tuple[str, str, str]) -> None:
+        controller = self.controllers.get(owner[0])
+        if controller is not None:
+            controller.wake(owner[1], owner[2])
 
     def wake_all(self) -> None:
         """Plan every object of every kind again (the policy changed)."""

@@ -11,14 +11,16 @@ depth and age are what its operators watch, queues are few and long-lived, and a
 Queue's series are removed (`controller/queue_metrics.py` keeps them). The Service metrics name
 none: Services may be many and their instances many more, so instances are summed over every
 Service by state, and rollouts, health-check failures and restarts are counted by result or
-reason (`controller/service_metrics.py` keeps them); `docket get services` has the rest.
+reason (`controller/service_metrics.py` keeps them); `docket get services` has the rest. The
+throttle metrics name a throttle of the policy (`throttle`): an operator's few, named entries
+(at most 100), whose series are removed when the policy drops them (`set_throttle_limits`).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -84,6 +86,16 @@ POLICY_VALID = Gauge(
     "docket_policy_valid",
     "1 while the stored admission policy (<prefix>/policy) is valid or absent; 0 while it is "
     "invalid (the last valid one stays in force; `docket policy` says why).")
+THROTTLE_RUNNING = Gauge(
+    "docket_throttle_running",
+    "Live tasks counted against each throttle of the policy: every matching task of every "
+    "kind, across all objects.", ["throttle"])
+THROTTLE_WAITING = Gauge(
+    "docket_throttle_waiting",
+    "Tasks ready to launch but held back by each throttle (it has no room).", ["throttle"])
+THROTTLE_LIMIT = Gauge(
+    "docket_throttle_limit",
+    "Each throttle's maxRunning, from the policy in force.", ["throttle"])
 INVALID_OBJECTS = Gauge(
     "docket_invalid_objects", "Stored objects that fail validation, by kind.", ["kind"],
 )
@@ -187,6 +199,25 @@ for _reason in SERVICE_RESTART_REASONS:
     SERVICE_RESTARTS.labels(_reason)
 LEADER.set(0)
 POLICY_VALID.set(1)
+
+_throttle_lock = threading.Lock()
+_throttles_shown: set[str] = set()
+
+
+def set_throttle_limits(limits: Mapping[str, int]) -> None:
+    """Publish the throttles of the policy in force (name -> maxRunning): each one's limit,
+    its running and waiting series created at 0 when new (set by the offer-time code), and
+    every series of a throttle no longer in the policy removed."""
+    with _throttle_lock:
+        for name in _throttles_shown - set(limits):
+            for gauge in (THROTTLE_LIMIT, THROTTLE_RUNNING, THROTTLE_WAITING):
+                gauge.remove(name)  # absent: nothing to remove, no error
+        for name, limit in limits.items():
+            THROTTLE_LIMIT.labels(name).set(limit)
+            THROTTLE_RUNNING.labels(name)
+            THROTTLE_WAITING.labels(name)
+        _throttles_shown.clear()
+        _throttles_shown.update(limits)
 
 
 def parse_address(address: str) -> tuple[str, int]:

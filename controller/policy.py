@@ -16,6 +16,16 @@ What is in force:
   typo in the policy must not stop a cluster's work on a controller restart, and the error
   is loud (log, metric, CLI) until it is fixed.
 - a deleted key: no policy (the operator removed it).
+
+Throttles and pools (issue 16) select tasks by their owner's kind, namespace and name and by
+labels: **the object's metadata.labels merged with its task template's labels, the template's
+winning on a key both set** (`task_labels`). `throttles_for` and `pool_constraints_for` are the
+pure verdicts; the cache puts them on every launch in `prepare` (`LaunchRequest.throttles`,
+pool constraints appended to a copy of the template's own: pools only add) and publishes each
+throttle's limit as `docket_throttle_limit`. `prepare` sees only the launch: the owner's kind,
+namespace and name come from the task id, its template from the request, and its
+metadata.labels from the `objects` lookup the manager gives (`(kind, namespace, name) -> the
+decoded object or None`, from its informers); without one only the template's labels count.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import math
 import posixpath
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyetcd.events
@@ -44,8 +54,8 @@ from controller.api.policy import (
     glob_regex,
 )
 from controller.api.service import ServiceSpec
-from controller.api.template import ContainerType, Network, TaskTemplate
-from controller.metrics import POLICY_VALID
+from controller.api.template import Constraint, ContainerType, Network, TaskTemplate
+from controller.metrics import POLICY_VALID, set_throttle_limits
 from controller.reconcile.taskid import parse_task_id
 from controller.store.watch import create_prefix_watch
 
@@ -202,6 +212,44 @@ def evaluate(policy: Policy | None, kind: str, namespace: str, obj: Any) -> Deni
     return found[0] if found else None
 
 
+# --- throttles and pools (pure) -------------------------------------------------------------
+ObjectLookup = Callable[[str, str, str], Any]
+"""(kind, namespace, name) -> the decoded object (Job, Queue, Service), or None."""
+
+
+def task_labels(obj: Any, template: TaskTemplate | None = None) -> dict[str, str]:
+    """The labels a match compares for the tasks of `obj`: its metadata.labels merged with its
+    task template's labels, the template's winning on a key both set. `template` is the one
+    launched (a launch's own, e.g. a Service instance of an older version); by default the
+    object's. An object without trustworthy metadata (None, an invalid document) adds none."""
+    meta = getattr(getattr(obj, "metadata", None), "labels", None)
+    if template is None and obj is not None:
+        found = _templates(_spec_of(obj))
+        template = found[0] if found is not None else None
+    own = template.labels if template is not None else {}
+    return {**(meta if isinstance(meta, dict) else {}), **own}
+
+
+def throttles_for(policy: Policy | None, kind: str, namespace: str, name: str,
+                  labels: Mapping[str, str]) -> tuple[str, ...]:
+    """The names of the throttles a task of `kind/namespace/name` with `labels` (see
+    `task_labels`) counts against, in the policy's order."""
+    if policy is None:
+        return ()
+    return tuple(t.name for t in policy.spec.throttles
+                 if t.match.matches(kind, namespace, name, labels))
+
+
+def pool_constraints_for(policy: Policy | None, kind: str, namespace: str, name: str,
+                         labels: Mapping[str, str]) -> list[Constraint]:
+    """The constraints every matching pool adds, in the policy's order, each once."""
+    out: list[Constraint] = []
+    for pool in policy.spec.pools if policy is not None else ():
+        if pool.match.matches(kind, namespace, name, labels):
+            out += [c for c in pool.constraints if c not in out]
+    return out
+
+
 # --- the cache ------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class PolicyState:
@@ -231,16 +279,24 @@ def judge(raw: bytes | None) -> tuple[Policy | None, tuple[Problem, ...]]:
 _WAKE = object()
 
 
+def _limits(policy: Policy | None) -> dict[str, int]:
+    return {} if policy is None else {t.name: t.max_running for t in policy.spec.throttles}
+
+
 class PolicyCache:
     """The policy in force, from one watch of `<prefix>/policy` (see the module docstring).
     An admission source (controller/admission.py). `on_change()` is called, from the watch
     thread, whenever the policy in force changes (the manager plans every object again);
     `roles_to.set_roles(roles)`, when given and when the set of roles the policy names
-    changes (the Mesos adapter subscribes with them)."""
+    changes (the Mesos adapter subscribes with them). `objects` finds the object a launch
+    belongs to, for its metadata.labels (see the module docstring); it may also be set later,
+    as the attribute of that name."""
 
     def __init__(self, store: Store, *, on_change: Callable[[], None] | None = None,
-                 roles_to: Any = None, max_backoff: float = 2.0) -> None:
+                 roles_to: Any = None, max_backoff: float = 2.0,
+                 objects: ObjectLookup | None = None) -> None:
         self._store = store
+        self.objects: ObjectLookup | None = objects
         self.key = f"{store.keys.prefix}/{POLICY_KEY}"
         self._on_change = on_change
         self._set_roles: Callable[[Iterable[str]], None] | None = getattr(
@@ -279,13 +335,51 @@ class PolicyCache:
         return evaluate(self._state.policy, kind, namespace, spec)
 
     def prepare(self, request: LaunchRequest) -> LaunchRequest:
-        """The launch with its namespace's role (the task id names the namespace)."""
+        """The launch with its namespace's role, the throttles it counts against and its
+        pools' constraints added to its template's (the task id names the owner). A foreign
+        task id, or no policy, leaves it as it is."""
         policy = self._state.policy
-        if policy is None or request.role is not None:
-            return request
         parts = parse_task_id(request.task_id)
-        role = policy.role_for(parts.owner.namespace) if parts is not None else None
-        return request if role is None else dataclasses.replace(request, role=role)
+        if policy is None or parts is None:
+            return request
+        kind, namespace, name = parts.owner.kind, parts.owner.namespace, parts.owner.name
+        changes: dict[str, Any] = {}
+        role = policy.role_for(namespace) if request.role is None else None
+        if role is not None:
+            changes["role"] = role
+        if policy.spec.throttles or policy.spec.pools:
+            labels = task_labels(self._lookup(kind, namespace, name), request.template)
+            throttles = throttles_for(policy, kind, namespace, name, labels)
+            if throttles != request.throttles:
+                changes["throttles"] = throttles
+            own = request.template.constraints
+            extra = [c for c in pool_constraints_for(policy, kind, namespace, name, labels)
+                     if c not in own]
+            if extra:
+                changes["template"] = request.template.model_copy(
+                    update={"constraints": [*own, *extra]})
+        return dataclasses.replace(request, **changes) if changes else request
+
+    def throttle_limits(self) -> dict[str, int]:
+        """Each throttle of the policy in force: name -> maxRunning."""
+        return _limits(self._state.policy)
+
+    def throttles_of(self, kind: str, namespace: str, name: str, obj: Any
+                     ) -> tuple[str, ...]:
+        """The throttles the tasks of `obj` (a decoded Job, Queue or Service, as the
+        informer holds it) count against, judged with its template's labels."""
+        return throttles_for(self._state.policy, kind, namespace, name, task_labels(obj))
+
+    def _lookup(self, kind: str, namespace: str, name: str) -> Any:
+        lookup = self.objects
+        if lookup is None:
+            return None
+        try:
+            return lookup(kind, namespace, name)
+        except Exception:
+            log.exception("could not look the launch's object up; its template's labels only",
+                          kind=kind, namespace=namespace, name=name)
+            return None
 
     # --- reads ---------------------------------------------------------------------------
     @property
@@ -310,6 +404,8 @@ class PolicyCache:
             else:
                 new = PolicyState(policy, mod_revision, mod_revision, ())
             POLICY_VALID.set(0 if problems else 1)
+            # Before the state: whoever sees the new policy sees its limits published.
+            set_throttle_limits(_limits(new.policy))
             self._state = new
         if problems and problems != old.problems:
             log.error("policy is invalid; the last valid one stays in force" if
@@ -320,7 +416,9 @@ class PolicyCache:
         changed = new.policy is not old.policy and (new.revision != old.revision)
         if changed:
             log.info("policy in force", key=self.key, revision=new.revision or None,
-                     namespaces=sorted(new.policy.spec.namespaces) if new.policy else [])
+                     namespaces=sorted(new.policy.spec.namespaces) if new.policy else [],
+                     throttles=[t.name for t in new.policy.spec.throttles] if new.policy
+                     else [])
         roles = new.policy.roles() if new.policy is not None else frozenset()
         if self._set_roles is not None and roles != self._roles:
             self._roles = roles

@@ -16,20 +16,46 @@ sets replaces the default's whole field (lists are not concatenated, limits are 
 combined); a field it leaves out is the default's. A field unset everywhere is no
 restriction, and an empty list allows nothing (`allowedHostPaths: []`: no hostPath volume).
 
+Beside `default` and `namespaces`, two cluster-wide lists (issue 16) select tasks by what owns
+them, with a `Match` (kinds, namespaces, a name pattern, labels; every field given must hold):
+
+      throttles:                    # at most maxRunning matching tasks live at once, counted
+        - name: mail                #   over every object of every kind that matches
+          match: {kinds: [Job], name: "mail-.*", labels: {team: growth}}
+          maxRunning: 10
+      pools:                        # placement constraints added to every matching task
+        - name: email
+          match: {name: "mail-.*"}
+          constraints: [["pool", "IS", "email"]]
+
+A match's `name` is a Python regular expression matched against the whole object name
+(fullmatch); its `labels` are compared with the object's metadata.labels merged with its task
+template's labels (the template's win on a shared key). Names of throttles and of pools are
+DNS-1123 labels, unique in their list: they are metric label values and condition text.
+
 The judging itself is controller/policy.py's; this module only says what a valid policy is,
-so `docket policy validate`, the controller and crds/ share one verdict. The spec leaves room
-for cluster-wide entries beside `default` and `namespaces` (issue 16: throttles, pools).
+so `docket policy validate`, the controller and crds/ share one verdict.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from controller.api.base import DNSLabel, DocketModel, Flag, Int, Number, ObjectMeta
-from controller.api.template import Network
+from controller.api.base import (
+    DNSLabel,
+    DocketModel,
+    FieldError,
+    Flag,
+    Int,
+    Number,
+    ObjectMeta,
+)
+from controller.api.template import Constraint, Network
 
 POLICY_KEY = "policy"
 """The policy's key below the prefix: `<prefix>/policy`."""
@@ -142,6 +168,138 @@ class Rules(DocketModel):
         return default.model_copy(update={k: getattr(self, k) for k in given})
 
 
+_MAX_ENTRIES = 100
+"""Most throttles (and most pools): each throttle is a metric label value and is checked for
+every launch at offer time."""
+
+TaskKind = Literal["Job", "Queue", "Service"]
+"""The kinds whose objects launch tasks (a CronJob's tasks are its Jobs')."""
+
+
+@functools.lru_cache(maxsize=1024)
+def name_regex(pattern: str) -> re.Pattern[str]:
+    """A match's name pattern, compiled once (Match validated it)."""
+    return re.compile(pattern)
+
+
+class Match(DocketModel):
+    """Which tasks an entry applies to, by what owns them. Every field given must hold; a
+    field left out holds for any task (an empty match: every task)."""
+
+    kinds: list[TaskKind] | None = Field(
+        default=None, max_length=3,
+        description="Kinds of the owning object: Job, Queue, Service (a CronJob's tasks are "
+        "its Jobs'). Default: any kind.")
+    namespaces: list[DNSLabel] | None = Field(
+        default=None, max_length=_MAX_RULES,
+        description="Namespaces of the owning object. Default: any namespace.")
+    name: str | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="A Python regular expression the whole object name must match "
+        "(fullmatch: 'mail-.*' matches mail-a, not x-mail-a). Default: any name.")
+    labels: dict[str, str] | None = Field(
+        default=None, max_length=64,
+        description="Labels the task must carry, each with this value: the object's "
+        "metadata.labels merged with its template's labels (the template's win). "
+        "Default: any labels.")
+
+    @field_validator("kinds", "namespaces", "labels")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value is not None and not value:
+            raise ValueError("must not be empty (it would match nothing): leave the field out "
+                             "to match any")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                name_regex(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    def matches(self, kind: str, namespace: str, name: str,
+                labels: Mapping[str, str]) -> bool:
+        """Whether a task of object `kind/namespace/name` carrying `labels` is selected."""
+        if self.kinds is not None and kind not in self.kinds:
+            return False
+        if self.namespaces is not None and namespace not in self.namespaces:
+            return False
+        if self.name is not None and name_regex(self.name).fullmatch(name) is None:
+            return False
+        return self.labels is None or all(
+            labels.get(k) == v for k, v in self.labels.items())
+
+    def text(self) -> str:
+        """A short human form (`docket policy throttles`): 'kinds=Job name=mail-.*'."""
+        parts = []
+        if self.kinds is not None:
+            parts.append("kinds=" + ",".join(self.kinds))
+        if self.namespaces is not None:
+            parts.append("namespaces=" + ",".join(self.namespaces))
+        if self.name is not None:
+            parts.append(f"name={self.name}")
+        if self.labels is not None:
+            parts.append("labels=" + ",".join(f"{k}={v}" for k, v in sorted(
+                self.labels.items())))
+        return " ".join(parts) or "(every task)"
+
+
+class Throttle(DocketModel):
+    """At most `maxRunning` matching tasks live at once, across every object that matches;
+    launches beyond wait (oldest first), none is dropped or failed."""
+
+    name: DNSLabel = Field(description="The throttle's name, unique among throttles "
+                           "(a metric label value). Required.")
+    match: Match = Field(default_factory=Match,
+                         description="The tasks it counts. Default: every task.")
+    max_running: Int = Field(
+        json_schema_extra={"minimum": 1, "maximum": 1_000_000},
+        description="Most matching tasks live at once, at least 1. Required.")
+
+    @field_validator("max_running")
+    @classmethod
+    def _max_running(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}: a throttle of 0 would hold "
+                             "its tasks waiting forever (to stop launches, suspend the objects "
+                             "or deny them in the rules)")
+        if value > 1_000_000:
+            raise ValueError(f"must be at most 1000000, not {value}")
+        return value
+
+
+class Pool(DocketModel):
+    """Placement constraints added to every matching task, beside its own."""
+
+    name: DNSLabel = Field(description="The pool's name, unique among pools. Required.")
+    match: Match = Field(default_factory=Match,
+                         description="The tasks it places. Default: every task.")
+    constraints: list[Constraint] = Field(
+        max_length=64, json_schema_extra={"minItems": 1},
+        description="Marathon-style constraints, as a task template's (e.g. "
+        "[[pool, IS, email]]), added to those of every matching task. Required.")
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[Constraint]) -> list[Constraint]:
+        if not value:
+            raise ValueError("must not be empty: a pool without constraints places nothing")
+        return value
+
+
+def _unique_names(names: list[str], field: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise FieldError(f"{field}[{i}].name", f"{name!r} is used twice (also at "
+                             f"spec.{field}[{seen[name]}]): names must be unique")
+        seen[name] = i
+
+
 class PolicySpec(DocketModel):
     default: Rules = Field(default_factory=Rules,
                            description="Rules of every namespace. Default: none.")
@@ -149,6 +307,20 @@ class PolicySpec(DocketModel):
         default_factory=dict,
         description="Rules of one namespace, merged field by field over `default`: a field "
         "given replaces the default's. Default: none.")
+    throttles: list[Throttle] = Field(
+        default_factory=list, max_length=_MAX_ENTRIES,
+        description="Limits on live tasks across objects: {name, match, maxRunning}. "
+        "Default: none.")
+    pools: list[Pool] = Field(
+        default_factory=list, max_length=_MAX_ENTRIES,
+        description="Placement constraints added by match: {name, match, constraints}. "
+        "Default: none.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> PolicySpec:
+        _unique_names([t.name for t in self.throttles], "throttles")
+        _unique_names([p.name for p in self.pools], "pools")
+        return self
 
 
 class Policy(DocketModel):

@@ -71,8 +71,8 @@ HELP = "List jobs, cronjobs, queues or services with their status."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", metavar="KIND",
-                        help=f"What to list: {', '.join(KIND_CHOICES)}, or secrets (their "
-                             "keys, never values).")
+                        help=f"What to list: {', '.join(KIND_CHOICES)}, secrets (their "
+                             "keys, never values), or throttles (the policy's).")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="Only these objects (NAME or NS/NAME).")
     add_namespace_argument(parser)
@@ -121,6 +121,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if is_secret(args.kind):  # not a kind the controller reconciles: keys, never values
         return get_secrets(args)
+    if args.kind in ("throttle", "throttles"):  # the policy's throttles, not a kind
+        from controller.cli.policy import get_throttles
+
+        return get_throttles(args)
     kind = resolve_kind(args.kind)
     if args.all_namespaces and args.namespace:
         raise CommandError("give either -n NAMESPACE or -A, not both")

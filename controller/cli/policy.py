@@ -4,10 +4,19 @@ is valid and why not, and the rules each namespace gets (docs/architecture.md §
     docket policy                  the stored policy's verdict and every namespace's rules
     docket policy -o yaml|json     the stored document itself
     docket policy validate FILE    the controller's verdict on a policy file, offline
+    docket policy throttles        each throttle: NAME, MATCH, RUNNING, LIMIT, WAITING
 
 The verdict is the controller's own (controller/policy.py `judge`): while the stored document
 is invalid, the controller keeps the last valid one in force (`docket_policy_valid` is 0), or
 denies nothing if none was valid since it started; this command says which problems to fix.
+
+`throttles` counts from etcd alone, so it works without a controller: RUNNING is the
+execution records (every kind, under `<prefix>/executions/`) of tasks that are live — neither
+ended nor still LAUNCHING — whose object matches; WAITING is the matching LAUNCHING records,
+launches written and not yet started by Mesos. That is an approximation of what is held back
+by a throttle: it also counts a launch waiting for an offer that fits, and not the work an
+object has not asked to launch yet. Labels are the object's metadata.labels merged with its
+current template's (as the controller's match, controller/policy.py `task_labels`).
 """
 
 from __future__ import annotations
@@ -15,32 +24,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.cli._output import add_store_arguments, guarded, open_store, table
 
 if TYPE_CHECKING:
     from controller.api.policy import Policy, ResourceLimits, Rules
+    from controller.store import Store
 
 NAME = "policy"
 HELP = ("Show the admission policy (<prefix>/policy): whether it is valid and why not, and "
-        "each namespace's rules; or validate a policy file.")
+        "each namespace's rules; validate a policy file; or list its throttles and their use.")
+THROTTLES_HELP = (
+    "throttles: each throttle's NAME, MATCH, RUNNING (live matching tasks, from the execution "
+    "records), LIMIT (maxRunning) and WAITING (matching tasks still LAUNCHING: an "
+    "approximation of those held back, which also counts launches waiting for an offer).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", choices=("show", "validate"), default="show",
-                        help="show (default) the stored policy, or validate FILE.")
+    parser.add_argument("action", nargs="?", choices=("show", "validate", "throttles"),
+                        default="show",
+                        help="show (default) the stored policy, validate FILE, or "
+                             f"{THROTTLES_HELP}")
     parser.add_argument("file", nargs="?", metavar="FILE",
                         help="validate: the policy file (YAML or JSON; - for stdin).")
     parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
-                        help="show: the verdict and rules (table), or the stored document.")
+                        help="show: the verdict and rules (table), or the stored document; "
+                             "throttles: the table, or one entry per throttle.")
     add_store_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "validate":
         return _validate(args.file)
+    if args.action == "throttles":
+        return get_throttles(args)
     return guarded("policy", lambda: _show(args))
 
 
@@ -61,7 +81,8 @@ def _validate(path: str | None) -> int:
     if problems:
         return 1
     assert policy is not None
-    print(f"{path}: valid policy ({len(policy.spec.namespaces)} namespace(s))")
+    print(f"{path}: valid policy ({len(policy.spec.namespaces)} namespace(s), "
+          f"{len(policy.spec.throttles)} throttle(s), {len(policy.spec.pools)} pool(s))")
     return 0
 
 
@@ -93,6 +114,13 @@ def _show(args: argparse.Namespace) -> int:
     print("VALID:     true")
     assert policy is not None
     print(_rules_table(policy))
+    if policy.spec.throttles:
+        print("\n" + table(["THROTTLE", "MATCH", "LIMIT"], [
+            [t.name, t.match.text(), str(t.max_running)] for t in policy.spec.throttles]))
+    if policy.spec.pools:
+        print("\n" + table(["POOL", "MATCH", "CONSTRAINTS"], [
+            [p.name, p.match.text(), " ".join(",".join(c.model_dump()) for c in p.constraints)]
+            for p in policy.spec.pools]))
     return 0
 
 
@@ -139,3 +167,90 @@ def _rules_table(policy: Policy) -> str:
     rows += [_row(ns, policy.rules_for(ns)) for ns in sorted(policy.spec.namespaces)]
     return table(["NAMESPACE", "ROLE", "IMAGES", "HOST-PATHS", "NETWORKS", "MAX/TASK",
                   "MAX/OBJECT"], rows)
+
+
+# --- throttles --------------------------------------------------------------------------------
+def get_throttles(args: argparse.Namespace) -> int:
+    """`docket policy throttles` and `docket get throttles` (args: the store arguments and
+    `output`: table (None, wide), name, json or yaml)."""
+    return guarded("throttles", lambda: _throttles(args))
+
+
+def _throttles(args: argparse.Namespace) -> int:
+    from controller.api.policy import POLICY_KEY
+    from controller.policy import judge
+
+    with open_store(args) as store:
+        key = f"{store.keys.prefix}/{POLICY_KEY}"
+        found = store.get_raw(key)
+        policy, problems = judge(found[0] if found is not None else None)
+        if problems:
+            print(f"the policy at {key} is invalid; the controller keeps the last valid one "
+                  "in force (see `docket policy`):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        if policy is None or not policy.spec.throttles:
+            print(f"No throttles found in {key}." if policy is not None
+                  else f"No throttles: no policy at {key}.", file=sys.stderr)
+            return 0
+        running, waiting = throttle_counts(store, policy)
+    rows = [{"name": t.name, "match": t.match.text(), "running": running[t.name],
+             "limit": t.max_running, "waiting": waiting[t.name]}
+            for t in policy.spec.throttles]
+    fmt = getattr(args, "output", None)
+    if fmt == "name":
+        print("\n".join(f"throttle/{r['name']}" for r in rows))
+    elif fmt in ("json", "yaml"):
+        _print_rows(rows, fmt)
+    else:
+        print(table(["NAME", "MATCH", "RUNNING", "LIMIT", "WAITING"],
+                    [[str(r[c]) for c in ("name", "match", "running", "limit", "waiting")]
+                     for r in rows]))
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    import yaml
+
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(rows, sort_keys=False))
+
+
+def throttle_counts(store: Store, policy: Policy) -> tuple[Counter[str], Counter[str]]:
+    """(running, waiting) per throttle name, from every execution record in etcd (see the
+    module docstring). A record that does not decode, or whose task id is not Docket's, is
+    not counted."""
+    from controller.api import ExecutionRecord, kind_by_name
+    from controller.api.status import LAUNCHING
+    from controller.policy import task_labels, throttles_for
+    from controller.reconcile.taskid import parse_task_id
+    from controller.throttles import holds_room
+
+    items, _ = store.list_raw(store.keys.executions_root())
+    counted: list[tuple[tuple[str, str, str], bool]] = []  # (owner, live) of open records
+    for _k, value, *_ in items:
+        try:
+            record = ExecutionRecord.model_validate_json(value)
+        except ValueError:
+            continue
+        parts = parse_task_id(record.task_id)
+        if parts is None or not holds_room(record.state):
+            continue
+        key = parts.owner
+        counted.append(((key.kind, key.namespace, key.name), record.state != LAUNCHING))
+    labels: dict[tuple[str, str, str], dict[str, str]] = {}
+    for kind in sorted({ref[0] for ref, _live in counted}):
+        objects, _ = store.list(kind_by_name(kind).plural)
+        for stored in objects:
+            if stored.valid:
+                labels[(kind, stored.namespace, stored.name)] = task_labels(stored.object)
+    running: Counter[str] = Counter()
+    waiting: Counter[str] = Counter()
+    for ref, live in counted:
+        kind, namespace, name = ref
+        for throttle in throttles_for(policy, kind, namespace, name, labels.get(ref, {})):
+            (running if live else waiting)[throttle] += 1
+    return running, waiting

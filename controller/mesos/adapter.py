@@ -31,10 +31,15 @@ Roles (docs/architecture.md §10): `set_roles` gives the roles the policy names;
 beyond the configured one the framework is MULTI_ROLE (calls.framework_roles), and a change
 while subscribed goes out at once as UPDATE_FRAMEWORK (and into the driver's FrameworkInfo).
 
+Throttles (issue 16): `set_throttle_source` gives the policy's limits across objects; launches
+applies them at each offer round (throttle.py decides), and the worker asks it on its ticks
+whether held launches got room, to REVIVE for them (the offers declined meanwhile are
+filtered).
+
 Beside it: `launches` (pending launches, ACCEPT/DECLINE, agents, placements, each task's host
-ports for its updates), `revive` (when to REVIVE or SUPPRESS, pure), `acks` (the ack sender
-threads and their pipelined HTTP client), `calls` (the calls' JSON) and `config`. This module
-wires them to the driver and makes every call.
+ports for its updates, the throttle gate), `revive` (when to REVIVE or SUPPRESS, pure), `acks`
+(the ack sender threads and their pipelined HTTP client), `calls` (the calls' JSON) and
+`config`. This module wires them to the driver and makes every call.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from controller.mesos.backend import (
     MesosEvent,
     Subscribed,
     TaskUpdate,
+    ThrottleSource,
     docket_group,
 )
 from controller.mesos.calls import (
@@ -180,6 +186,11 @@ class MesosAdapter:
 
     def cancel(self, task_id: str) -> bool:
         return self._launches.cancel(task_id)
+
+    def set_throttle_source(self, source: ThrottleSource | None) -> None:
+        """Where the policy's throttles come from (any thread; None: no throttles)."""
+        self._launches.throttle_source = source
+        self._inbox.put((0, "wake", None))  # held launches may go now
 
     def set_roles(self, roles: Iterable[str]) -> None:
         """The roles the admission policy names (any thread); see the module docstring."""
@@ -313,6 +324,8 @@ class MesosAdapter:
     def _wait_seconds(self) -> float:
         """Until the next tick, or sooner if the stream's silence deadline comes first."""
         wait = self.config.tick_seconds
+        if self._connected:
+            wait = min(wait, self._launches.next_room_check - self._clock())
         if self._connected and self._heartbeat_seconds:
             deadline = self._last_event + self._heartbeat_seconds * self.config.heartbeat_misses
             wait = min(wait, deadline - self._clock() + 0.001)
@@ -344,6 +357,8 @@ class MesosAdapter:
             return
         if self._connected and now >= self._next_reconcile:
             self._reconcile_all()
+        if self._connected and self._launches.throttle_room():
+            self._offer_calls.launched()  # held launches got room: their offers are filtered
         if self._connected:
             # Which of REVIVE and SUPPRESS, and when, is revive.py's decision; the call is ours.
             call = self._offer_calls.decide(now, self._launches.pending_count)

@@ -156,10 +156,11 @@ MesosEvent = TaskUpdate | TaskLaunched | Subscribed | Disconnected
 
 class ThrottleSource(Protocol):
     """What the offer matcher asks about throttles (the policy's limits across objects): the
-    limit of each, and how many live tasks count against each now, from the recorded
-    executions (so it holds across controller restarts), launches waiting for an offer not
-    included. `held` is told, after each round of offers, which waiting task ids each throttle
-    holds back, so their objects can say so."""
+    limit of each, and how many tasks count against each now, from the recorded executions
+    (so it holds across controller restarts): every record not ended, LAUNCHING intents
+    included — those of launches still waiting in this process's pending set too, which the
+    matcher subtracts itself. `held` is told, after each round of offers, which waiting task
+    ids each throttle holds back, so their objects can say so."""
 
     def limits(self) -> Mapping[str, int]: ...
 

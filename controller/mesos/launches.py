@@ -18,6 +18,21 @@ policy). It then takes only offers allocated to that role; a launch without one,
 framework is MULTI_ROLE, only the configured role's (calls.default_role). The roles the
 framework holds are the adapter's to change (`set_roles`), on its worker thread.
 
+Throttles (issue 16; the rules are throttle.py's): with a `ThrottleSource` set and any pending
+launch naming a throttle, each offer round first asks the gate which pending launches may be
+matched; the others stay pending, held. Without either, nothing of this runs. The source's
+usage counts the intents of launches still waiting here, so those are taken off; the tasks
+this process launched and has not seen end are a floor under the count (the source reads a
+cache that may lag the writes). After each round the source is told what is held. Held
+launches are not "waiting for an offer": the pending-launches gauge leaves them out (they have
+their own), so an alert on launches no offer fits does not fire for work a throttle holds.
+Room comes from a task ending (once recorded: the source counts records) or a limit raised,
+never from an offer, so held launches do not wait for offers: the adapter asks `throttle_room`
+on its ticks — every `ROOM_POLL_SECONDS` for a while after a counted task ended, else every
+tick — and REVIVEs when a held launch would now be admitted; the REVIVE clears the filters of
+the offers declined meanwhile (declined as usual, with the long filter: shorter ones would
+bring every agent's offer back every few seconds for as long as a throttle stays full).
+
 Apart from the adapter because none of it depends on pymesos or on the connection's
 lifecycle: it makes its calls through the two functions it is given, which the adapter
 routes to the current driver.
@@ -33,17 +48,25 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from controller.mesos import metrics
-from controller.mesos.backend import LaunchRequest, MesosEvent, TaskLaunched, TaskUpdate
+from controller.mesos.backend import (
+    LaunchRequest,
+    MesosEvent,
+    TaskLaunched,
+    TaskUpdate,
+    ThrottleSource,
+)
 from controller.mesos.calls import default_role
 from controller.mesos.config import MesosConfig
 from controller.mesos.offers import Offer, Placements, TaskRequest, match
 from controller.mesos.taskinfo import port_layout, task_info, task_request
+from controller.mesos.throttle import Gate, Waiting, gate, live_counts
 from controller.reconcile.taskid import parse_task_id
 
 log = structlog.get_logger("docket.mesos")
@@ -52,6 +75,12 @@ SchedulerCall = Callable[[str, dict[str, Any]], bool]
 """Sends one call (type, its own field) to the master; False when it could not be sent."""
 Reconcile = Callable[[Sequence[tuple[str, str | None]]], None]
 """Asks the master about these (task id, agent id or None)."""
+
+ROOM_POLL_SECONDS = 0.1
+ROOM_WINDOW_SECONDS = 3.0
+"""After a task counted against a throttle ends while launches are held, look for room this
+often for this long: the room shows once the controller has recorded the end, usually within
+a few hundred milliseconds; past the window, the adapter's tick keeps looking."""
 
 
 def task_log(task_id: str) -> Any:
@@ -105,6 +134,17 @@ class Launches:
         # The roles the policy names (calls.framework_roles); the worker's only.
         self.extra_roles: tuple[str, ...] = ()
         self._base_role = None if config.roles else (config.role or "*")
+        # Throttles. The source is set from any thread (a plain reference: read once per use).
+        self.throttle_source: ThrottleSource | None = None
+        self._throttled = 0  # pending launches naming a throttle (lock)
+        self._held: set[str] = set()  # pending launches the last round held back (lock)
+        self._reported = False  # whether the last `held` told of any (worker)
+        # Tasks launched here with throttles, until their end is seen, and their count per
+        # throttle (worker).
+        self._counted: dict[str, tuple[str, ...]] = {}
+        self._counted_per: Counter[str] = Counter()
+        self._last_room_check = float("-inf")
+        self._room_soon_until = float("-inf")
 
     # --- pending launches (any thread) ------------------------------------------------------
     @property
@@ -133,8 +173,10 @@ class Launches:
                 if req.role is not None and req.role != self._base_role:
                     needs = dataclasses.replace(needs, role=req.role)
                 self._pending[req.task_id] = (req, needs)
+                if req.throttles:
+                    self._throttled += 1
                 added += 1
-            metrics.PENDING_LAUNCHES.set(len(self._pending))
+            self._publish()
         for task_id, message in invalid:
             self.launch_failed(task_id, message)
         return added > 0
@@ -154,15 +196,30 @@ class Launches:
 
     def cancel(self, task_id: str) -> bool:
         with self._lock:
-            found = self._pending.pop(task_id, None) is not None
-            metrics.PENDING_LAUNCHES.set(len(self._pending))
+            found = self._pop(task_id) is not None
+            self._publish()
         return found
 
     def forget(self, task_id: str) -> None:
         """A task being killed is not launched if it was still waiting."""
         with self._lock:
-            if self._pending.pop(task_id, None) is not None:
-                metrics.PENDING_LAUNCHES.set(len(self._pending))
+            if self._pop(task_id) is not None:
+                self._publish()
+
+    def _pop(self, task_id: str) -> LaunchRequest | None:
+        """Take a launch out of the pending set (lock held)."""
+        found = self._pending.pop(task_id, None)
+        if found is None:
+            return None
+        if found[0].throttles:
+            self._throttled -= 1
+            self._held.discard(task_id)
+        return found[0]
+
+    def _publish(self) -> None:
+        """The gauges of pending launches (lock held): held ones wait for room, not offers."""
+        metrics.PENDING_LAUNCHES.set(len(self._pending) - len(self._held))
+        metrics.THROTTLED_LAUNCHES.set(len(self._held))
 
     def launch_failed(self, task_id: str, message: str) -> None:
         metrics.LAUNCH_ERRORS.inc()
@@ -191,6 +248,7 @@ class Launches:
             self._placements.remove(task_id)
             # TASK_UNREACHABLE keeps them: the task may come back.
             self._host_ports.pop(task_id, None)
+            self._uncount(task_id)
         elif placement is None and agent_id in self._agents:
             group = self._group_of(task_id)
             if group is not None:
@@ -211,13 +269,29 @@ class Launches:
                 continue
             offers.append(offer)
             self._agents[offer.agent_id] = (offer.hostname, offer.attributes)
+        source = self.throttle_source
+        judged = self._judge(source) if source is not None and self._throttled else None
         with self._lock:
-            requests = [needs for _, needs in self._pending.values()]
+            if judged is None:
+                requests = [needs for _, needs in self._pending.values()]
+                self._held.clear()
+            else:
+                # Throttled launches added since the gate looked wait for the next round.
+                admitted = set(judged.admitted)
+                requests = [needs for req, needs in self._pending.values()
+                            if not req.throttles or req.task_id in admitted]
+                self._held = {t for t in judged.held_ids if t in self._pending}
             constrained = {needs.group for needs in requests if needs.constraints}
             result = match(offers, requests, self._placements.of_groups(constrained),
                            default_role=default_role(self.config, self.extra_roles))
-            templates = {a.task_id: self._pending.pop(a.task_id)[0] for a in result.assignments}
-            metrics.PENDING_LAUNCHES.set(len(self._pending))
+            templates = {a.task_id: self._pending[a.task_id][0] for a in result.assignments}
+            for task_id in templates:
+                self._pop(task_id)
+            self._publish()
+        if judged is not None and source is not None:
+            self._report(source, judged)
+        elif self._reported and source is not None:
+            self._report(source, gate([], self._limits(source), {}))
         filters = {"refuse_seconds": self.config.accept_refuse_seconds}
         declined: list[dict[str, str]] = []
         for offer_id, assignments in result.by_offer.items():
@@ -237,6 +311,9 @@ class Launches:
             # Before the call: even when it seems to fail, the tasks may exist, and the
             # answers to the reconciliation below are their updates.
             self._host_ports.update((t, p) for t, p in ports.items() if p)
+            for info in infos:
+                task_id = info["task_id"]["value"]
+                self._count(task_id, templates[task_id].throttles)
             if not infos:
                 declined.append({"value": offer_id})
                 continue
@@ -274,6 +351,93 @@ class Launches:
                 "offer_ids": declined,
                 "filters": {"refuse_seconds": self.config.refuse_seconds},
             }})
+
+    # --- throttles (the worker) -------------------------------------------------------------
+    def _waiting(self) -> list[Waiting]:
+        """The pending launches naming a throttle, in arrival order (lock held)."""
+        return [Waiting(req.task_id, needs.group, req.throttles)
+                for req, needs in self._pending.values() if req.throttles]
+
+    def _limits(self, source: ThrottleSource) -> Mapping[str, int]:
+        try:
+            return source.limits()
+        except Exception:
+            log.exception("cannot read the throttles' limits")
+            return {}
+
+    def _judge(self, source: ThrottleSource) -> Gate:
+        """The gate over the pending launches now. The waiting set is read before the usage:
+        a launch added in between has its intent in the usage but is not taken off it, which
+        errs on the safe side (the other order would take off intents not counted yet)."""
+        with self._lock:
+            waiting = self._waiting()
+        try:
+            limits = source.limits()
+            live = live_counts(source.usage(), waiting, self._counted_per)
+        except Exception:
+            # Fail closed: held launches wait, nothing is dropped; the next round asks again.
+            log.exception("cannot read the throttles' usage; holding throttled launches")
+            held: dict[str, list[str]] = {}
+            for w in waiting:
+                for t in dict.fromkeys(w.throttles):
+                    held.setdefault(t, []).append(w.task_id)
+            return Gate(admitted=(), held={t: tuple(ids) for t, ids in held.items()})
+        finally:
+            self._last_room_check = self._clock()
+        return gate(waiting, limits, live)
+
+    def _report(self, source: ThrottleSource, judged: Gate) -> None:
+        self._reported = any(judged.held.values())
+        try:
+            source.held(judged.held)
+        except Exception:
+            log.exception("cannot report held launches")
+
+    def _count(self, task_id: str, throttles: tuple[str, ...]) -> None:
+        if throttles and task_id not in self._counted:
+            names = tuple(dict.fromkeys(throttles))
+            self._counted[task_id] = names
+            self._counted_per.update(names)
+
+    def _uncount(self, task_id: str) -> None:
+        names = self._counted.pop(task_id, None)
+        if names is None:
+            return
+        self._counted_per.subtract(names)
+        if self._held:
+            # Room may be on its way (once the controller records the end): look often.
+            self._room_soon_until = self._clock() + ROOM_WINDOW_SECONDS
+
+    @property
+    def next_room_check(self) -> float:
+        """When `throttle_room` wants to be asked next (the adapter's clock); inf: never."""
+        if not (self._held or self._reported):
+            return float("inf")
+        soon = self._clock() < self._room_soon_until
+        return self._last_room_check + (ROOM_POLL_SECONDS if soon else self.config.tick_seconds)
+
+    def throttle_room(self) -> bool:
+        """Whether a launch the last round held back would be admitted now (then REVIVE: the
+        offers declined meanwhile are filtered). Also tells the source when nothing is held
+        any more without a round (the held launches were cancelled). Cheap when not due."""
+        if self._clock() < self.next_room_check:
+            return False
+        self._last_room_check = self._clock()
+        source = self.throttle_source
+        with self._lock:
+            held = set(self._held)
+        if source is None:
+            self._reported = False
+            return bool(held)  # the gate is gone: everything may go
+        if not held:
+            if self._reported:
+                self._report(source, gate([], self._limits(source), {}))
+            return False
+        judged = self._judge(source)
+        if not held.isdisjoint(judged.admitted):
+            self._room_soon_until = float("-inf")
+            return True
+        return False
 
     def refresh_agents(self, min_interval: float = 0.0) -> None:
         """Learn every agent's hostname and attributes from the master's read endpoints

@@ -30,7 +30,10 @@ RECONCILIATIONS = Counter("docket_mesos_reconciliations_total",
 RECONNECTS = Counter("docket_mesos_reconnects_total",
                      "Event streams dropped and reopened by Docket, by reason.", ["reason"])
 PENDING_LAUNCHES = Gauge("docket_mesos_pending_launches",
-                         "Launches waiting for a fitting offer.")
+                         "Launches waiting for a fitting offer (not those a throttle holds).")
+THROTTLED_LAUNCHES = Gauge("docket_mesos_throttled_launches",
+                           "Launches a throttle holds back at the last offer round: they wait "
+                           "for room (a matching task to end), not for an offer.")
 UPDATES_PENDING = Gauge("docket_mesos_updates_pending",
                         "Events from Mesos (mostly status updates) waiting to be recorded.")
 ACKS_PENDING = Gauge("docket_mesos_acknowledgements_pending",

@@ -60,7 +60,8 @@ class ReviveSuppress:
         self._last_revive = float("-inf")
 
     def launched(self) -> None:
-        """New launches were asked for: they want offers."""
+        """New launches were asked for, or launches a throttle held got room: they want
+        offers (and the held ones' offers were declined with a filter a REVIVE clears)."""
         self._want_revive = True
 
     def decide(self, now: float, pending: int) -> Call | None:

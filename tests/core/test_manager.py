@@ -243,3 +243,47 @@ def test_admission_denies_before_planning_and_prepares_every_launch() -> None:
     finally:
         c.manager.stop()
         c.store.close()
+
+
+def _live(core: Core, prefix: str) -> list[str]:
+    return [t for t, state in list(core.mesos.tasks.items())
+            if t.startswith(prefix) and state in ("TASK_STAGING", "TASK_RUNNING")]
+
+
+def test_a_throttle_across_jobs_holds_counts_from_records_and_says_so(core: Core) -> None:
+    """Issue 16 on the core: a throttle of 2 over mail-* Jobs, counted from the records of
+    every Job (the manager's ThrottleSource), held launches reported back as the condition
+    Throttled on their Jobs; other Jobs run beside them; all complete as room appears."""
+    policy = {"apiVersion": "docket.dev/v1", "kind": "Policy", "spec": {"throttles": [
+        {"name": "mail", "match": {"kinds": ["Job"], "name": "mail-.*"}, "maxRunning": 2}]}}
+    core.store.put_raw(f"{core.store.keys.prefix}/policy", json.dumps(policy).encode())
+    wait_for(lambda: core.manager.policy.throttle_limits() == {"mail": 2}, 10,
+             lambda: "policy never read")
+    for name in ("mail-a", "mail-b", "other"):
+        core.put("jobs", "Job", name, {"completions": 2, "parallelism": 2,
+                                       "template": template("true")})
+    wait_for(lambda: len(_live(core, "job.default.other.")) == 2, 10,
+             lambda: f"{core.mesos.tasks}")
+    wait_for(lambda: len(_live(core, "job.default.mail-")) == 2, 10,
+             lambda: f"{core.mesos.tasks} {core.mesos.pending} {core.mesos.held} "
+                     f"{core.manager.throttles.usage()}")
+    held = wait_for(lambda: [n for n in ("mail-a", "mail-b")
+                             if (s := core.status("jobs", n)) is not None and any(
+                                 c.type == "Throttled" for c in s.conditions)], 10,
+                    lambda: f"{core.status('jobs', 'mail-b')}")
+    assert core.manager.throttles.usage() == {"mail": 4}  # 2 live + 2 intents waiting
+    cond = next(c for c in core.status("jobs", held[0]).conditions if c.type == "Throttled")
+    assert cond.reason == "ThrottleLimit" and "mail" in cond.message
+    first = _live(core, "job.default.mail-")
+    for task_id in first:  # two end: the two held ones start, never more than two
+        core.mesos.finish(task_id)
+    wait_for(lambda: len(set(_live(core, "job.default.mail-")) - set(first)) == 2, 10,
+             lambda: f"{core.mesos.tasks}")
+    for task_id in _live(core, "job.default.mail-"):
+        core.mesos.finish(task_id)
+    for name in ("mail-a", "mail-b"):
+        status = wait_for(lambda name=name: (s := core.status("jobs", name))
+                          and s.phase == "Succeeded" and s, 10,
+                          lambda name=name: f"{core.status('jobs', name)}")
+        assert all(c.type != "Throttled" for c in status.conditions)
+    assert len([t for t in core.mesos.launched if t.startswith("job.default.mail-")]) == 4

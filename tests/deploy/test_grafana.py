@@ -85,7 +85,8 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
 def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows == ["Controller health", "Reconciliation", "Workqueue", "Tasks",
-                    "Mesos offers", "etcd", "Objects", "CronJobs", "Queues", "Services"]
+                    "Mesos offers", "etcd", "Objects", "CronJobs", "Queues", "Services",
+                    "Throttles"]
     used = set().union(*(reads(expr).metrics for _, expr, _ in queries(dashboard)))
     for series in ("up", "docket_leader", "docket_mesos_connected", "probe_success",
                    "docket_reconcile_total", "docket_reconcile_duration_seconds_bucket",
@@ -106,7 +107,8 @@ def test_rows_cover_every_area(dashboard: dict[str, Any]) -> None:
                    "docket_queue_batch_duration_seconds_bucket", "docket_queue_source_up",
                    "docket_service_instances", "docket_service_rollouts_total",
                    "docket_service_health_check_failures_total",
-                   "docket_service_restarts_total"):
+                   "docket_service_restarts_total", "docket_throttle_running",
+                   "docket_throttle_limit", "docket_throttle_waiting"):
         assert series in used, f"no panel shows {series}"
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from controller import queue_metrics
 from controller.api import QueueStatus
-from controller.metrics import MetricsServer
+from controller.metrics import MetricsServer, set_throttle_limits
 from controller.store.etcd_server import free_port
 from tests.deploy.test_grafana import DASHBOARD, queries
 
@@ -69,6 +69,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     # One Queue seen, so that its labelled series exist (a Queue's appear once one is seen).
     queue_metrics.observe_status("default", "live-test", None,
                                  QueueStatus(uid=1, pending=3, in_flight=1))
+    set_throttle_limits({"live-test": 10})  # a throttle's series exist once the policy has one
     docket = MetricsServer("127.0.0.1:0")
     docket.start()
     workdir = tmp_path_factory.mktemp("prometheus")
@@ -108,6 +109,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         log.close()
         docket.stop()
         queue_metrics.forget("default", "live-test")
+        set_throttle_limits({})
         if proc.returncode not in (0, -15):
             print((workdir / "prometheus.log").read_text()[-3000:])
 

@@ -6,11 +6,18 @@ Updates carry uuids and are remembered until acknowledged, like Mesos, so a test
 that the controller acknowledges only what it recorded (`unacknowledged`). Like the real
 adapter, a placed task gets host ports (consecutive, from 31000) that its updates carry until
 it ends, and `update(..., healthy=...)` sends a health result as Mesos' executors do.
+
+Throttles (`set_throttle_source`): `place()` applies the same gate as the adapter's offer
+rounds (controller.mesos.throttle) to the launches it is asked to place, tells the source what
+it holds, and leaves held launches pending. With `auto_run`, held launches are tried again
+whenever the controller reads `events` (as the adapter's ticks look for room), so they start
+once the ends that make room are recorded.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,8 +31,11 @@ from controller.mesos.backend import (
     Subscribed,
     TaskLaunched,
     TaskUpdate,
+    ThrottleSource,
+    docket_group,
 )
 from controller.mesos.taskinfo import port_count
+from controller.mesos.throttle import Waiting, gate, live_counts
 
 
 class FakeMesos:
@@ -45,10 +55,16 @@ class FakeMesos:
         self.host_ports: dict[str, tuple[int, ...]] = {}  # task id -> ports, while it runs
         self._next_port = 31000
         self._connected = False
+        self.throttle_source: ThrottleSource | None = None
+        self.held: dict[str, tuple[str, ...]] = {}  # throttle -> held task ids, last place()
+        # The controller's threads launch while its pump reads `events` (which may place).
+        self._lock = threading.RLock()
 
     # --- MesosBackend ----------------------------------------------------------------------
     @property
     def events(self) -> queue.Queue[MesosEvent]:
+        if self.auto_run and any(self.held.values()):
+            self.place()  # the adapter's ticks: held launches may have room now
         return self._events
 
     @property
@@ -69,14 +85,19 @@ class FakeMesos:
             self._events.put(Disconnected("stopped"))
 
     def launch(self, requests: Iterable[LaunchRequest]) -> None:
-        for req in requests:
-            if req.task_id not in self.pending and req.task_id not in self.tasks:
-                self.pending[req.task_id] = req
-        if self.auto_run:
-            self.place()
+        with self._lock:
+            for req in requests:
+                if req.task_id not in self.pending and req.task_id not in self.tasks:
+                    self.pending[req.task_id] = req
+            if self.auto_run:
+                self.place()
 
     def cancel(self, task_id: str) -> bool:
-        return self.pending.pop(task_id, None) is not None
+        with self._lock:
+            return self.pending.pop(task_id, None) is not None
+
+    def set_throttle_source(self, source: ThrottleSource | None) -> None:
+        self.throttle_source = source
 
     def kill(self, task_id: str, agent_id: str | None = None,
              grace_seconds: float | None = None) -> None:
@@ -97,11 +118,40 @@ class FakeMesos:
     def acknowledge(self, update: TaskUpdate) -> None:
         if update.uuid:
             self.unacknowledged.pop(update.uuid, None)
+        # An update is acknowledged once recorded: a task's end is in the records now, so a
+        # throttle may have room (the adapter notices on its ticks; the fake has none).
+        if self.auto_run and any(self.held.values()):
+            self.place()
 
     # --- test controls ---------------------------------------------------------------------
     def place(self, task_ids: Iterable[str] | None = None, state: str = "TASK_RUNNING") -> None:
-        """Launch pending tasks (all, or these) and move them to `state`."""
-        for task_id in list(task_ids if task_ids is not None else self.pending):
+        """Launch pending tasks (all, or these, as far as the throttles let) and move them to
+        `state`."""
+        with self._lock:
+            self._place(list(task_ids if task_ids is not None else self.pending), state)
+
+    def _admitted(self, task_ids: list[str]) -> list[str]:
+        """Those of `task_ids` the throttle gate lets go now, as an offer round would."""
+        source = self.throttle_source
+        waiting = [Waiting(r.task_id, r.group or docket_group(r.task_id) or r.task_id,
+                           r.throttles)
+                   for r in self.pending.values() if r.throttles]
+        if source is None or not waiting:
+            if self.held and source is not None:
+                source.held({t: () for t in self.held})
+            self.held = {}
+            return task_ids
+        wanted = set(task_ids)
+        judged = gate([w for w in waiting if w.task_id in wanted], source.limits(),
+                      live_counts(source.usage(), waiting))
+        self.held = judged.held
+        source.held(judged.held)
+        ok = set(judged.admitted)
+        return [t for t in task_ids
+                if t in self.pending and (not self.pending[t].throttles or t in ok)]
+
+    def _place(self, task_ids: list[str], state: str) -> None:
+        for task_id in self._admitted(task_ids):
             req = self.pending.pop(task_id, None)
             if req is None:
                 continue

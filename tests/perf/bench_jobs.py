@@ -1,6 +1,6 @@
 """Benchmark (run by hand): N one-off Jobs through the whole of Docket.
 
-    .venv/bin/python tests/perf/bench_jobs.py [--jobs 10000] [--agents 100]
+    .venv/bin/python tests/perf/bench_jobs.py [--jobs 10000] [--agents 100] [--throttle N]
 
 A real etcd (temporary data dir), the embedded Mesos with simulated agents in its own process
 (`docket local-mesos --simulate`) and the controller in its own process (`docket run`), as in
@@ -21,6 +21,14 @@ threads) and watches their status keys. Printed as JSON:
                               Put requests, as etcdctl makes them; the controller's are Txn)
   cpu_ms_per_task             CPU time (user + system) each process spent over the Jobs run,
                               per task: where the machine's two cores go
+
+With `--throttle N` a policy (`<prefix>/policy`) puts every Job under one throttle of N live
+tasks (issue 16), so the offer rounds run the throttle gate over the whole backlog: compare
+cpu_ms_per_task.controller and the rate with a run without it (the rate is then bounded by
+N / task duration, so give N well above what the run reaches to see the check's cost alone,
+or a small N to see it hold). Printed beside the rest:
+  peak_running                the most tasks live at once, from the execution records'
+                              TASK_RUNNING and end times (Mesos' clock): at most N when throttled
 """
 
 from __future__ import annotations
@@ -56,6 +64,15 @@ def job_doc(name: str, duration: float) -> bytes:
         "metadata": {"name": name, "namespace": "bench"},
         "spec": {"template": {"command": "true", "resources": {"cpus": 0.1, "mem": 16},
                               "env": {"DOCKET_SIM_DURATION": str(duration)}}},
+    }).encode()
+
+
+def throttle_policy(limit: int) -> bytes:
+    """A policy with one throttle over every Job (the shape of controller/api/policy.py)."""
+    return json.dumps({
+        "apiVersion": "docket.dev/v1", "kind": "Policy",
+        "spec": {"throttles": [{"name": "all", "match": {"kinds": ["Job"]},
+                                "maxRunning": limit}]},
     }).encode()
 
 
@@ -199,6 +216,8 @@ def main() -> None:
                         help="the controller's (its log is in the temporary dir: --keep)")
     parser.add_argument("--timeline", action="store_true",
                         help="print the controller's queues every half second to stderr")
+    parser.add_argument("--throttle", type=int, default=None, metavar="N",
+                        help="put every Job under one throttle of N live tasks (issue 16)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary dir (etcd data, controller log) afterwards")
     args = parser.parse_args()
@@ -206,7 +225,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="docket-bench-"))
     etcd = EtcdServer(data_dir=tmp / "etcd")
     etcd.start()
-    out: dict[str, Any] = {"benchmark": "jobs", "jobs": args.jobs, "agents": args.agents}
+    out: dict[str, Any] = {"benchmark": "jobs", "jobs": args.jobs, "agents": args.agents,
+                           "throttle": args.throttle}
     controller: subprocess.Popen[bytes] | None = None
     lm = None
     store: Store | None = None
@@ -226,6 +246,9 @@ def main() -> None:
                           "mesos_launch_tasks_per_second":
                               round(raw["tasks"] / (raw["launch_seconds"] or 1e-9), 1)}
 
+        if args.throttle is not None:
+            # Before the controller starts: no plan is ever made without it.
+            store.put_raw(f"{store.keys.prefix}/policy", throttle_policy(args.throttle))
         lm = RemoteMesos(args.agents)
         metrics_port = free_port()
         env = {**os.environ, "DOCKET_ETCD_ENDPOINTS": etcd.endpoint,
@@ -315,15 +338,18 @@ def main() -> None:
                                           "status_written_to_seen": []}
         statuses = store.list_statuses("jobs")  # one paged read, not a get per Job
 
+        spans: list[tuple[float, int]] = []
         for name in names:
             for e in store.list_executions("jobs", "bench", name):
                 rec = e.record
+                if rec.started_at is not None and rec.finished_at is not None:
+                    spans += [(rec.started_at.timestamp(), 1), (rec.finished_at.timestamp(), -1)]
                 if rec.started_at is not None:
                     latencies.append(rec.started_at.timestamp() - put_wall[name])
                 status = statuses.get(("bench", name))
                 completed = getattr(status.status, "completion_time", None) if status else None
                 if (rec.started_at is None or rec.finished_at is None or completed is None
-                        or name not in succeeded):
+                        or rec.submitted_at is None or name not in succeeded):
                     continue
                 seen_wall = put_wall[name] + (succeeded[name] - put_at[name])
                 marks = [put_wall[name], rec.submitted_at.timestamp(),
@@ -332,12 +358,18 @@ def main() -> None:
                 for stage, (a, b) in zip(stages, itertools.pairwise(marks),
                                          strict=True):
                     stages[stage].append(b - a)
+        # Ends before starts at the same instant: a task ending as another starts is not two.
+        live = peak = 0
+        for _, step in sorted(spans):
+            live += step
+            peak = max(peak, live)
         elapsed = last - first_put
         rate = args.jobs / elapsed
         written = etcd_after.pop("keys_written") - etcd_before.pop("keys_written") - args.jobs
         out.update({
             "phases": phases,
             "seconds": round(elapsed, 3),
+            "peak_running": peak,
             "put_seconds": round(puts_done - first_put, 3),
             "tasks_per_second": round(rate, 1),
             "latency_running_p50": round(percentile(latencies, 0.5), 4),

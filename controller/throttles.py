@@ -1,0 +1,104 @@
+"""The throttles' view of the cluster, for the offer matcher (issue 16; docs/architecture.md
+§10): how many live tasks count against each throttle, from the recorded executions of every
+kind, and which objects have launches held back by one.
+
+Why from the records and not from the adapter's memory: a throttle must hold across a
+controller restart, and the records are the one account that survives it. A task counts from
+its intent (LAUNCHING, written before the launch) until its record ends; the adapter subtracts
+the launches still waiting in its own pending set, which are LAUNCHING too. Objects whose
+spec is gone count by kind, namespace and name only (their labels are unknown): their tasks
+are being killed and still take room until they end.
+
+`held` is told after each round of offers which waiting tasks each throttle holds back; an
+object whose held state changes is planned again, and its planner writes (or clears) the
+condition `Throttled` naming the throttle (`PlanRequest.throttled`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from controller.mesos.backend import TERMINAL_STATES
+from controller.reconcile.taskid import parse_task_id
+
+if TYPE_CHECKING:
+    from controller.kindcontroller import KindController
+
+Owner = tuple[str, str, str]
+"""(kind, namespace, name) of an object."""
+
+
+def holds_room(state: str) -> bool:
+    """Whether a record in this state counts against its throttles: from its intent until it
+    ends. TASK_UNKNOWN is an intent Mesos never saw (written off as NeverLaunched) or a task it
+    has forgotten: it runs nowhere. An unreachable task may still run, so it counts."""
+    return state not in TERMINAL_STATES and state != "TASK_UNKNOWN"
+
+
+class ThrottlePolicy(Protocol):
+    def throttle_limits(self) -> dict[str, int]: ...
+
+    def throttles_of(self, kind: str, namespace: str, name: str, obj: Any
+                     ) -> tuple[str, ...]: ...
+
+
+class Throttles:
+    """The Manager's `ThrottleSource` (controller/mesos/backend.py)."""
+
+    def __init__(self, policy: ThrottlePolicy, controllers: Mapping[str, KindController],
+                 wake: Callable[[Owner], None]) -> None:
+        self._policy = policy
+        self._controllers = controllers
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._held: dict[Owner, str] = {}
+
+    # --- ThrottleSource ----------------------------------------------------------------------
+    def limits(self) -> Mapping[str, int]:
+        return self._policy.throttle_limits()
+
+    def usage(self) -> Mapping[str, int]:
+        if not self._policy.throttle_limits():
+            return {}
+        counts: dict[str, int] = {}
+        for owner, obj, live in self._live_by_owner():
+            if not live:
+                continue
+            for throttle in self._policy.throttles_of(*owner, obj):
+                counts[throttle] = counts.get(throttle, 0) + live
+        return counts
+
+    def held(self, waiting: Mapping[str, tuple[str, ...]]) -> None:
+        now: dict[Owner, str] = {}
+        for throttle in sorted(waiting):
+            for task_id in waiting[throttle]:
+                parts = parse_task_id(task_id)
+                if parts is not None:
+                    o = parts.owner
+                    now.setdefault((o.kind, o.namespace, o.name), throttle)
+        with self._lock:
+            before, self._held = self._held, now
+        for owner in set(before) | set(now):
+            if before.get(owner) != now.get(owner):
+                self._wake(owner)
+
+    # --- for the planners --------------------------------------------------------------------
+    def throttled(self, kind: str, namespace: str, name: str) -> str | None:
+        """The throttle holding back some of the object's launches, or None."""
+        with self._lock:
+            return self._held.get((kind, namespace, name))
+
+    # --- the records -------------------------------------------------------------------------
+    def _live_by_owner(self) -> Iterator[tuple[Owner, Any, int]]:
+        for kind, controller in self._controllers.items():
+            objects = {(c.namespace, c.name): c for c in controller.informer.list()}
+            owners = set(objects) | set(controller.records.owners())
+            for namespace, name in owners:
+                records = controller.records.get(namespace, name)
+                live = sum(1 for rec, _ in records.executions.values()
+                           if holds_room(rec.state))
+                cached = objects.get((namespace, name))
+                obj = getattr(cached, "object", None) if cached is not None else None
+                yield (kind, namespace, name), obj, live
