@@ -384,7 +384,9 @@ class Launches:
             return Gate(admitted=(), held={t: tuple(ids) for t, ids in held.items()})
         finally:
             self._last_room_check = self._clock()
-        return gate(waiting, limits, live)
+        running = Counter(group for tid in list(self._counted)
+                          if (group := self._group_of(tid)) is not None)
+        return gate(waiting, limits, live, running)
 
     def _report(self, source: ThrottleSource, judged: Gate) -> None:
         self._reported = any(judged.held.values())

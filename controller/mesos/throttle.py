@@ -19,9 +19,13 @@ The rules:
   throttle it names has room, and then takes one unit of each: everything admitted in one
   round counts at once, whether or not the matcher then finds an offer for it (it may not:
   it stays pending, and the next round judges it again).
-- Order: the first waiting launch of each object before the second of any (round robin across
-  objects, objects ordered by their oldest waiting launch), oldest first within that. So one
-  object with a thousand waiting tasks does not keep another's first task waiting.
+- Order: fair between objects, oldest first. An object's k-th waiting launch ranks as its
+  running tasks (those this process launched and has not seen end) + k; lower ranks first,
+  the oldest first among equal ranks. So one object with a thousand waiting tasks keeps no
+  other's first task waiting — neither within a round nor, once it has tasks running, from
+  round to round (room for one at a time goes to the object running fewest). The running
+  counts are this process's: after a restart they start from nothing, which only makes the
+  order plain oldest-first for a while; the limit itself never depends on them.
 - A launch held back is listed under each of its throttles that had no room when its turn
   came; a younger launch may still be admitted past it when its own throttles have room.
 """
@@ -71,9 +75,11 @@ def live_counts(usage: Mapping[str, int], waiting: Iterable[Waiting],
     return {t: max(0, n) for t, n in counts.items()}
 
 
-def fair_order(waiting: Sequence[Waiting]) -> list[Waiting]:
-    """Round robin across owners by their oldest waiting launch, oldest first within one."""
-    rank: dict[str, int] = {}
+def fair_order(waiting: Sequence[Waiting],
+               running: Mapping[str, int] | None = None) -> list[Waiting]:
+    """Fair between owners, oldest first (module docstring): the k-th waiting launch of an
+    owner ranks as its running tasks + k."""
+    rank: dict[str, int] = dict(running or {})
     keyed = []
     for index, w in enumerate(waiting):
         r = rank.get(w.owner, 0)
@@ -84,12 +90,13 @@ def fair_order(waiting: Sequence[Waiting]) -> list[Waiting]:
 
 
 def gate(waiting: Sequence[Waiting], limits: Mapping[str, int],
-         live: Mapping[str, int]) -> Gate:
-    """Which of `waiting` (in arrival order) may be offered now; see the module docstring."""
+         live: Mapping[str, int], running: Mapping[str, int] | None = None) -> Gate:
+    """Which of `waiting` (in arrival order) may be offered now; `running`: tasks each owner
+    has running (the fair order's); see the module docstring."""
     room = {t: max(0, limit - live.get(t, 0)) for t, limit in limits.items()}
     held: dict[str, list[str]] = {t: [] for t in limits}
     admitted: set[str] = set()
-    for w in fair_order(waiting):
+    for w in fair_order(waiting, running):
         names = [t for t in dict.fromkeys(w.throttles) if t in room]
         full = [t for t in names if room[t] <= 0]
         if full:

@@ -244,3 +244,13 @@ def test_no_waiting_launch_starves(limits: dict[str, int],
         if not world.waiting:
             break
     assert not world.waiting, "a launch still waits after a task ended before every round"
+
+
+def test_room_for_one_goes_to_the_object_running_fewest_not_the_oldest_backlog() -> None:
+    """Across rounds: an object whose backlog came first and already runs tasks does not keep
+    a later object's first task waiting (without `running`, plain oldest-first would)."""
+    waiting = [Waiting("a-4", "a", ("mail",)), Waiting("a-5", "a", ("mail",)),
+               Waiting("b-0", "b", ("mail",))]
+    assert gate(waiting, {"mail": 4}, {"mail": 3}).admitted == ("a-4",)
+    assert gate(waiting, {"mail": 4}, {"mail": 3}, {"a": 3}).admitted == ("b-0",)
+    assert [w.task_id for w in fair_order(waiting, {"a": 1})] == ["b-0", "a-4", "a-5"]
