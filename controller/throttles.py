@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from controller import metrics
 from controller.mesos.backend import TERMINAL_STATES
 from controller.reconcile.taskid import parse_task_id
 
@@ -54,6 +55,7 @@ class Throttles:
         self._wake = wake
         self._lock = threading.Lock()
         self._held: dict[Owner, str] = {}
+        self._last_usage: dict[str, int] = {}
 
     # --- ThrottleSource ----------------------------------------------------------------------
     def limits(self) -> Mapping[str, int]:
@@ -68,6 +70,8 @@ class Throttles:
                 continue
             for throttle in self._policy.throttles_of(*owner, obj):
                 counts[throttle] = counts.get(throttle, 0) + live
+        with self._lock:
+            self._last_usage = counts
         return counts
 
     def held(self, waiting: Mapping[str, tuple[str, ...]]) -> None:
@@ -80,9 +84,20 @@ class Throttles:
                     now.setdefault((o.kind, o.namespace, o.name), throttle)
         with self._lock:
             before, self._held = self._held, now
+            usage = dict(self._last_usage)
+        self._publish(usage, waiting)
         for owner in set(before) | set(now):
             if before.get(owner) != now.get(owner):
                 self._wake(owner)
+
+    def _publish(self, usage: Mapping[str, int], waiting: Mapping[str, tuple[str, ...]]
+                 ) -> None:
+        """The gauges, for the throttles in force only (a removed one's series stay gone):
+        waiting = held back this round; running = counted from the records less those."""
+        for throttle in self._policy.throttle_limits():
+            held = len(waiting.get(throttle, ()))
+            metrics.THROTTLE_WAITING.labels(throttle).set(held)
+            metrics.THROTTLE_RUNNING.labels(throttle).set(max(0, usage.get(throttle, 0) - held))
 
     # --- for the planners --------------------------------------------------------------------
     def throttled(self, kind: str, namespace: str, name: str) -> str | None:

@@ -272,6 +272,12 @@ def test_a_throttle_across_jobs_holds_counts_from_records_and_says_so(core: Core
                                  c.type == "Throttled" for c in s.conditions)], 10,
                     lambda: f"{core.status('jobs', 'mail-b')}")
     assert core.manager.throttles.usage() == {"mail": 4}  # 2 live + 2 intents waiting
+    from prometheus_client import REGISTRY
+
+    gauges = wait_for(lambda: (g := tuple(REGISTRY.get_sample_value(
+        f"docket_throttle_{n}", {"throttle": "mail"}) for n in ("running", "waiting", "limit"))
+        ) == (2, 2, 2) and g, 10, lambda: "gauges never showed 2 running, 2 waiting")
+    assert gauges == (2, 2, 2)
     cond = next(c for c in core.status("jobs", held[0]).conditions if c.type == "Throttled")
     assert cond.reason == "ThrottleLimit" and "mail" in cond.message
     first = _live(core, "job.default.mail-")
