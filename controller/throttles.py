@@ -7,7 +7,10 @@ controller restart, and the records are the one account that survives it. A task
 its intent (LAUNCHING, written before the launch) until its record ends; the adapter subtracts
 the launches still waiting in its own pending set, which are LAUNCHING too. Objects whose
 spec is gone count by kind, namespace and name only (their labels are unknown): their tasks
-are being killed and still take room until they end.
+are being killed and still take room until they end. An owner whose cached records were just
+invalidated (a stale plan) is missing until it is read again, at its next plan, moments
+later; the matcher's floor — the tasks this process launched and has not seen end — covers
+its tasks meanwhile.
 
 `held` is told after each round of offers which waiting tasks each throttle holds back; an
 object whose held state changes is planned again, and its planner writes (or clears) the
@@ -107,13 +110,11 @@ class Throttles:
 
     # --- the records -------------------------------------------------------------------------
     def _live_by_owner(self) -> Iterator[tuple[Owner, Any, int]]:
+        """Owners with records that hold room, each with its object (None when its spec is
+        gone) and how many. From the record caches in one pass each: this runs at every
+        round of offers while launches wait on a throttle."""
         for kind, controller in self._controllers.items():
-            objects = {(c.namespace, c.name): c for c in controller.informer.list()}
-            owners = set(objects) | set(controller.records.owners())
-            for namespace, name in owners:
-                records = controller.records.get(namespace, name)
-                live = sum(1 for rec, _ in records.executions.values()
-                           if holds_room(rec.state))
-                cached = objects.get((namespace, name))
-                obj = getattr(cached, "object", None) if cached is not None else None
-                yield (kind, namespace, name), obj, live
+            live = controller.records.count_by_owner(lambda rec: holds_room(rec.state))
+            for (namespace, name), n in live.items():
+                cached = controller.informer.get(namespace, name)
+                yield (kind, namespace, name), getattr(cached, "object", None), n
