@@ -28,6 +28,7 @@ from controller.executor import Executor, NotLeader, Snapshot, fenced_commit
 from controller.kindcontroller import KindController
 from controller.mesos.backend import LaunchRequest, MesosBackend
 from controller.policy import PolicyCache
+from controller.policy_status import PolicyStatusWriter
 from controller.pump import TaskEventPump
 from controller.records import RecordCache
 from controller.registry import KINDS, KindDef
@@ -134,6 +135,7 @@ class Manager:
         # Admission sources, in the order they are asked (each module adds its own line here).
         self.policy = PolicyCache(store, on_change=self.wake_all, roles_to=self.backend,
                                   objects=self._object)
+        self.policy.on_state = PolicyStatusWriter(store, fence, clock.utcnow)
         self.add_admission(self.policy)
         self.add_admission(SecretCache(store, on_change=self.wake_namespace))
         # Throttles across objects (issue 16): judged by the offer matcher, counted from the

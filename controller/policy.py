@@ -299,6 +299,10 @@ class PolicyCache:
         self.objects: ObjectLookup | None = objects
         self.key = f"{store.keys.prefix}/{POLICY_KEY}"
         self._on_change = on_change
+        # Told what the cache holds after every apply that changed it (and the first): the
+        # policy's status (controller/policy_status.py).
+        self.on_state: Callable[[PolicyState], None] | None = None
+        self._told = False
         self._set_roles: Callable[[Iterable[str]], None] | None = getattr(
             roles_to, "set_roles", None)
         self._max_backoff = max_backoff
@@ -431,6 +435,12 @@ class PolicyCache:
                 self._on_change()
             except Exception:
                 log.exception("policy change callback failed")
+        if self.on_state is not None and (new != old or not self._told):
+            self._told = True
+            try:
+                self.on_state(new)
+            except Exception:
+                log.exception("policy state callback failed")
 
     def _read(self) -> int:
         """Read the key now; the revision to watch from."""

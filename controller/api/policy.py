@@ -55,6 +55,7 @@ from controller.api.base import (
     Number,
     ObjectMeta,
 )
+from controller.api.status import Condition
 from controller.api.template import Constraint, Network
 
 POLICY_KEY = "policy"
@@ -378,3 +379,17 @@ def decode_policy(data: bytes | str) -> Policy:
         problems = [Problem(p.path.removesuffix(".[key]"), p.message)
                     for p in problems_from_validation(exc, doc=doc)]
         raise ObjectInvalid(problems, kind="Policy") from None
+
+
+class PolicyStatus(DocketModel):
+    """What the controller holds of the policy, written by the leader to
+    `<prefix>/status/policy` whenever it changes (the policy has no other status: it is one
+    operator-owned document, not a kind)."""
+
+    observed_revision: int = Field(
+        default=0, description="mod_revision of the stored policy document last read (0: none).")
+    revision_in_force: int = Field(
+        default=0, description="mod_revision of the document in force (0: none, nothing is "
+        "denied). Behind observedRevision while the stored one is invalid.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Valid: True, or False naming every problem.")

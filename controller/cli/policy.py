@@ -93,6 +93,7 @@ def _show(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         key = f"{store.keys.prefix}/{POLICY_KEY}"
         found = store.get_raw(key)
+        held = store.get_raw(f"{store.keys.prefix}/status/policy")
     if found is None:
         print(f"no policy at {key}: every object is admitted, every task runs under the "
               "framework's role")
@@ -104,6 +105,7 @@ def _show(args: argparse.Namespace) -> int:
     policy, problems = judge(raw)
     print(f"KEY:       {key}")
     print(f"REVISION:  {mod_revision}")
+    print(f"IN FORCE:  {_in_force(held)}")
     if problems:
         print("VALID:     false — the controller keeps the last valid policy in force "
               "(none since it started: nothing is denied)")
@@ -122,6 +124,25 @@ def _show(args: argparse.Namespace) -> int:
             [p.name, p.match.text(), " ".join(",".join(c.model_dump()) for c in p.constraints)]
             for p in policy.spec.pools]))
     return 0
+
+
+def _in_force(held: tuple[bytes, int, int] | None) -> str:
+    """What the controller says it holds (its status of the policy), in one line."""
+    from controller.api.policy import PolicyStatus
+
+    if held is None:
+        return "unknown (no controller has written the policy's status yet)"
+    try:
+        status = PolicyStatus.model_validate_json(held[0])
+    except ValueError:
+        return "unknown (the policy's status does not decode)"
+    valid = next((c for c in status.conditions if c.type == "Valid"), None)
+    revision = (f"revision {status.revision_in_force}" if status.revision_in_force
+                else "no policy (nothing is denied)")
+    seen = f"as of revision {status.observed_revision}"
+    if valid is not None and valid.status == "False":
+        return f"{revision}, {seen}: the stored one was refused: {valid.message}"
+    return f"{revision}, {seen}"
 
 
 def _print_document(raw: bytes, fmt: str) -> None:
