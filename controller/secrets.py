@@ -233,11 +233,16 @@ class SecretCache:
 
     def _apply(self, response: Any) -> None:
         changed: set[str] = set()
+        # Events of one transaction or one DeleteRange share a revision: the filter is the
+        # revision reached before this response, and it moves once, after all of them.
+        with self._lock:
+            floor = self._next_revision
+        last = floor - 1
         for ev in response.events:
             mod = int(ev.mod_revision)
-            with self._lock:
-                if mod < self._next_revision:
-                    continue
+            if mod < floor:
+                continue
+            last = max(last, mod)
             try:
                 key = bytes(ev.key).decode()
             except UnicodeDecodeError:
@@ -252,7 +257,8 @@ class SecretCache:
                     else:
                         self._secrets[split] = entry
                     changed.add(split[0])
-                self._next_revision = mod + 1
+        with self._lock:
+            self._next_revision = max(self._next_revision, last + 1)
         self._notify(changed)
 
     def _split(self, key: str) -> tuple[str, str] | None:

@@ -91,6 +91,14 @@ __all__ = ["ACK_PIPELINE", "WEEK_SECONDS", "FrameworkIdStore", "MemoryFrameworkI
 log = structlog.get_logger("docket.mesos")
 
 
+def call_error(exc: BaseException) -> str:
+    """A failed call's error for the log: its first line only. pymesos puts the whole request
+    body after the status line ("Failed to send request 400: ...\\n{body}"), and an ACCEPT's
+    body carries its tasks' SECRET environment values (base64 is not a secret's protection)."""
+    first = str(exc).split("\n", 1)[0]
+    return first[:500]
+
+
 class MesosAdapter:
     """The real `MesosBackend`. `known_tasks` returns the (task id, agent id or None) of every
     task the controller believes exists; it is called on the adapter's thread at each
@@ -532,7 +540,7 @@ class MesosAdapter:
             driver._send(body)
             return True
         except Exception as exc:
-            log.warning("mesos call failed", call=what, error=str(exc))
+            log.warning("mesos call failed", call=what, error=call_error(exc))
             return False
 
     def _send_kill(self, task_id: str, agent_id: str | None, grace: float | None) -> None:

@@ -107,14 +107,16 @@ def test_a_throttle_and_a_pool_hold_across_objects_and_two_sigkills(
             wait_for(lambda: all((s := _status(store, f"mail-{n:02d}")) is not None
                                  and s.phase == "Succeeded" for n in range(JOBS)), 120,
                      lambda: f"{finished()} finished; log: " + log.read_text()[-3000:])
-        assert sampler.samples > 100 and sampler.peak == LIMIT, (sampler.peak, sampler.samples)
+        assert sampler.samples > 100 and sampler.peak <= LIMIT, (sampler.peak, sampler.samples)
 
         mail = [t for t in lm.tasks() if ".mail-" in t.task_id]
         assert len(mail) == JOBS * TASKS and all(t.state == "TASK_FINISHED" for t in mail)
         assert {t.agent_id for t in mail} == {email}  # the pool's agent only
         launched = [tid for _, _, tid, _ in lm.launches() if ".mail-" in tid]
         assert len(launched) == len(set(launched)) == JOBS * TASKS  # each launched once
-        assert _live_at_once(lm) <= LIMIT
+        # The throttle bound (it was not a queue of one) and held: at most 10 at once, from
+        # each launch's acceptance to the task's last status as the master recorded them.
+        assert LIMIT - 3 <= _live_at_once(lm) <= LIMIT, _live_at_once(lm)
         others = [t for t in lm.tasks() if ".other-" in t.task_id]
         assert len(others) == 12 and all(t.state == "TASK_FINISHED" for t in others)
     finally:

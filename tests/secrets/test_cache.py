@@ -165,3 +165,24 @@ def test_changes_wake_their_namespace(h: Harness) -> None:
     h.store.put_raw(h.store.keys.prefix + "/secrets/team/x/too-deep", b"{}")
     h.caught_up()
     assert h.changes == ["other", "team"]  # not a Secret's key
+
+
+def test_secrets_changed_in_one_transaction_are_all_applied(h: Harness) -> None:
+    """Regression: events of one revision (one transaction, one `etcdctl del --prefix`) were
+    filtered against the revision of the first of them, so all but one were skipped and a
+    revoked secret stayed usable."""
+    from controller.store import Delete, Put
+
+    started(h)
+    doc = {"apiVersion": "docket.dev/v1", "kind": "Secret", "stringData": {"k": "v"}}
+    h.store.commit([Put(h.store.keys.secret("team", n), json.dumps(doc).encode())
+                    for n in ("a", "b", "c")])
+    h.caught_up()
+    assert all(h.cache.check("Job", "team", "app", job({"X": {"valueFrom": {"secretKeyRef": {
+        "name": n, "key": "k"}}}})) is None for n in ("a", "b", "c"))
+    h.store.commit([Delete(h.store.keys.secret("team", n)) for n in ("a", "b", "c")])
+    h.caught_up()
+    for n in ("a", "b", "c"):
+        denial = h.cache.check("Job", "team", "app", job({"X": {"valueFrom": {
+            "secretKeyRef": {"name": n, "key": "k"}}}}))
+        assert denial is not None and denial.reason == SECRET_NOT_FOUND, (n, denial)
