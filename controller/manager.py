@@ -133,8 +133,8 @@ class Manager:
         for controller in self.controllers.values():
             controller.informer.add_handlers(self._child_handlers(controller.kind.plural))
         # Admission sources, in the order they are asked (each module adds its own line here).
-        self.policy = PolicyCache(store, on_change=self.wake_all, roles_to=self.backend,
-                                  objects=self._object)
+        self.policy = PolicyCache(store, on_change=self._policy_changed,
+                                  roles_to=self.backend, objects=self._object)
         self.policy.on_state = PolicyStatusWriter(store, fence, clock.utcnow)
         self.add_admission(self.policy)
         self.add_admission(SecretCache(store, on_change=self.wake_namespace))
@@ -219,6 +219,21 @@ class Manager:
         controller = self.controllers.get(owner[0])
         if controller is not None:
             controller.wake(owner[1], owner[2])
+
+    def _policy_changed(self) -> None:
+        """A new policy in force: launches still waiting for an offer were prepared under the
+        old one (their role, throttles, pool constraints) and may be denied now. They are
+        taken back — cancelled, then reconciled, so Mesos answers TASK_UNKNOWN and they are
+        written off as never launched (no failure) — and every object is planned again under
+        the new policy. A launch already accepted runs as it was launched."""
+        taken = [task_id for task_id in self.backend.pending_ids()
+                 if self.backend.cancel(task_id)]
+        if taken:
+            self.pump.dropped(taken)
+            self.backend.reconcile([(task_id, None) for task_id in taken])
+            log.info("launches waiting for an offer taken back for the new policy",
+                     launches=len(taken))
+        self.wake_all()
 
     def wake_all(self) -> None:
         """Plan every object of every kind again (the policy changed)."""

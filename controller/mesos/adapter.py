@@ -195,6 +195,9 @@ class MesosAdapter:
     def cancel(self, task_id: str) -> bool:
         return self._launches.cancel(task_id)
 
+    def pending_ids(self) -> list[str]:
+        return self._launches.pending_ids()
+
     def set_throttle_source(self, source: ThrottleSource | None) -> None:
         """Where the policy's throttles come from (any thread; None: no throttles)."""
         self._launches.throttle_source = source

@@ -183,6 +183,10 @@ class MesosBackend(Protocol):
     @property
     def pending_count(self) -> int: ...
 
+    def pending_ids(self) -> list[str]:
+        """The launches handed over and still waiting for an offer."""
+        ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None:

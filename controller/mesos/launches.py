@@ -194,6 +194,10 @@ class Launches:
                 roles.add(role)
         return sorted(roles)
 
+    def pending_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
     def cancel(self, task_id: str) -> bool:
         with self._lock:
             found = self._pop(task_id) is not None

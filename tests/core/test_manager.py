@@ -293,3 +293,30 @@ def test_a_throttle_across_jobs_holds_counts_from_records_and_says_so(core: Core
                           lambda name=name: f"{core.status('jobs', name)}")
         assert all(c.type != "Throttled" for c in status.conditions)
     assert len([t for t in core.mesos.launched if t.startswith("job.default.mail-")]) == 4
+
+
+def test_a_policy_change_takes_back_launches_still_waiting_for_an_offer() -> None:
+    """Launches waiting for an offer were prepared under the old policy: when it changes
+    they are cancelled and written off as never launched (no failure), and their objects are
+    planned under the new one — a now-denied Job launches nothing, nothing is lost."""
+    c = Core()
+    c.mesos.auto_run = False  # launches wait, as for an offer
+    c.manager.start()
+    try:
+        c.put("jobs", "Job", "waits", {"completions": 2, "parallelism": 2,
+                                       "template": template("true")})
+        wait_for(lambda: len(c.mesos.pending) == 2, 10, lambda: f"{c.mesos.pending}")
+        policy = {"apiVersion": "docket.dev/v1", "kind": "Policy", "spec": {"default": {
+            "maxTaskResources": {"cpus": 0.01}}}}
+        c.store.put_raw(f"{c.store.keys.prefix}/policy", json.dumps(policy).encode())
+        status = wait_for(lambda: (s := c.status("jobs", "waits")) and s.phase == "Invalid"
+                          and s, 10, lambda: f"{c.status('jobs', 'waits')} {c.mesos.pending}")
+        assert c.mesos.pending == {} and c.mesos.launched == []
+        assert status.conditions[-1].reason == "PolicyDenied"
+        assert (status.failed, status.system_failures) == (0, 0)  # written off, not failed
+        records = c.store.list_executions("jobs", "default", "waits")
+        assert sorted(r.record.state for r in records) == ["TASK_UNKNOWN", "TASK_UNKNOWN"]
+        assert {r.record.kill_reason for r in records} == {"NeverLaunched"}
+    finally:
+        c.manager.stop()
+        c.store.close()

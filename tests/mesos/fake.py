@@ -92,6 +92,9 @@ class FakeMesos:
             if self.auto_run:
                 self.place()
 
+    def pending_ids(self) -> list[str]:
+        return list(self.pending)
+
     def cancel(self, task_id: str) -> bool:
         with self._lock:
             return self.pending.pop(task_id, None) is not None
@@ -110,9 +113,11 @@ class FakeMesos:
             self._emit(task_id, "TASK_LOST", reason="REASON_RECONCILIATION", with_uuid=False)
 
     def reconcile(self, known: Iterable[tuple[str, str | None]]) -> None:
-        ids = [t for t, _ in known] or list(self.tasks)
-        for task_id in ids:
-            state = self.tasks.get(task_id, "TASK_GONE")
+        asked = list(known) or [(t, self.agent_id) for t in self.tasks]
+        for task_id, agent_id in asked:
+            # As Mesos 1.11 answers a partition-aware framework: a task it does not know is
+            # TASK_GONE on a named, registered agent, TASK_UNKNOWN when no agent is named.
+            state = self.tasks.get(task_id, "TASK_GONE" if agent_id else "TASK_UNKNOWN")
             self._emit(task_id, state, reason="REASON_RECONCILIATION", with_uuid=False)
 
     def acknowledge(self, update: TaskUpdate) -> None:
