@@ -343,10 +343,25 @@ class Executor:
         return prep
 
     def _launch(self, launches: Sequence[Launch]) -> None:
-        if launches:
-            self.backend.launch(self._prepared(LaunchRequest(
-                task_id=a.task_id, template=a.template, extra_env=a.env,
-                health_check=a.health_check)) for a in launches)
+        ready: list[LaunchRequest] = []
+        failed: list[str] = []
+        for a in launches:
+            try:
+                ready.append(self._prepared(LaunchRequest(
+                    task_id=a.task_id, template=a.template, extra_env=a.env,
+                    health_check=a.health_check)))
+            except Exception:
+                log.exception("cannot prepare a launch; it is written off as never launched",
+                              task_id=a.task_id)
+                failed.append(a.task_id)
+        if ready:
+            self.backend.launch(ready)
+        if failed:
+            # Its intent is committed: Mesos answers TASK_UNKNOWN for it, the record is
+            # written off (no failure) and the object plans it again.
+            if self._on_launch_dropped is not None:
+                self._on_launch_dropped(failed)
+            self.backend.reconcile([(task_id, None) for task_id in failed])
 
     def _prepared(self, request: LaunchRequest) -> LaunchRequest:
         for prepare in self._prepare_launch:

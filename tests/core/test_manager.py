@@ -320,3 +320,32 @@ def test_a_policy_change_takes_back_launches_still_waiting_for_an_offer() -> Non
     finally:
         c.manager.stop()
         c.store.close()
+
+
+def test_a_launch_that_cannot_be_prepared_is_written_off_and_the_rest_go() -> None:
+    """A preparer that raises (an admission source's bug) costs that one launch a write-off
+    as never launched; the other launches of the batch still go."""
+
+    class Broken(_Gate):
+        def prepare(self, request: Any) -> Any:
+            if request.task_id.endswith(".0.0"):
+                raise RuntimeError("boom")
+            return request
+
+    c = Core()
+    gate = Broken()
+    gate.synced.set()
+    c.manager.add_admission(gate)
+    c.manager.start()
+    try:
+        c.put("jobs", "Job", "two", {"completions": 2, "parallelism": 2,
+                                     "template": template("true")})
+        wait_for(lambda: any(t.endswith(".1.0") for t in c.mesos.launched), 10,
+                 lambda: f"{c.mesos.launched}")
+        unknown = wait_for(lambda: [r for r in c.store.list_executions("jobs", "default", "two")
+                                    if r.record.kill_reason == "NeverLaunched"], 10,
+                           lambda: f"{c.store.list_executions('jobs', 'default', 'two')}")
+        assert [r.record.task_id.rsplit(".", 2)[-2:] for r in unknown] == [["0", "0"]]
+    finally:
+        c.manager.stop()
+        c.store.close()
