@@ -11,6 +11,7 @@ status fenced on the leader's lease, so a deposed leader never overwrites its su
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from controller.store import Put, Store, StoreError
 log = structlog.get_logger("docket.policy")
 
 VALID = "Valid"
+RETRY_SECONDS = 1.0
 
 
 def policy_status(state: PolicyState, previous: PolicyStatus | None, now: datetime
@@ -56,8 +58,10 @@ class PolicyStatusWriter:
         self._clock = clock
         self.key = f"{store.keys.prefix}/status/policy"
         self._written: PolicyStatus | None = None
+        self._latest: PolicyState | None = None
 
     def __call__(self, state: PolicyState) -> None:
+        self._latest = state
         if self._written is None:
             self._written = self._read()
         status = policy_status(state, self._written, self._clock())
@@ -67,11 +71,26 @@ class PolicyStatusWriter:
             fenced_commit(self._store, self._fence,
                           [Put(self.key, status.model_dump_json(by_alias=True).encode())])
         except NotLeader:
-            return
+            return  # the leader writes it
         except StoreError as exc:
-            log.warning("cannot write the policy's status", key=self.key, error=str(exc))
+            log.warning("cannot write the policy's status; retrying", key=self.key,
+                        error=str(exc))
+            self._retry(state)
             return
         self._written = status
+
+    def _retry(self, state: PolicyState) -> None:
+        """Write again in a second unless a newer state came meanwhile (which writes itself);
+        the status must not stay stale until the policy next changes."""
+        self._latest = state
+
+        def again() -> None:
+            if self._latest is state:
+                self(state)
+
+        timer = threading.Timer(RETRY_SECONDS, again)
+        timer.daemon = True
+        timer.start()
 
     def _read(self) -> PolicyStatus | None:
         try:

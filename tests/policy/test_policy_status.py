@@ -74,3 +74,27 @@ def test_the_leader_writes_what_it_holds_and_the_cli_shows_it() -> None:
     finally:
         manager.stop()
         store.close()
+
+
+def test_a_status_write_that_failed_is_retried() -> None:
+    from controller.policy_status import PolicyStatusWriter
+    from controller.store import StoreError
+
+    store = MemoryEtcd().store()
+    failures = [StoreError("etcd hiccup")]
+    real_commit = store.commit
+
+    def commit(ops, expect=()):  # type: ignore[no-untyped-def]
+        if failures:
+            raise failures.pop()
+        return real_commit(ops, expect)
+
+    store.commit = commit  # type: ignore[method-assign]
+    try:
+        writer = PolicyStatusWriter(store, None, lambda: T0)
+        writer(PolicyState(None, 0, 7, (Problem("spec.x", "bad"),)))
+        assert failures == []  # the first write failed
+        found = wait_for(lambda: store.get_raw(writer.key), 10, lambda: "never retried")
+        assert PolicyStatus.model_validate_json(found[0]).observed_revision == 7
+    finally:
+        store.close()
