@@ -78,6 +78,22 @@ def grants(prefix: str = "/docket") -> list[Grant]:
     return sorted(out)
 
 
+def namespace_role(namespace: str) -> str:
+    return f"{APP}-{namespace}"
+
+
+def namespace_grants(prefix: str, namespace: str) -> list[Grant]:
+    """The role of one team, `docket-app-<namespace>`: `docket-app`'s grants narrowed to one
+    namespace. The shared `docket-app` lets a team write objects into any namespace, and an
+    object runs with its namespace's secrets and Mesos role: give each team its own."""
+    role = namespace_role(namespace)
+    out = [Grant(role, "readwrite", f"{prefix}/{p}/{namespace}/")
+           for p in (*APP_SPEC_PLURALS, "queue-items", "queue-dead")]
+    out += [Grant(role, "read", f"{prefix}/{area}/{p}/{namespace}/")
+            for area in ("status", "executions") for p in APP_SPEC_PLURALS]
+    return sorted(out)
+
+
 def prefix_range_end(key: bytes) -> bytes:
     """The end of the range of every key starting with `key` (etcd's prefix range)."""
     end = bytearray(key)

@@ -22,6 +22,8 @@
 #       [--controller-password-file FILE] [--app-password-file FILE]
 #       [--enable-auth ROOT_PASSWORD_FILE]   # create root and turn authentication on
 #       [--print]                            # print the grants (role permission key), no etcd
+#       [--namespace NS]                     # instead: role and user docket-app-NS, limited
+#                                            # to namespace NS (password: --app-password-file)
 # A user that does not exist yet needs its password file. DOCKET_ETCDCTL names the etcdctl
 # binary (default: etcdctl on PATH, else the one next to this checkout's .venv).
 set -euo pipefail
@@ -31,6 +33,7 @@ controller_pw=""
 app_pw=""
 root_pw=""
 print_only=0
+namespace=""
 
 usage() { sed -n '/^# Usage:/,/^# binary/p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --app-password-file) app_pw="${2:?}"; shift 2 ;;
     --enable-auth) root_pw="${2:?}"; shift 2 ;;
     --print) print_only=1; shift ;;
+    --namespace) namespace="${2:?--namespace needs a value}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "etcd-roles.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -51,6 +55,23 @@ case "$prefix" in
   /*) ;;
   *) echo "etcd-roles.sh: --prefix must start with '/' and not end with '/'" >&2; exit 2 ;;
 esac
+
+if [ -n "$namespace" ] && ! [[ "$namespace" =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]]; then
+  echo "etcd-roles.sh: --namespace must be a DNS-1123 label" >&2; exit 2
+fi
+
+# One team's role: its own namespace only (roles.py namespace_grants()). A shared docket-app
+# lets any team write objects into any namespace — and so use that namespace's secrets and
+# Mesos role; give each team its own.
+ns_grants() {
+  local r="docket-app-$namespace" p k
+  for p in executions status; do
+    for k in cronjobs jobs queues services; do echo "$r read $prefix/$p/$k/$namespace/"; done
+  done
+  for k in cronjobs jobs queue-dead queue-items queues services; do
+    echo "$r readwrite $prefix/$k/$namespace/"
+  done
+}
 
 # role permission key: every key starting with <key>. Keep in step with roles.py grants().
 grants() {
@@ -66,7 +87,7 @@ grants() {
 }
 
 if [ "$print_only" = 1 ]; then
-  grants
+  if [ -n "$namespace" ]; then ns_grants; else grants; fi
   exit 0
 fi
 
@@ -102,6 +123,17 @@ user() {
   "$etcdctl" user grant-role "$name" "$role" >/dev/null
   echo "user $name: role $role"
 }
+
+if [ -n "$namespace" ]; then
+  role="docket-app-$namespace"
+  exists role "$role" || "$etcdctl" role add "$role" >/dev/null
+  ns_grants | while read -r r permission key; do
+    "$etcdctl" role grant-permission "$r" --prefix=true "$permission" "$key" >/dev/null
+    echo "role $r: $permission $key*"
+  done
+  user "$role" "$role" "$app_pw"
+  exit 0
+fi
 
 for role in docket-controller docket-app; do
   exists role "$role" || "$etcdctl" role add "$role" >/dev/null

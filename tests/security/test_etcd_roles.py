@@ -351,3 +351,46 @@ def test_an_application_team_runs_the_queue_commands(secured: Secured, tmp_path:
         assert described.returncode == 0, described.stderr
     finally:
         root.close()
+
+
+def test_a_team_role_is_limited_to_its_namespace(secured: Secured, tmp_path: Path) -> None:
+    """`--namespace team-a` makes docket-app-team-a: the shared docket-app's grants narrowed
+    to one namespace, as roles.namespace_grants says, so a team can neither write objects into
+    another's namespace (and run them with that namespace's secrets and Mesos role) nor read
+    another's status."""
+    from controller.store.roles import namespace_grants, namespace_role
+
+    printed = run_script("127.0.0.1:1", "--print", "--namespace", "team-a")
+    assert printed.returncode == 0, printed.stderr
+    assert sorted(tuple(line.split()) for line in printed.stdout.splitlines()) == [
+        (g.role, g.permission, g.key) for g in namespace_grants(PREFIX, "team-a")]
+    user = namespace_role("team-a")
+    password = tmp_path / "team-a.password"
+    password.write_text("pw-of-team-a\n")
+    root_env = ("--app-password-file", str(password), "--namespace", "team-a")
+    env = {**os.environ, "ETCDCTL_ENDPOINTS": secured.server.endpoint,
+           "DOCKET_ETCDCTL": str(etcd_binary().parent / "etcdctl"),
+           "ETCDCTL_USER": f"root:{secured.password('root')}"}
+    done = subprocess.run(["bash", str(SCRIPT), *root_env], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    client = _root_client(secured)
+    try:
+        assert role_grants(client, user) == set(namespace_grants(PREFIX, "team-a"))
+    finally:
+        client.close()
+    team = Store(secured.server.endpoint, prefix=PREFIX, retry_seconds=3,
+                 security=EtcdSecurity(user=user, password="pw-of-team-a"))
+    try:
+        team.put_raw(f"{PREFIX}/jobs/team-a/mine", json.dumps(HELLO).encode())
+        assert team.get_raw(f"{PREFIX}/status/jobs/team-a/mine") is None  # may read its own
+        for write, key in ((True, f"{PREFIX}/jobs/team-b/theirs"),
+                           (False, f"{PREFIX}/status/jobs/team-b/theirs"),
+                           (False, f"{PREFIX}/secrets/team-a/db")):
+            with pytest.raises(StoreError, match="permission denied"):
+                if write:
+                    team.put_raw(key, b"{}")
+                else:
+                    team.get_raw(key)
+    finally:
+        team.close()
