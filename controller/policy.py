@@ -126,6 +126,25 @@ def _namespace_text(namespace: str) -> str:
     return f"in namespace {namespace}"
 
 
+def _restricted(rules: Rules) -> bool:
+    """Whether any rule but the role restricts what a task may be: then docker parameters
+    must be allowed by name, since almost any of them can undo one of the rules."""
+    return any(value is not None and value is not False for value in (
+        rules.allowed_images, rules.require_image, rules.allowed_host_paths,
+        rules.allowed_networks, rules.max_task_resources, rules.max_object_resources))
+
+
+def _local_path(uri: str) -> str | None:
+    """The agent-local path a fetcher URI names (file:// or a bare absolute path), or None
+    for a remote one (http, https, ftp, hdfs, s3...): the Mesos fetcher copies a local one
+    into the sandbox, which the container sees."""
+    if uri.startswith("file://"):
+        return uri[len("file://"):] or "/"
+    if uri.startswith("/"):
+        return uri
+    return None
+
+
 def _check_template(rules: Rules, namespace: str, t: TaskTemplate, path: str
                     ) -> Iterator[Denial]:
     where = _namespace_text(namespace)
@@ -156,9 +175,17 @@ def _check_template(rules: Rules, namespace: str, t: TaskTemplate, path: str
                                f"{', '.join(n.value for n in rules.allowed_networks) or 'none'})"
                                + ("" if docker else "; a task outside a DOCKER container "
                                   "shares the host's network"))
+    restricted = _restricted(rules)
     if container is not None:
+        allowed_parameters = set(rules.allowed_docker_parameters or ())
         for i, parameter in enumerate(container.parameters):
             key = parameter.key.lstrip("-")
+            if restricted and key not in allowed_parameters and key not in (
+                    _VOLUME_PARAMETERS | _NETWORK_PARAMETERS):
+                yield _deny(f"{cpath}.parameters[{i}].key",
+                            f"docker parameter {parameter.key!r} is not allowed {where} "
+                            "(allowedDockerParameters: "
+                            f"{', '.join(sorted(allowed_parameters)) or 'none'})")
             if rules.allowed_host_paths is not None and key in _VOLUME_PARAMETERS:
                 yield _deny(f"{cpath}.parameters[{i}].key",
                             f"docker parameter {parameter.key!r} is not allowed {where} "
@@ -167,6 +194,14 @@ def _check_template(rules: Rules, namespace: str, t: TaskTemplate, path: str
                 yield _deny(f"{cpath}.parameters[{i}].key",
                             f"docker parameter {parameter.key!r} is not allowed {where} "
                             "(allowedNetworks: use container.network)")
+    if rules.allowed_host_paths is not None:
+        for i, uri in enumerate(t.uris):
+            local = _local_path(uri.value)
+            if local is not None and not host_path_allowed(local, rules.allowed_host_paths):
+                yield _deny(f"{path}.uris[{i}].value",
+                            f"fetching the agent's file {local!r} is not allowed {where} "
+                            f"(allowedHostPaths: "
+                            f"{', '.join(rules.allowed_host_paths) or 'none'})")
     limits = rules.max_task_resources
     if limits is not None:
         for name in _SCALARS:

@@ -138,6 +138,12 @@ class Rules(DocketModel):
         "Service: floor(instances x (1 + upgradeStrategy.maximumOverCapacity)), its "
         "ceiling during a rollout; CronJob: each of its Jobs, by its parallelism). "
         "Default: unbounded.")
+    allowed_docker_parameters: list[str] | None = Field(
+        default=None, max_length=_MAX_RULES,
+        description="Docker run parameters (container.parameters[].key, without '--') "
+        "allowed while any other rule but role restricts the namespace: every other one is "
+        "denied, as each can undo a rule (privileged, device, cap-add, volume, network, "
+        "memory, env-file...). Default: none while restricted, any otherwise.")
     role: str | None = Field(
         default=None,
         description="The Mesos role the namespace's tasks run under (Mesos' quotas and "

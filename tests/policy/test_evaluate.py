@@ -242,3 +242,41 @@ def test_host_path_allowed_iff_a_component_prefix(path_parts: list[str],
         return
     parts = [p for p in posixpath.normpath(path).split("/") if p]
     assert allowed == (parts[:len(prefix_parts)] == prefix_parts)
+
+
+# --- docker parameters and fetched files (review of issue 15) -----------------------------
+OK_IMAGE = "registry.example.com/team-a/app:1"
+
+
+@pytest.mark.parametrize("key", ["privileged", "--device", "cap-add", "env-file", "cidfile",
+                                 "pid", "security-opt", "memory"])
+def test_a_restricted_namespace_denies_docker_parameters_not_allowed_by_name(key: str) -> None:
+    obj = job(docker(OK_IMAGE, parameters=[{"key": key, "value": "x"}]))
+    assert denial("team-a", obj) == (
+        f"spec.template.container.parameters[0].key: docker parameter {key!r} is not allowed "
+        "in namespace team-a (allowedDockerParameters: none)")
+
+
+def test_allowed_docker_parameters_and_unrestricted_namespaces_pass() -> None:
+    allowed = decode_policy(POLICY.replace("      role: team-a\n", "      role: team-a\n"
+                                           "      allowedDockerParameters: [log-driver]\n"))
+    obj = job(docker(OK_IMAGE, parameters=[{"key": "log-driver", "value": "none"}]))
+    assert evaluate(allowed, "Job", "team-a", obj) is None
+    only_role = decode_policy("apiVersion: docket.dev/v1\nkind: Policy\nspec:\n"
+                              "  namespaces:\n    free: {role: free}\n")
+    assert evaluate(only_role, "Job", "free",
+                    job(docker("any/thing", parameters=[{"key": "privileged",
+                                                         "value": "true"}]))) is None
+
+
+@pytest.mark.parametrize(("uri", "denied"), [
+    ("file:///etc/shadow", "/etc/shadow"), ("/etc/mesos/secret", "/etc/mesos/secret"),
+    ("file:///data/input.csv", None), ("https://example.com/x.tgz", None),
+    ("hdfs://nn/x", None)])
+def test_fetching_agent_files_outside_allowed_host_paths_is_denied(uri: str,
+                                                                   denied: str | None) -> None:
+    obj = job({**docker(OK_IMAGE), "uris": [{"value": uri}]})
+    expected = None if denied is None else (
+        f"spec.template.uris[0].value: fetching the agent's file {denied!r} is not allowed in "
+        "namespace team-a (allowedHostPaths: /data)")
+    assert denial("team-a", obj) == expected
