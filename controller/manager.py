@@ -135,7 +135,9 @@ class Manager:
         # Admission sources, in the order they are asked (each module adds its own line here).
         self.policy = PolicyCache(store, on_change=self._policy_changed,
                                   roles_to=self.backend, objects=self._object)
-        self.policy.on_state = PolicyStatusWriter(store, fence, clock.utcnow)
+        status_writer = PolicyStatusWriter(store, fence, clock.utcnow)
+        self.policy.on_state = status_writer
+        self.policy.last_valid = status_writer.last_valid
         self.add_admission(self.policy)
         self.add_admission(SecretCache(store, on_change=self.wake_namespace))
         # Throttles across objects (issue 16): judged by the offer matcher, counted from the

@@ -1,5 +1,4 @@
-"""The admission policy at work: `evaluate` judges an object against the operator's policy
-(controller/api/policy.py), and `PolicyCache` keeps the policy in force, read from
+"""The admission policy at work: `PolicyCache` keeps the policy in force, read from
 `<prefix>/policy` by one watch, for the admission gate (controller/admission.py) and the
 Mesos adapter's roles (docs/architecture.md §10).
 
@@ -11,16 +10,14 @@ What is in force:
 - no policy key: nothing is denied, every task runs under the framework's configured role;
 - a valid document: that policy;
 - an invalid document (bad YAML, wrong shape): the last valid policy stays in force, an error
-  naming each field is logged, `docket_policy_valid` is 0 and `docket policy` says why. At
-  start-up with no valid policy read yet, nothing is denied (fail-open, as with no key): a
-  typo in the policy must not stop a cluster's work on a controller restart, and the error
-  is loud (log, metric, CLI) until it is fixed.
+  naming each field is logged, `docket_policy_valid` is 0 and `docket policy` says why. The
+  leader keeps a copy of the policy in force (controller/policy_status.py), so a controller
+  restarted while the stored document is invalid starts with that one (`last_valid`); only
+  when there never was a valid policy is nothing denied (as with no key).
 - a deleted key: no policy (the operator removed it).
 
-Throttles and pools (issue 16) select tasks by their owner's kind, namespace and name and by
-labels: **the object's metadata.labels merged with its task template's labels, the template's
-winning on a key both set** (`task_labels`). `throttles_for` and `pool_constraints_for` are the
-pure verdicts; the cache puts them on every launch in `prepare` (`LaunchRequest.throttles`,
+The verdicts are controller/policy_rules.py's (pure; re-exported here). Throttles and pools
+(issue 16): the cache puts them on every launch in `prepare` (`LaunchRequest.throttles`,
 pool constraints appended to a copy of the template's own: pools only add) and publishes each
 throttle's limit as `docket_throttle_limit`. `prepare` sees only the launch: the owner's kind,
 namespace and name come from the task id, its template from the request, and its
@@ -32,30 +29,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import posixpath
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pyetcd.events
 import structlog
 
-from controller.admission import POLICY_DENIED, Denial
-from controller.api.codec import ObjectInvalid, Problem
-from controller.api.kinds import CronJobSpec, JobSpec, QueueSpec
-from controller.api.policy import (
-    POLICY_KEY,
-    Policy,
-    ResourceLimits,
-    Rules,
-    decode_policy,
-    glob_regex,
-)
-from controller.api.service import ServiceSpec
-from controller.api.template import Constraint, ContainerType, Network, TaskTemplate
+from controller.admission import Denial
+from controller.api.codec import Problem
+from controller.api.policy import POLICY_KEY, Policy
 from controller.metrics import POLICY_VALID, set_throttle_limits
+from controller.policy_rules import (
+    ObjectLookup,
+    evaluate,
+    host_path_allowed,
+    image_allowed,
+    judge,
+    pool_constraints_for,
+    task_labels,
+    throttles_for,
+    violations,
+)
 from controller.reconcile.taskid import parse_task_id
 from controller.store.watch import create_prefix_watch
 
@@ -63,227 +59,11 @@ if TYPE_CHECKING:
     from controller.mesos.backend import LaunchRequest
     from controller.store import Store
 
+__all__ = ["ObjectLookup", "PolicyCache", "PolicyState", "evaluate", "host_path_allowed",
+           "image_allowed", "judge", "pool_constraints_for", "task_labels", "throttles_for",
+           "violations"]
+
 log = structlog.get_logger("docket.policy")
-
-_SCALARS = ("cpus", "mem", "disk", "gpus")
-# Docker run parameters that would set what the rules judge (volumes, network) behind
-# their backs: denied when the rule they would bypass is in force.
-_VOLUME_PARAMETERS = frozenset({"volume", "v", "mount", "volumes-from", "volume-driver"})
-_NETWORK_PARAMETERS = frozenset({"net", "network", "network-alias"})
-
-
-# --- evaluation (pure) ----------------------------------------------------------------------
-def _deny(field: str, message: str) -> Denial:
-    return Denial(POLICY_DENIED, field, message)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _templates(spec: Any) -> tuple[TaskTemplate, str, int, str] | None:
-    """(template, its path, most concurrent tasks, the field that says so) of a spec."""
-    if isinstance(spec, JobSpec):
-        return spec.template, "spec.template", spec.parallelism, "spec.parallelism"
-    if isinstance(spec, QueueSpec):
-        return spec.template, "spec.template", spec.max_concurrent, "spec.maxConcurrent"
-    if isinstance(spec, ServiceSpec):
-        over = spec.upgrade_strategy.maximum_over_capacity
-        # The planner's ceiling (reconcile/service.py), live instances during a rollout.
-        ceiling = math.floor(spec.instances * (1 + over) + 1e-9)
-        return spec.template, "spec.template", max(spec.instances, ceiling), "spec.instances"
-    if isinstance(spec, CronJobSpec):
-        job = spec.job_template.spec
-        return (job.template, "spec.jobTemplate.spec.template", job.parallelism,
-                "spec.jobTemplate.spec.parallelism")
-    return None
-
-
-def _spec_of(obj: Any) -> Any:
-    """The spec of an object (Job, CronJob, Queue, Service), or the spec itself."""
-    return getattr(obj, "spec", obj)
-
-
-def host_path_allowed(path: str, prefixes: Iterable[str]) -> bool:
-    """Whether `path` lies under one of `prefixes`, component by component ('/data' allows
-    '/data' and '/data/x', not '/database'). A relative path, or one holding '..' (which a
-    symlink may send anywhere; lexical normalisation cannot tell), is never allowed."""
-    if not path.startswith("/") or ".." in path.split("/"):
-        return False
-    parts = [p for p in posixpath.normpath(path).split("/") if p]
-    for prefix in prefixes:
-        want = [p for p in posixpath.normpath(prefix).split("/") if p]
-        if parts[:len(want)] == want:
-            return True
-    return False
-
-
-def image_allowed(image: str, patterns: Iterable[str]) -> bool:
-    return any(glob_regex(p).match(image) for p in patterns)
-
-
-def _namespace_text(namespace: str) -> str:
-    return f"in namespace {namespace}"
-
-
-def _restricted(rules: Rules) -> bool:
-    """Whether any rule but the role restricts what a task may be: then docker parameters
-    must be allowed by name, since almost any of them can undo one of the rules."""
-    return any(value is not None and value is not False for value in (
-        rules.allowed_images, rules.require_image, rules.allowed_host_paths,
-        rules.allowed_networks, rules.max_task_resources, rules.max_object_resources))
-
-
-def _local_path(uri: str) -> str | None:
-    """The agent-local path a fetcher URI names (file:// or a bare absolute path), or None
-    for a remote one (http, https, ftp, hdfs, s3...): the Mesos fetcher copies a local one
-    into the sandbox, which the container sees."""
-    if uri.startswith("file://"):
-        return uri[len("file://"):] or "/"
-    if uri.startswith("/"):
-        return uri
-    return None
-
-
-def _check_template(rules: Rules, namespace: str, t: TaskTemplate, path: str
-                    ) -> Iterator[Denial]:
-    where = _namespace_text(namespace)
-    container = t.container
-    image = container.image if container is not None else None
-    cpath = f"{path}.container"
-    if rules.allowed_images is not None and image is not None and not image_allowed(
-            image, rules.allowed_images):
-        yield _deny(f"{cpath}.image", f"image {image!r} is not allowed {where} (allowed: "
-                                      f"{', '.join(rules.allowed_images) or 'none'})")
-    if rules.require_image and image is None:
-        yield _deny(f"{cpath}.image", f"a container image is required {where} "
-                                      "(requireImage)")
-    if container is not None and rules.allowed_host_paths is not None:
-        for i, volume in enumerate(container.volumes):
-            if not host_path_allowed(volume.host_path, rules.allowed_host_paths):
-                yield _deny(f"{cpath}.volumes[{i}].hostPath",
-                            f"host path {volume.host_path!r} is not allowed {where} "
-                            f"(allowed prefixes: "
-                            f"{', '.join(rules.allowed_host_paths) or 'none'})")
-    if rules.allowed_networks is not None:
-        docker = container is not None and container.type is ContainerType.DOCKER
-        network = (container.network if docker and container is not None
-                   and container.network is not None else Network.HOST)
-        if network not in rules.allowed_networks:
-            field = f"{cpath}.network" if docker else f"{path}.container"
-            yield _deny(field, f"network {network.value} is not allowed {where} (allowed: "
-                               f"{', '.join(n.value for n in rules.allowed_networks) or 'none'})"
-                               + ("" if docker else "; a task outside a DOCKER container "
-                                  "shares the host's network"))
-    restricted = _restricted(rules)
-    if container is not None:
-        allowed_parameters = set(rules.allowed_docker_parameters or ())
-        for i, parameter in enumerate(container.parameters):
-            key = parameter.key.lstrip("-")
-            if restricted and key not in allowed_parameters and key not in (
-                    _VOLUME_PARAMETERS | _NETWORK_PARAMETERS):
-                yield _deny(f"{cpath}.parameters[{i}].key",
-                            f"docker parameter {parameter.key!r} is not allowed {where} "
-                            "(allowedDockerParameters: "
-                            f"{', '.join(sorted(allowed_parameters)) or 'none'})")
-            if rules.allowed_host_paths is not None and key in _VOLUME_PARAMETERS:
-                yield _deny(f"{cpath}.parameters[{i}].key",
-                            f"docker parameter {parameter.key!r} is not allowed {where} "
-                            "(allowedHostPaths: use container.volumes)")
-            if rules.allowed_networks is not None and key in _NETWORK_PARAMETERS:
-                yield _deny(f"{cpath}.parameters[{i}].key",
-                            f"docker parameter {parameter.key!r} is not allowed {where} "
-                            "(allowedNetworks: use container.network)")
-    if rules.allowed_host_paths is not None:
-        for i, uri in enumerate(t.uris):
-            local = _local_path(uri.value)
-            if local is not None and not host_path_allowed(local, rules.allowed_host_paths):
-                yield _deny(f"{path}.uris[{i}].value",
-                            f"fetching the agent's file {local!r} is not allowed {where} "
-                            f"(allowedHostPaths: "
-                            f"{', '.join(rules.allowed_host_paths) or 'none'})")
-    limits = rules.max_task_resources
-    if limits is not None:
-        for name in _SCALARS:
-            bound = getattr(limits, name)
-            value = getattr(t.resources, name)
-            if bound is not None and value > bound + 1e-9:
-                yield _deny(f"{path}.resources.{name}",
-                            f"{_number(value)} {name} per task exceeds the maximum of "
-                            f"{_number(bound)} {where} (maxTaskResources.{name})")
-
-
-def _check_object(limits: ResourceLimits, namespace: str, t: TaskTemplate, tasks: int,
-                  field: str) -> Iterator[Denial]:
-    for name in _SCALARS:
-        bound = getattr(limits, name)
-        value = getattr(t.resources, name)
-        if bound is not None and value * tasks > bound + 1e-9:
-            yield _deny(field, f"{tasks} tasks x {_number(value)} {name} = "
-                               f"{_number(value * tasks)} {name} at once exceeds the maximum "
-                               f"of {_number(bound)} per object {_namespace_text(namespace)} "
-                               f"(maxObjectResources.{name})")
-
-
-def violations(policy: Policy | None, kind: str, namespace: str, obj: Any) -> list[Denial]:
-    """Every rule of the policy the object breaks, in the order of the spec's fields."""
-    if policy is None:
-        return []
-    found = _templates(_spec_of(obj))
-    if found is None:
-        return []
-    template, path, tasks, tasks_field = found
-    rules = policy.rules_for(namespace)
-    out = list(_check_template(rules, namespace, template, path))
-    if rules.max_object_resources is not None:
-        out += _check_object(rules.max_object_resources, namespace, template, tasks,
-                             tasks_field)
-    return out
-
-
-def evaluate(policy: Policy | None, kind: str, namespace: str, obj: Any) -> Denial | None:
-    """The first rule the object (or its spec) breaks, or None when it may launch."""
-    found = violations(policy, kind, namespace, obj)
-    return found[0] if found else None
-
-
-# --- throttles and pools (pure) -------------------------------------------------------------
-ObjectLookup = Callable[[str, str, str], Any]
-"""(kind, namespace, name) -> the decoded object (Job, Queue, Service), or None."""
-
-
-def task_labels(obj: Any, template: TaskTemplate | None = None) -> dict[str, str]:
-    """The labels a match compares for the tasks of `obj`: its metadata.labels merged with its
-    task template's labels, the template's winning on a key both set. `template` is the one
-    launched (a launch's own, e.g. a Service instance of an older version); by default the
-    object's. An object without trustworthy metadata (None, an invalid document) adds none."""
-    meta = getattr(getattr(obj, "metadata", None), "labels", None)
-    if template is None and obj is not None:
-        found = _templates(_spec_of(obj))
-        template = found[0] if found is not None else None
-    own = template.labels if template is not None else {}
-    return {**(meta if isinstance(meta, dict) else {}), **own}
-
-
-def throttles_for(policy: Policy | None, kind: str, namespace: str, name: str,
-                  labels: Mapping[str, str]) -> tuple[str, ...]:
-    """The names of the throttles a task of `kind/namespace/name` with `labels` (see
-    `task_labels`) counts against, in the policy's order."""
-    if policy is None:
-        return ()
-    return tuple(t.name for t in policy.spec.throttles
-                 if t.match.matches(kind, namespace, name, labels))
-
-
-def pool_constraints_for(policy: Policy | None, kind: str, namespace: str, name: str,
-                         labels: Mapping[str, str]) -> list[Constraint]:
-    """The constraints every matching pool adds, in the policy's order, each once."""
-    out: list[Constraint] = []
-    for pool in policy.spec.pools if policy is not None else ():
-        if pool.match.matches(kind, namespace, name, labels):
-            out += [c for c in pool.constraints if c not in out]
-    return out
-
 
 # --- the cache ------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
@@ -299,16 +79,6 @@ class PolicyState:
     @property
     def valid(self) -> bool:
         return not self.problems
-
-
-def judge(raw: bytes | None) -> tuple[Policy | None, tuple[Problem, ...]]:
-    """The stored document's verdict: (policy, ()) or (None, its problems)."""
-    if raw is None:
-        return None, ()
-    try:
-        return decode_policy(raw), ()
-    except ObjectInvalid as exc:
-        return None, tuple(exc.problems)
 
 
 _WAKE = object()
@@ -337,6 +107,8 @@ class PolicyCache:
         # Told what the cache holds after every apply that changed it (and the first): the
         # policy's status (controller/policy_status.py).
         self.on_state: Callable[[PolicyState], None] | None = None
+        # Where the last valid policy is kept across restarts (the leader's copy), or None.
+        self.last_valid: Callable[[], tuple[Policy, int] | None] | None = None
         self._told = False
         self._set_roles: Callable[[Iterable[str]], None] | None = getattr(
             roles_to, "set_roles", None)
@@ -434,11 +206,21 @@ class PolicyCache:
         """The stored document at `mod_revision` (None: no key). Public for the watch thread
         and tests alike; idempotent."""
         policy, problems = judge(raw)
+        kept = None
+        if problems and self._state.policy is None and self.last_valid is not None:
+            # A restart met an invalid policy: the one in force before it, as the leader kept
+            # it (controller/policy_status.py), stays in force — not "nothing is denied".
+            try:
+                kept = self.last_valid()
+            except Exception:
+                log.exception("cannot read the last valid policy")
         with self._lock:
             old = self._state
             if mod_revision and mod_revision < old.stored_revision:
                 return  # older than what was applied (a re-read racing the watch)
-            if problems:
+            if problems and kept is not None and old.policy is None:
+                new = PolicyState(kept[0], kept[1], mod_revision, problems)
+            elif problems:
                 new = dataclasses.replace(old, stored_revision=mod_revision, problems=problems)
             else:
                 new = PolicyState(policy, mod_revision, mod_revision, ())
@@ -448,10 +230,10 @@ class PolicyCache:
             self._state = new
         if problems and problems != old.problems:
             log.error("policy is invalid; the last valid one stays in force" if
-                      old.policy is not None else
+                      new.policy is not None else
                       "policy is invalid and none was valid before: nothing is denied",
                       key=self.key, revision=mod_revision,
-                      problems=[str(p) for p in problems], in_force=old.revision or None)
+                      problems=[str(p) for p in problems], in_force=new.revision or None)
         changed = new.policy is not old.policy and (new.revision != old.revision)
         if changed:
             log.info("policy in force", key=self.key, revision=new.revision or None,
@@ -533,3 +315,4 @@ class PolicyCache:
         finally:
             with contextlib.suppress(Exception):
                 raw.cancel_watch(watch_id)
+

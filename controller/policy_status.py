@@ -11,18 +11,20 @@ status fenced on the leader's lease, so a deposed leader never overwrites its su
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
 import structlog
 
-from controller.api.policy import PolicyStatus
+from controller.api.codec import ObjectInvalid
+from controller.api.policy import Policy, PolicyStatus, decode_policy
 from controller.executor import NotLeader, fenced_commit
 from controller.policy import PolicyState
 from controller.reconcile.conditions import update_conditions
 from controller.runtime import Fence
-from controller.store import Put, Store, StoreError
+from controller.store import Delete, Put, Store, StoreError
 
 log = structlog.get_logger("docket.policy")
 
@@ -57,6 +59,7 @@ class PolicyStatusWriter:
         self._fence = fence
         self._clock = clock
         self.key = f"{store.keys.prefix}/status/policy"
+        self.copy_key = f"{store.keys.prefix}/status/policy-in-force"
         self._written: PolicyStatus | None = None
         self._latest: PolicyState | None = None
 
@@ -67,9 +70,14 @@ class PolicyStatusWriter:
         status = policy_status(state, self._written, self._clock())
         if status == self._written:
             return
+        ops: list[Put | Delete] = [Put(self.key, status.model_dump_json(by_alias=True).encode())]
+        if self._written is None or status.revision_in_force != self._written.revision_in_force:
+            # The copy a restarted controller starts from while the stored one is invalid.
+            ops.append(Delete(self.copy_key) if state.policy is None else Put(
+                self.copy_key, json.dumps({"revision": state.revision, "policy": json.loads(
+                    state.policy.model_dump_json(by_alias=True, exclude_none=True))}).encode()))
         try:
-            fenced_commit(self._store, self._fence,
-                          [Put(self.key, status.model_dump_json(by_alias=True).encode())])
+            fenced_commit(self._store, self._fence, ops)
         except NotLeader:
             return  # the leader writes it
         except StoreError as exc:
@@ -91,6 +99,19 @@ class PolicyStatusWriter:
         timer = threading.Timer(RETRY_SECONDS, again)
         timer.daemon = True
         timer.start()
+
+    def last_valid(self) -> tuple[Policy, int] | None:
+        """The policy in force when the leader last wrote its copy, with its revision."""
+        found = self._store.get_raw(self.copy_key)
+        if found is None:
+            return None
+        try:
+            doc = json.loads(found[0])
+            return decode_policy(json.dumps(doc["policy"]).encode()), int(doc["revision"])
+        except (ValueError, KeyError, TypeError, ObjectInvalid):
+            log.error("the kept copy of the last valid policy does not decode",
+                      key=self.copy_key)
+            return None
 
     def _read(self) -> PolicyStatus | None:
         try:

@@ -98,3 +98,35 @@ def test_a_status_write_that_failed_is_retried() -> None:
         assert PolicyStatus.model_validate_json(found[0]).observed_revision == 7
     finally:
         store.close()
+
+
+def test_a_restart_with_an_invalid_policy_keeps_the_last_valid_one_in_force() -> None:
+    """Review of issue 15: a typo followed by a controller restart turned every rule off
+    (nothing read yet was valid). The leader keeps a copy of the policy in force, and a new
+    leader starts from it while the stored document is invalid."""
+    store = MemoryEtcd().store()
+    key = f"{store.keys.prefix}/status/policy"
+
+    def run_until(check):  # type: ignore[no-untyped-def]
+        manager = Manager(store, lambda _known: FakeMesos(), workers=1,
+                          clock=FakeClock(wall=T0))
+        manager.start()
+        try:
+            return manager, wait_for(lambda: check(manager), 10, lambda: "never")
+        finally:
+            manager.stop()
+
+    try:
+        rev = store.put_raw(f"{store.keys.prefix}/policy", json.dumps(GOOD).encode())
+        run_until(lambda m: (f := store.get_raw(key)) and PolicyStatus.model_validate_json(
+            f[0]).revision_in_force == rev)
+        bad_rev = store.put_raw(f"{store.keys.prefix}/policy", json.dumps(BAD).encode())
+        manager, limits = run_until(lambda m: m.policy.state.stored_revision == bad_rev
+                                    and m.policy.throttle_limits())
+        assert limits == {"mail": 3}  # the valid policy's throttle, not "nothing denied"
+        assert manager.policy.state.revision == rev
+        status = PolicyStatus.model_validate_json(store.get_raw(key)[0])
+        assert status.revision_in_force == rev and status.observed_revision == bad_rev
+        assert status.conditions[0].message.endswith(f"(revision {rev} stays in force)")
+    finally:
+        store.close()
