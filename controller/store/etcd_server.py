@@ -43,6 +43,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all bound at once before any is released, so two calls of
+    `free_port` cannot hand out the same one."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,12 +87,14 @@ class EtcdServer:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        # Distinct, even when picked together: two free_port() calls may return one port.
+        spare = iter(free_ports(3))
         if not self.client_port:
-            self.client_port = free_port()
+            self.client_port = next(spare)
         if not self.peer_port:
-            self.peer_port = free_port()
+            self.peer_port = next(spare)
         if self.cert_file is not None and not self.metrics_port:
-            self.metrics_port = free_port()
+            self.metrics_port = next(spare)
 
     @property
     def endpoint(self) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from controller.manager import TIME_FILE_ENV
-from controller.store.etcd_server import free_port
+from controller.store.etcd_server import free_port, free_ports
 from tests.chaos.world import FastClock
 
 pytestmark = pytest.mark.integration
@@ -61,9 +61,8 @@ def _listening(port: int) -> bool:
 
 
 def test_quickstart_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
-    ports = {"--etcd-port": free_port(), "--etcd-peer-port": free_port(),
-             "--mesos-port": free_port(), "--agent-port": free_port(),
-             "--metrics-port": free_port(), "--redis-port": free_port()}
+    ports = dict(zip(("--etcd-port", "--etcd-peer-port", "--mesos-port", "--agent-port",
+                      "--metrics-port", "--redis-port"), free_ports(6), strict=True))
     argv = [str(BIN / "docket"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
         argv += [flag, str(port)]

@@ -25,7 +25,7 @@ import pytest
 
 from controller.cli.up import RestartBackoff, describe_exit
 from controller.store import Store
-from controller.store.etcd_server import free_port
+from controller.store.etcd_server import free_ports
 
 BIN = Path(sys.executable).parent
 SLEEPER = {"apiVersion": "docket.dev/v1", "kind": "Job",
@@ -108,9 +108,8 @@ def _listening(port: int) -> bool:
 
 @pytest.mark.integration
 def test_a_killed_controller_is_restarted_and_adopts_its_running_task(tmp_path: Path) -> None:
-    ports = {"--etcd-port": free_port(), "--etcd-peer-port": free_port(),
-             "--mesos-port": free_port(), "--agent-port": free_port(),
-             "--metrics-port": free_port(), "--redis-port": free_port()}
+    ports = dict(zip(("--etcd-port", "--etcd-peer-port", "--mesos-port", "--agent-port",
+                      "--metrics-port", "--redis-port"), free_ports(6), strict=True))
     argv = [str(BIN / "docket"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
         argv += [flag, str(port)]

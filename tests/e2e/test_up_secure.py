@@ -17,7 +17,7 @@ import pytest
 
 from controller.store import EtcdClient
 from controller.store.certs import LocalPki
-from controller.store.etcd_server import free_port
+from controller.store.etcd_server import free_ports
 from controller.store.roles import APP, CONTROLLER, grants, role_grants
 
 pytestmark = pytest.mark.integration
@@ -52,9 +52,8 @@ def _shell(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_secure_runs_the_quickstart_job_with_least_privilege(tmp_path: Path) -> None:
-    ports = {"--etcd-port": free_port(), "--etcd-peer-port": free_port(),
-             "--mesos-port": free_port(), "--agent-port": free_port(),
-             "--metrics-port": free_port(), "--redis-port": free_port()}
+    ports = dict(zip(("--etcd-port", "--etcd-peer-port", "--mesos-port", "--agent-port",
+                      "--metrics-port", "--redis-port"), free_ports(6), strict=True))
     argv = [str(BIN / "docket"), "up", "--secure", "--data-dir", "data"]
     for flag, port in ports.items():
         argv += [flag, str(port)]
