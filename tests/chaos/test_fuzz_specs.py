@@ -1,4 +1,4 @@
-"""Chaos scenario 6, short (issue 14): a few hundred fuzzed documents (every mutation class)
+"""Chaos scenario 6, short (issue 14): 150 fuzzed documents (every mutation class)
 put into a running controller beside the mixed workload: no crash, every status caught up and
 Invalid naming the field, nothing launched, memory bounded, the workload unaffected. The full
 length (10,000 documents) runs by hand: `python -m tests.chaos --scenario fuzz_specs

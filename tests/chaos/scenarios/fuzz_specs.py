@@ -33,7 +33,7 @@ from tests.chaos.scenarios.base import Run, execute
 from tests.chaos.world import World, WorldConfig
 
 NAMESPACE = "fuzz"
-SHORT_DOCS, FULL_DOCS = 250, 10_000
+SHORT_DOCS, FULL_DOCS = 150, 10_000
 SHORT_KEYS, FULL_KEYS = 20, 50  # per kind and mutation class
 SHORT_HUGE, FULL_HUGE = 100_000, 400_000  # bytes of the largest huge value
 RSS_GROWTH_MB = 300.0
