@@ -27,9 +27,7 @@ decoded object or None`, from its informers); without one only the template's la
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import queue
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -53,7 +51,7 @@ from controller.policy_rules import (
     violations,
 )
 from controller.reconcile.taskid import parse_task_id
-from controller.store.watch import create_prefix_watch
+from controller.store.follower import Follower
 
 if TYPE_CHECKING:
     from controller.mesos.backend import LaunchRequest
@@ -81,14 +79,13 @@ class PolicyState:
         return not self.problems
 
 
-_WAKE = object()
 
 
 def _limits(policy: Policy | None) -> dict[str, int]:
     return {} if policy is None else {t.name: t.max_running for t in policy.spec.throttles}
 
 
-class PolicyCache:
+class PolicyCache(Follower):
     """The policy in force, from one watch of `<prefix>/policy` (see the module docstring).
     An admission source (controller/admission.py). `on_change()` is called, from the watch
     thread, whenever the policy in force changes (the manager plans every object again);
@@ -100,9 +97,11 @@ class PolicyCache:
     def __init__(self, store: Store, *, on_change: Callable[[], None] | None = None,
                  roles_to: Any = None, max_backoff: float = 2.0,
                  objects: ObjectLookup | None = None) -> None:
-        self._store = store
-        self.objects: ObjectLookup | None = objects
         self.key = f"{store.keys.prefix}/{POLICY_KEY}"
+        # A prefix watch on the exact key (the shared creation lock lives with prefix
+        # watches); other keys that start with it are skipped.
+        super().__init__(store, self.key, "policy", max_backoff=max_backoff)
+        self.objects: ObjectLookup | None = objects
         self._on_change = on_change
         # Told what the cache holds after every apply that changed it (and the first): the
         # policy's status (controller/policy_status.py).
@@ -112,36 +111,12 @@ class PolicyCache:
         self._told = False
         self._set_roles: Callable[[Iterable[str]], None] | None = getattr(
             roles_to, "set_roles", None)
-        self._max_backoff = max_backoff
         self._lock = threading.Lock()
         self._state = PolicyState()
         self._roles: frozenset[str] | None = None
-        self._synced = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._inbox: queue.Queue[Any] | None = None
         POLICY_VALID.set(1)
 
     # --- AdmissionSource -----------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="watch-policy", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        inbox = self._inbox
-        if inbox is not None:
-            inbox.put(_WAKE)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def wait_for_sync(self, timeout: float) -> bool:
-        return self._synced.wait(timeout)
-
     def check(self, kind: str, namespace: str, name: str, spec: Any) -> Denial | None:
         return evaluate(self._state.policy, kind, namespace, spec)
 
@@ -259,7 +234,8 @@ class PolicyCache:
             except Exception:
                 log.exception("policy state callback failed")
 
-    def _read(self) -> int:
+    # --- the watch thread (controller/store/follower.py) ---------------------------------
+    def _list(self) -> int:
         """Read the key now; the revision to watch from."""
         items, revision = self._store.list_raw(self.key)
         found = [(v, mod) for key, v, mod, _c, _v in items if key == self.key]
@@ -267,52 +243,17 @@ class PolicyCache:
             self.apply(found[0][0], found[0][1])
         else:
             self.apply(None, revision)
-        self._synced.set()
         return revision + 1
 
-    def _run(self) -> None:
-        backoff = 0.05
-        while not self._stop.is_set():
-            try:
-                start = self._read()
-                backoff = 0.05
-                self._watch(start)
-                return
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                log.warning("policy watch failed; reading again", error=str(exc) or
-                            type(exc).__name__)
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+    def _failed(self, exc: BaseException) -> None:
+        log.warning("policy watch failed; reading again", error=str(exc) or
+                    type(exc).__name__)
 
-    def _watch(self, start_revision: int) -> None:
-        inbox: queue.Queue[Any] = queue.Queue()
-        self._inbox = inbox
-        raw = self._store.watch_client.raw
-        # A prefix watch on the exact key (the shared creation lock lives with prefix
-        # watches); other keys that start with it are skipped below.
-        watch_id = create_prefix_watch(raw, self.key, inbox.put, start_revision=start_revision)
-        try:
-            while not self._stop.is_set():
-                try:
-                    item = inbox.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if item is _WAKE:
-                    continue
-                if item is None:
-                    raise ConnectionError("policy watch stream closed")
-                if isinstance(item, BaseException):
-                    raise item
-                for ev in item.events:
-                    if bytes(ev.key).decode("utf-8", "replace") != self.key:
-                        continue
-                    if isinstance(ev, pyetcd.events.DeleteEvent):
-                        self.apply(None, int(ev.mod_revision))
-                    else:
-                        self.apply(bytes(ev.value), int(ev.mod_revision))
-        finally:
-            with contextlib.suppress(Exception):
-                raw.cancel_watch(watch_id)
-
+    def _on_response(self, response: Any) -> None:
+        for ev in response.events:
+            if bytes(ev.key).decode("utf-8", "replace") != self.key:
+                continue
+            if isinstance(ev, pyetcd.events.DeleteEvent):
+                self.apply(None, int(ev.mod_revision))
+            else:
+                self.apply(bytes(ev.value), int(ev.mod_revision))

@@ -34,9 +34,7 @@ the watch is down the cache serves what it has.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -48,8 +46,8 @@ from controller.admission import SECRET_NOT_FOUND, Denial
 from controller.api import ObjectInvalid, TaskTemplate, decode_secret
 from controller.reconcile.taskid import parse_task_id
 from controller.store.client import is_transient
+from controller.store.follower import Follower
 from controller.store.metrics import ETCD_WATCH_RESTARTS
-from controller.store.watch import create_prefix_watch
 
 if TYPE_CHECKING:
     from controller.mesos.backend import LaunchRequest
@@ -60,7 +58,6 @@ log = structlog.get_logger("docket.secrets")
 SECRET_INVALID = "SecretInvalid"
 """A Secret exists but cannot be used (it does not decode, or a value holds a NUL byte)."""
 
-_WAKE = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,42 +82,17 @@ def templates(obj: Any) -> Iterator[tuple[str, TaskTemplate]]:
         yield "spec.jobTemplate.spec.template", inner
 
 
-class SecretCache:
+class SecretCache(Follower):
     """Every Secret under `<prefix>/secrets/`, in memory (see the module docstring)."""
 
     def __init__(self, store: Store, *, on_change: Callable[[str], None] | None = None,
                  max_backoff: float = 2.0) -> None:
-        self._store = store
-        self._root = store.keys.secrets_root()
+        super().__init__(store, store.keys.secrets_root(), "secrets", max_backoff=max_backoff)
+        self._root = self._prefix
         self._on_change = on_change
-        self._max_backoff = max_backoff
         self._lock = threading.Lock()
         self._secrets: dict[tuple[str, str], _Entry] = {}
         self._next_revision = 0
-        self._synced = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._inbox: queue.Queue[Any] | None = None
-
-    # --- lifecycle ------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="watch-secrets", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        inbox = self._inbox
-        if inbox is not None:
-            inbox.put(_WAKE)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def wait_for_sync(self, timeout: float) -> bool:
-        return self._synced.wait(timeout)
 
     @property
     def next_revision(self) -> int:
@@ -171,23 +143,15 @@ class SecretCache:
                 values[var] = value.decode("utf-8", "surrogateescape")
         return dataclasses.replace(request, secret_env={**request.secret_env, **values})
 
-    # --- the watch thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        backoff = 0.05
-        while not self._stop.is_set():
-            try:
-                self._relist()
-                backoff = 0.05
-                self._watch_once()
-                return  # only once stopped
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                ETCD_WATCH_RESTARTS.labels("disconnected").inc()
-                if not is_transient(exc):
-                    log.warning("secrets watch failed; re-listing", error=type(exc).__name__)
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+    # --- the watch thread (controller/store/follower.py) ---------------------------------
+    def _failed(self, exc: BaseException) -> None:
+        ETCD_WATCH_RESTARTS.labels("disconnected").inc()
+        if not is_transient(exc):
+            log.warning("secrets watch failed; re-listing", error=type(exc).__name__)
+
+    def _list(self) -> int:
+        self._relist()
+        return self.next_revision
 
     def _relist(self) -> None:
         items, revision = self._store.list_raw(self._root)
@@ -208,30 +172,7 @@ class SecretCache:
                         != fresh.get(k, _Entry()).mod_revision}
             self._notify(changed)
 
-    def _watch_once(self) -> None:
-        inbox: queue.Queue[Any] = queue.Queue()
-        self._inbox = inbox
-        raw = self._store.watch_client.raw
-        watch_id = create_prefix_watch(raw, self._root, inbox.put,
-                                       start_revision=self.next_revision)
-        try:
-            while not self._stop.is_set():
-                try:
-                    item = inbox.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if item is _WAKE:
-                    continue
-                if item is None:
-                    raise ConnectionError("secrets watch stream closed")
-                if isinstance(item, BaseException):
-                    raise item
-                self._apply(item)
-        finally:
-            with contextlib.suppress(Exception):
-                raw.cancel_watch(watch_id)
-
-    def _apply(self, response: Any) -> None:
+    def _on_response(self, response: Any) -> None:
         changed: set[str] = set()
         # Events of one transaction or one DeleteRange share a revision: the filter is the
         # revision reached before this response, and it moves once, after all of them.
