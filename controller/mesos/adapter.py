@@ -490,6 +490,10 @@ class MesosAdapter:
         except Exception:
             log.exception("could not list known tasks for reconciliation")
             known = []
+        # Tasks of an ACCEPT that failed: still counted as handed over (so not in `known`),
+        # and their first reconciliation may have failed with it.
+        listed = {task_id for task_id, _ in known}
+        known += [t for t in self._launches.uncertain() if t[0] not in listed]
         if known:
             self._send_reconcile(known)
         self._send_reconcile([])  # implicit: every task Mesos has for us, orphans included

@@ -131,6 +131,11 @@ class Launches:
         self._agents_fetched = float("-inf")
         # Task id -> its host ports (PORT0.. order), for tasks launched with any.
         self._host_ports: dict[str, tuple[int, ...]] = {}
+        # Tasks of an ACCEPT that seemed to fail (task id -> agent id), until Mesos says
+        # anything of them: reconciled at once and again on every subscription, since the
+        # first ask may fail too (the master died with the ACCEPT) and the controller still
+        # counts them as handed over, so no one else would ever ask (the worker's only).
+        self._uncertain: dict[str, str] = {}
         # The roles the policy names (calls.framework_roles); the worker's only.
         self.extra_roles: tuple[str, ...] = ()
         self._base_role = None if config.roles else (config.role or "*")
@@ -194,6 +199,10 @@ class Launches:
                 roles.add(role)
         return sorted(roles)
 
+    def uncertain(self) -> list[tuple[str, str | None]]:
+        """Tasks of a failed ACCEPT Mesos has said nothing of yet (task id, agent id)."""
+        return list(self._uncertain.items())
+
     def pending_ids(self) -> list[str]:
         with self._lock:
             return list(self._pending)
@@ -247,6 +256,7 @@ class Launches:
             if agent_id in self._agents:
                 hostname = self._agents[agent_id][0]
         update = TaskUpdate.from_status(status, hostname, self._host_ports.get(task_id))
+        self._uncertain.pop(task_id, None)
         metrics.STATUS_UPDATES.labels(update.state).inc()
         if update.terminal or update.state == "TASK_UNKNOWN":
             self._placements.remove(task_id)
@@ -329,8 +339,9 @@ class Launches:
             if not ok:
                 # Mesos may or may not have them: ask, and let the answer decide.
                 metrics.LAUNCH_ERRORS.inc(len(infos))
-                self._reconcile([(i["task_id"]["value"], i["agent_id"]["value"])
-                                 for i in infos])
+                asked = [(i["task_id"]["value"], i["agent_id"]["value"]) for i in infos]
+                self._uncertain.update(asked)
+                self._reconcile(asked)
                 continue
             metrics.OFFERS_USED.inc()
             metrics.TASKS_LAUNCHED.inc(len(infos))

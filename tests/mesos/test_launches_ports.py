@@ -115,3 +115,18 @@ def test_a_check_on_a_missing_port_fails_the_launch_at_once() -> None:
     assert error.reason == "REASON_TASK_INVALID" and "PORT5 does not exist" in (
         error.message or "")
     assert lm.pending_count == 0
+
+
+def test_tasks_of_a_failed_accept_stay_to_reconcile_until_mesos_answers() -> None:
+    """Regression (a chaos master_failover run): the master died with an ACCEPT, the
+    reconciliation sent at once failed too, and the controller — which still counted the
+    tasks as handed over, so kept them out of its own reconciliation — never asked again: the
+    tasks stayed LAUNCHING forever. They are kept as uncertain until any update names them,
+    and the adapter reconciles them on every subscription."""
+    calls = Calls(ok=False)
+    lm, _ = launches(calls)
+    lm.add([LaunchRequest(TID, WEB)])
+    lm.on_offers([offer_json("o1", "h1", ports=[(31000, 31010)])])
+    assert lm.uncertain() == [(TID, "agent-h1")]
+    lm.on_update(status(TID, "TASK_GONE"))
+    assert lm.uncertain() == []
